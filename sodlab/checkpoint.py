@@ -1,0 +1,115 @@
+"""sodlab's own checkpoints: one file with the model's family, plain-data config and weights.
+
+Files are written atomically (temporary file in the same folder, then rename) and read with
+``torch.load(weights_only=True)``, so loading a checkpoint never executes code.
+"""
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+from typing import Any, Mapping, Optional
+
+import torch
+from torch import nn
+
+from .errors import CheckpointError
+from .models.registry import build_from_config, model_family
+
+FORMAT = "sodlab-checkpoint"
+VERSION = 1
+
+
+def atomic_torch_save(obj: Any, path: str | Path) -> Path:
+    """``torch.save`` to a temporary file beside ``path``, then rename over it."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            torch.save(obj, f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def model_record(model: nn.Module) -> dict[str, Any]:
+    """What a checkpoint stores to rebuild ``model``: family, registry name, config, weights."""
+    model = getattr(model, "module", model)  # DistributedDataParallel
+    family = model_family(model)
+    return {
+        "format": FORMAT,
+        "version": VERSION,
+        "family": family,
+        "name": getattr(model, "registry_name", family),
+        "config": model.config.to_dict(),
+        "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
+    }
+
+
+def save(model: nn.Module, path: str | Path, extra: Optional[Mapping[str, Any]] = None) -> Path:
+    """Write ``model`` (plus optional plain-data ``extra``) to ``path`` atomically."""
+    record = model_record(model)
+    if extra:
+        record["extra"] = dict(extra)
+    return atomic_torch_save(record, path)
+
+
+def read_checkpoint(path: str | Path) -> dict[str, Any]:
+    """The raw record of a sodlab checkpoint (no code is executed)."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"{path}: no such checkpoint file")
+    try:
+        record = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:
+        raise CheckpointError(f"{path}: not a readable checkpoint, or one that holds code ({type(exc).__name__}: {str(exc).splitlines()[0][:200]})") from exc
+    if not isinstance(record, dict) or record.get("format") != FORMAT:
+        hint = " (an authors' checkpoint? use sodlab.load_official_csnet)" if isinstance(record, dict) and "state_dict" in record else ""
+        raise CheckpointError(f"{path}: not a sodlab checkpoint{hint}")
+    if record.get("version", 0) > VERSION:
+        raise CheckpointError(f"{path}: written by a newer sodlab (format version {record['version']})")
+    return record
+
+
+def model_from_record(record: Mapping[str, Any], source: str = "checkpoint") -> nn.Module:
+    try:
+        model = build_from_config(record["family"], record["config"])
+    except Exception as exc:
+        raise CheckpointError(f"{source}: cannot rebuild the model ({exc})") from exc
+    try:
+        model.load_state_dict(record["state_dict"], strict=True)
+    except RuntimeError as exc:
+        raise CheckpointError(f"{source}: weights do not fit the stored configuration: {str(exc).splitlines()[0]}") from exc
+    model.registry_name = record.get("name", record["family"])
+    return model
+
+
+def load(path: str | Path) -> nn.Module:
+    """Rebuild a model written by `save` (or a training run's ``last.pt``/``best.pt``), in eval mode."""
+    return model_from_record(read_checkpoint(path), str(path)).eval()
+
+
+def load_weights(path: str | Path, model_name: Optional[str] = None, layer_config: Optional[str | Path] = None) -> nn.Module:
+    """A model from either a sodlab checkpoint or the authors' CSNet ``.pth.tar``.
+
+    For the authors' format the layer configuration comes from ``layer_config`` (their
+    ``.bin`` or JSON) or from the preset ``model_name`` (``csnet-L-x1``/``csnet-L-x2``).
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"{path}: no such weights file")
+    try:
+        return load(path)
+    except CheckpointError as exc:
+        if "authors' checkpoint" not in str(exc):
+            raise
+    from .models.official import load_official_csnet
+
+    if layer_config is None and model_name is None:
+        raise CheckpointError(f"{path}: an authors' checkpoint needs --model (csnet-L-x1 or csnet-L-x2) or --layer-config")
+    return load_official_csnet(path, layer_config, preset=model_name)

@@ -1,0 +1,1 @@
+"""Subcommands of the `sodlab` CLI, one module each (see sodlab.cli)."""
