@@ -19,7 +19,7 @@ _PUBLIC = {
     "predict": "sodlab.inference",
     "predict_batch": "sodlab.inference",
     "evaluate": "sodlab.evaluation",
-    "profile": "sodlab.profile",
+    "profile": "sodlab.profiling",
     "optimize_for_inference": "sodlab.fast",
 }
 

@@ -17,7 +17,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from ..models.registry import create_model, model_descriptions
-    from ..profile import profile
+    from ..profiling import profile
 
     descriptions = model_descriptions()
     if args.list:
