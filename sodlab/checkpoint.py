@@ -5,14 +5,13 @@ Files are written atomically (temporary file in the same folder, then rename) an
 """
 from __future__ import annotations
 
-import os
-import tempfile
 from pathlib import Path
 from typing import Any, Mapping, Optional
 
 import torch
 from torch import nn
 
+from .atomic import atomic_path
 from .errors import CheckpointError
 from .models.registry import build_from_config, model_family
 
@@ -23,17 +22,8 @@ VERSION = 1
 def atomic_torch_save(obj: Any, path: str | Path) -> Path:
     """``torch.save`` to a temporary file beside ``path``, then rename over it."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            torch.save(obj, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_path(path, fsync=True) as tmp:
+        torch.save(obj, tmp)
     return path
 
 

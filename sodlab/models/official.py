@@ -235,3 +235,45 @@ def csnet_to_official(model: CSNet) -> tuple[dict[str, torch.Tensor], list]:
     """Our CSNet in the authors' format: (state_dict, layer_config list)."""
     sd = {our_key_to_official(k): v.detach().clone() for k, v in model.state_dict().items()}
     return sd, model.config.to_layer_config()
+
+
+# --- CSF+Res2Net -------------------------------------------------------------------------
+# Their CSFNet key -> ours (`CSFRes2Net`). Applied in order; the backbone keeps its names.
+_CSF_RES2NET_RULES: list[tuple[str, str]] = [
+    (r"^module\.", ""),
+    (r"^base\.", "backbone."),
+    (r"^fuse1x1\.", "head.merge."),
+    (r"^fuse\.", "head.fuse."),
+    (r"^ms\.convs\.(\d+)\.msconv\.(\d+)\.", r"head.ms.\1.convs.\2."),
+    (r"^ms\.convs\.(\d+)\.bn\.", r"head.ms.\1.norm."),
+    (r"^ms\.convs\.(\d+)\.prelu\.", r"head.ms.\1.act."),
+    (r"^(head\.(?:fuse|merge)\.conv)\.weights$", r"\1.weight"),
+    (r"^(head\.(?:fuse|merge))\.bns\.", r"\1.norms."),
+    (r"^(head\.(?:fuse|merge))\.prelus\.", r"\1.acts."),
+    (r"^cls_layer\.", "classifier."),
+]
+# Their released checkpoint still carries the ImageNet classifier of the backbone.
+_CSF_RES2NET_IGNORE = (r"^(module\.)?(base\.)?fc\.(weight|bias)$",)
+
+
+def csf_res2net_key_to_ours(key: str) -> str:
+    return _rename(key, _CSF_RES2NET_RULES)
+
+
+def csf_res2net_from_official(state_dict: Mapping[str, Any]) -> nn.Module:
+    """A `CSFRes2Net` (eval mode) holding the weights of the authors' CSFNet
+    (``base.layer1.0.convs.0.weight``, ``fuse.conv.weights``, ``ms.convs.0.msconv.0.weight``,
+    ``cls_layer.bias``, ...; stray ``fc`` keys are ignored, a ``module.`` prefix accepted)."""
+    from .csf_res2net import CSFRes2Net
+
+    model = CSFRes2Net()
+    return load_mapped_state(model, state_dict, csf_res2net_key_to_ours, "CSF+Res2Net", ignore=_CSF_RES2NET_IGNORE).eval()
+
+
+def load_official_csf_res2net(checkpoint_path: PathLike) -> nn.Module:
+    """The authors' CSF+Res2Net from their checkpoint file (read with ``weights_only=True``)."""
+    sd = read_official_checkpoint(checkpoint_path)
+    try:
+        return csf_res2net_from_official(sd)
+    except CheckpointError as exc:
+        raise CheckpointError(f"{checkpoint_path}: {exc}") from exc

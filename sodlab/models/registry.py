@@ -29,7 +29,7 @@ class ModelEntry:
 _MODELS: dict[str, ModelEntry] = {}
 _FAMILIES: dict[str, Callable[[Mapping[str, Any]], nn.Module]] = {}
 # Modules that register further models when imported (kept explicit, no import magic).
-_MODEL_MODULES = ("sodlab.models.csf_res2net",)
+_MODEL_MODULES = ("sodlab.models.csf_res2net", "sodlab.models.classifier")
 _loaded = False
 
 

@@ -1,0 +1,138 @@
+"""Category splits for the category-sensitivity study, and bootstrap intervals.
+
+A split is drawn from an explicit seed, so a run is repeatable and a second seed is a
+second, independent split.
+"""
+from __future__ import annotations
+
+from typing import Callable, Iterator, Optional, Sequence
+
+import numpy as np
+from torch.utils.data import Dataset, Subset
+
+from ..errors import ConfigError, DataError
+
+
+def split_categories(categories: Sequence[str] | int, n_seen: int, seed: int) -> tuple[list, list]:
+    """``(seen, unseen)``: ``n_seen`` categories drawn at random (by ``seed``), the rest unseen.
+
+    ``categories`` is a list of names (or a count, meaning indices ``0..n-1``). Both lists
+    keep the input order.
+    """
+    cats = list(range(categories)) if isinstance(categories, int) else list(categories)
+    if len(set(cats)) != len(cats):
+        raise ConfigError(f"categories must be distinct, got {cats}")
+    if not 1 <= n_seen < len(cats):
+        raise ConfigError(f"n_seen must be between 1 and {len(cats) - 1} for {len(cats)} categories, got {n_seen}")
+    chosen = set(np.random.default_rng(seed).permutation(len(cats))[:n_seen].tolist())
+    seen = [c for i, c in enumerate(cats) if i in chosen]
+    unseen = [c for i, c in enumerate(cats) if i not in chosen]
+    return seen, unseen
+
+
+def leave_one_category_out(categories: Sequence) -> Iterator[tuple[object, list]]:
+    """``(held_out, train_categories)`` for every category."""
+    cats = list(categories)
+    for c in cats:
+        yield c, [d for d in cats if d != c]
+
+
+def dataset_labels(dataset: Dataset) -> np.ndarray:
+    """The category index of every item (-1: none). Uses ``dataset.labels`` when the dataset
+    exposes it (no image is read), else reads every item."""
+    labels = getattr(dataset, "labels", None)
+    if labels is None and isinstance(dataset, Subset):
+        parent = dataset_labels(dataset.dataset)
+        return parent[np.asarray(dataset.indices, dtype=int)]
+    if labels is None:
+        labels = [int(dataset[i]["label"]) for i in range(len(dataset))]
+    return np.asarray(labels, dtype=int)
+
+
+def category_ids(dataset: Dataset, categories: Sequence) -> list[int]:
+    """Category names (or indices) -> indices into ``dataset.category_names``."""
+    names = list(getattr(dataset, "category_names", None) or getattr(getattr(dataset, "dataset", None), "category_names", None) or [])
+    out = []
+    for c in categories:
+        if isinstance(c, (int, np.integer)):
+            out.append(int(c))
+        elif c in names:
+            out.append(names.index(c))
+        else:
+            raise DataError(f"unknown category {c!r}; the dataset has {names or 'no category names'}")
+    return out
+
+
+def subset_by_category(dataset: Dataset, categories: Sequence, max_items: Optional[int] = None, seed: int = 0) -> Subset:
+    """The items of ``dataset`` whose category is in ``categories`` (names or indices);
+    ``max_items`` keeps a seeded random subset of them (in dataset order)."""
+    ids = set(category_ids(dataset, categories))
+    idx = np.flatnonzero(np.isin(dataset_labels(dataset), sorted(ids)))
+    if max_items is not None and len(idx) > max_items:
+        idx = np.sort(np.random.default_rng(seed).choice(idx, size=max_items, replace=False))
+    return Subset(dataset, idx.tolist())
+
+
+def fraction_subset(dataset: Dataset, fraction: float, seed: int) -> Subset:
+    """A seeded random ``fraction`` of ``dataset``, stratified by category so that every
+    category keeps (at least one of) its items."""
+    if not 0 < fraction <= 1:
+        raise ConfigError(f"fraction must be in (0, 1], got {fraction}")
+    labels = dataset_labels(dataset)
+    rng = np.random.default_rng(seed)
+    keep = []
+    for lab in np.unique(labels):
+        idx = np.flatnonzero(labels == lab)
+        n = max(1, int(round(fraction * len(idx))))
+        keep.extend(rng.choice(idx, size=n, replace=False).tolist())
+    return Subset(dataset, sorted(keep))
+
+
+# --- bootstrap -----------------------------------------------------------------------
+def _mean0(a: np.ndarray) -> float:
+    return float(np.mean(a, axis=0))
+
+
+def bootstrap_ci(
+    values: Sequence[float] | np.ndarray,
+    n_boot: int = 1000,
+    ci: float = 0.95,
+    seed: int = 0,
+    statistic: Callable[[np.ndarray], float] = _mean0,
+) -> dict[str, float]:
+    """Percentile bootstrap interval of ``statistic`` over items (rows of ``values``):
+    ``{"estimate", "low", "high"}``."""
+    v = np.asarray(values, dtype=np.float64)
+    if len(v) < 2:
+        raise ConfigError(f"a bootstrap needs at least 2 items, got {len(v)}")
+    rng = np.random.default_rng(seed)
+    stats = np.array([statistic(v[rng.integers(0, len(v), len(v))]) for _ in range(n_boot)])
+    a = (1 - ci) / 2
+    return {"estimate": float(statistic(v)), "low": float(np.quantile(stats, a)), "high": float(np.quantile(stats, 1 - a))}
+
+
+def bootstrap_gap(
+    seen: Sequence[float] | np.ndarray,
+    unseen: Sequence[float] | np.ndarray,
+    n_boot: int = 1000,
+    ci: float = 0.95,
+    seed: int = 0,
+    statistic: Callable[[np.ndarray], float] = _mean0,
+) -> dict[str, float]:
+    """Bootstrap interval of ``statistic(seen) - statistic(unseen)``, resampling the images of
+    each group independently: ``{"gap", "low", "high", "p_gap_le_0"}`` (the last: share of
+    resamples where the gap is not positive, a one-sided bootstrap p-value)."""
+    s, u = np.asarray(seen, dtype=np.float64), np.asarray(unseen, dtype=np.float64)
+    if len(s) < 2 or len(u) < 2:
+        raise ConfigError(f"a bootstrap needs at least 2 items per group, got {len(s)} seen and {len(u)} unseen")
+    rng = np.random.default_rng(seed)
+    gaps = np.array(
+        [statistic(s[rng.integers(0, len(s), len(s))]) - statistic(u[rng.integers(0, len(u), len(u))]) for _ in range(n_boot)]
+    )
+    a = (1 - ci) / 2
+    return {
+        "gap": float(statistic(s) - statistic(u)),
+        "low": float(np.quantile(gaps, a)),
+        "high": float(np.quantile(gaps, 1 - a)),
+        "p_gap_le_0": float((gaps <= 0).mean()),
+    }

@@ -1,0 +1,98 @@
+"""`sodlab data`: generate the synthetic benchmark, check a dataset folder, draw samples."""
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from ..errors import DataError
+
+NAME = "data"
+HELP = "generate the synthetic benchmark (synth), check a dataset folder (check), draw samples (samples)"
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    from ..data.synthetic import CATEGORIES, DEFAULT_DIFFICULTY, DEFAULT_SEED, DEFAULT_SIZE, DEFAULT_TEST, DEFAULT_TRAIN
+
+    sub = p.add_subparsers(dest="data_command", metavar="ACTION")
+    sub.required = True
+
+    s = sub.add_parser("synth", help="generate the synthetic benchmark (train/ and test/ folders)",
+                       description="Generate the synthetic benchmark: OUT/train and OUT/test with images/, GT/ "
+                                   "and categories.csv, plus OUT/synth.json.")
+    s.add_argument("--out", required=True, help="output folder (must not exist or be empty unless --overwrite)")
+    s.add_argument("--train", type=int, default=DEFAULT_TRAIN, help=f"training images (default {DEFAULT_TRAIN})")
+    s.add_argument("--test", type=int, default=DEFAULT_TEST, help=f"test images (default {DEFAULT_TEST})")
+    s.add_argument("--size", type=int, default=DEFAULT_SIZE, help=f"image side in pixels (default {DEFAULT_SIZE})")
+    s.add_argument("--seed", type=int, default=DEFAULT_SEED, help=f"random seed (default {DEFAULT_SEED})")
+    s.add_argument("--categories", default=None,
+                   help=f"comma-separated subset of: {','.join(CATEGORIES)} (default: all)")
+    s.add_argument("--difficulty", type=float, default=DEFAULT_DIFFICULTY,
+                   help=f"0 (easy) .. 1 (hard), up to 1.5 (default {DEFAULT_DIFFICULTY})")
+    s.add_argument("--format", choices=("jpg", "png"), default="jpg", help="image file format (masks are PNG)")
+    s.add_argument("--workers", type=int, default=None, help="processes (default: the usable cores)")
+    s.add_argument("--overwrite", action="store_true", help="replace a non-empty --out folder")
+    s.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+    c = sub.add_parser("check", help="validate a dataset folder and summarise it",
+                       description="Validate a dataset folder (pairing, readability, sizes) and summarise it.")
+    c.add_argument("root", help="dataset folder (images/ + GT/, DUTS, ECSSD ...)")
+    c.add_argument("--split", default=None, help="sub-folder to check (e.g. train, test)")
+    c.add_argument("--lenient", action="store_true", help="report problems as warnings and count the usable pairs")
+    c.add_argument("--json", action="store_true", help="print one JSON object")
+
+    g = sub.add_parser("samples", help="draw a figure of samples per category",
+                       description="Write a PNG grid of samples per category of a generated benchmark.")
+    g.add_argument("root", help="benchmark folder (with train/ and test/)")
+    g.add_argument("--out", required=True, help="PNG file to write")
+    g.add_argument("--split", default="train")
+    g.add_argument("--per-category", type=int, default=4)
+    g.add_argument("--dpi", type=int, default=80)
+
+
+def _synth(args: argparse.Namespace) -> int:
+    from ..data.synthetic import generate
+
+    cats = [c.strip() for c in args.categories.split(",") if c.strip()] if args.categories else None
+    out = generate(args.out, n_train=args.train, n_test=args.test, size=args.size, seed=args.seed, categories=cats,
+                   difficulty=args.difficulty, progress=not args.no_progress, overwrite=args.overwrite,
+                   workers=args.workers, image_format=args.format)
+    print(out)
+    return 0
+
+
+def _check(args: argparse.Namespace) -> int:
+    from collections import Counter
+
+    from ..data.folder import SODFolder
+
+    ds = SODFolder(args.root, split=args.split, lenient=args.lenient)
+    counts = Counter(c for c in ds.categories if c is not None)
+    summary = {"root": str(ds.root), "items": len(ds), "categories": dict(sorted(counts.items())),
+               "unlabelled": sum(c is None for c in ds.categories),
+               "sizes": sorted({f"{w}x{h}" for h, w in ds.sizes})[:10]}
+    if args.json:
+        print(json.dumps(summary))
+    else:
+        print(f"{summary['root']}: {summary['items']} image/mask pairs, {len(counts)} categories"
+              f"{', ' + str(summary['unlabelled']) + ' unlabelled' if counts and summary['unlabelled'] else ''}")
+        for name, n in summary["categories"].items():
+            print(f"  {name:16s} {n:6d}")
+        print(f"  image sizes (WxH, first 10): {', '.join(summary['sizes'])}")
+    return 0
+
+
+def _samples(args: argparse.Namespace) -> int:
+    from ..data.synthetic import sample_grid
+    from ..viz.io import savefig
+
+    if args.per_category < 1:
+        raise DataError("--per-category must be at least 1")
+    fig = sample_grid(args.root, per_category=args.per_category, split=args.split)
+    path = savefig(fig, Path(args.out), dpi=args.dpi, close=True)
+    print(path)
+    return 0
+
+
+def run(args: argparse.Namespace) -> int:
+    return {"synth": _synth, "check": _check, "samples": _samples}[args.data_command](args)

@@ -1,0 +1,102 @@
+"""`sodlab train`: train a registered model on a dataset folder with a recipe.
+
+One process: ``sodlab train --data TRAIN --val VAL --recipe quick --out runs/quick``.
+Several (DistributedDataParallel): ``torchrun --nproc_per_node N -m sodlab train ...``.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+from pathlib import Path
+from typing import Any
+
+from ..errors import ConfigError
+
+NAME = "train"
+HELP = "train a model (recipes: csnet-paper, quick, csf-res2net-paper, csf-res2net-batched); resumable, multi-GPU with torchrun"
+
+log = logging.getLogger(__name__)
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--data", required=True, help="training folder (images + masks)")
+    p.add_argument("--val", default=None, help="validation folder (best.pt is chosen by its max-F)")
+    p.add_argument("--model", default=None, help="registry name (default: the recipe's model; see `sodlab info --list`)")
+    p.add_argument("--model-arg", action="append", default=[], metavar="K=V", help="model constructor argument (JSON value), repeatable")
+    src = p.add_mutually_exclusive_group()
+    src.add_argument("--recipe", default=None, help="shipped recipe name (default: quick)")
+    src.add_argument("--config", default=None, metavar="FILE", help="recipe or train-config JSON file")
+    p.add_argument("--set", action="append", default=[], metavar="K=V", help="override a train-config key (JSON value), repeatable")
+    p.add_argument("--epochs", type=int, default=None, help="override the number of epochs (may change when resuming)")
+    p.add_argument("--out", required=True, help="run folder: last.pt, best.pt, log.csv, config.json")
+    p.add_argument("--resume", action="store_true", help="continue the run in --out")
+    p.add_argument("--device", default="auto", help="auto (CUDA when present), cpu, cuda, cuda:1 ...")
+    p.add_argument("--no-progress", action="store_true", help="no progress bars")
+
+
+def _value(text: str) -> Any:
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError:
+        return text
+
+
+def parse_pairs(pairs: list[str], what: str) -> dict[str, Any]:
+    out = {}
+    for pair in pairs:
+        if "=" not in pair:
+            raise ConfigError(f"{what} {pair!r}: expected KEY=VALUE")
+        k, v = pair.split("=", 1)
+        out[k.strip().replace("-", "_")] = _value(v)
+    return out
+
+
+def run(args: argparse.Namespace) -> int:
+    from ..models.registry import create_model
+    from ..train import TrainConfig, fit, read_recipe
+    from ..train import distributed as D
+    from ..train.trainer import folder_dataset
+
+    for flag, path in (("--data", args.data), ("--val", args.val)):
+        if path is not None and not Path(path).is_dir():
+            raise ConfigError(f"{flag} {path}: no such folder")
+    recipe = read_recipe(args.config or args.recipe or "quick")
+    train_cfg = dict(recipe["train"])
+    train_cfg.update(parse_pairs(args.set, "--set"))
+    if args.epochs is not None:
+        train_cfg["epochs"] = args.epochs
+    config = TrainConfig.from_dict(train_cfg, args.config or f"recipe {args.recipe or 'quick'}")
+
+    model_spec = recipe.get("model") or {}
+    name = args.model or model_spec.get("name")
+    if not name:
+        raise ConfigError("no model: give --model NAME (the recipe names none)")
+    model_args = dict(model_spec.get("args", {})) if name == model_spec.get("name") else {}
+    model_args.update(parse_pairs(args.model_arg, "--model-arg"))
+
+    info = D.init_from_env(args.device)
+    try:
+        train_ds = folder_dataset(args.data, config, train=True)
+        val_ds = folder_dataset(args.val, config, train=False, category_names=train_ds.category_names or None) if args.val else None
+        if config.resolved_task == "classification" and "num_classes" not in model_args:
+            names = getattr(train_ds, "category_names", None)
+            if not names:
+                raise ConfigError(f"{args.data}: classification needs category labels (categories.csv)")
+            model_args["num_classes"] = len(names)
+        model = create_model(name, **model_args)
+        if not info.is_main:
+            logging.getLogger("sodlab").setLevel(logging.WARNING)
+        df = fit(model, train_ds, val_ds, config, args.out, resume=args.resume, device=info.device, progress=not args.no_progress)
+    finally:
+        D.cleanup()
+    if info.is_main and len(df):
+        last = df.iloc[-1]
+        metric = "val_max_f" if "val_max_f" in df else ("val_acc" if "val_acc" in df else None)
+        msg = f"trained {name} for {int(last['epoch'])} epochs into {args.out} (last.pt, best.pt, log.csv, config.json)"
+        if metric:
+            best = df[metric].idxmax()
+            extra = f", MAE {df['val_mae'][best]:.4f}" if "val_mae" in df else ""
+            msg += f"; best epoch {int(df['epoch'][best])}: {metric} {df[metric][best]:.4f}{extra}"
+        print(msg)
+    return 0

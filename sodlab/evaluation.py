@@ -1,0 +1,133 @@
+"""Scoring saliency maps: a model on a dataset folder, or a folder of saved maps.
+
+`evaluate` predicts with the authors' test pipeline (`sodlab.inference.predict_batch`:
+resize to ``size``, normalise, sigmoid, resize back to the image's original size, x255,
+truncate) and scores every map against its mask at the original resolution.
+`evaluate_folders` scores maps already on disk. Both return the flat scalars of
+`sodlab.metrics.SODMetrics.get_results` plus ``"protocol"`` and, under ``"curves"``, the PR and
+F-threshold curves as pandas DataFrames (for plotting; drop them before writing JSON).
+"""
+from __future__ import annotations
+
+import logging
+import warnings
+from pathlib import Path
+from typing import Any, Optional, Sequence
+
+import numpy as np
+from PIL import Image
+from torch import nn
+from torch.utils.data import Dataset, Subset
+
+from .data.folder import IMAGE_SUFFIXES, MASK_DIRS, SODFolder
+from .data.io import read_gray, read_mask
+from .errors import DataError
+from .metrics import SODMetrics
+
+log = logging.getLogger(__name__)
+_MAX_LISTED = 20
+
+
+def _resolve(dataset: Dataset | str | Path) -> tuple[SODFolder, list[int]]:
+    """The `SODFolder` under ``dataset`` and the indices of its items to score."""
+    if isinstance(dataset, (str, Path)):
+        ds = SODFolder(dataset)
+        return ds, list(range(len(ds)))
+    if isinstance(dataset, SODFolder):
+        return dataset, list(range(len(dataset)))
+    if isinstance(dataset, Subset):
+        base, idx = _resolve(dataset.dataset)
+        return base, [idx[int(i)] for i in dataset.indices]
+    raise DataError(f"evaluate() needs a SODFolder, a Subset of one, or a folder path; got {type(dataset).__name__}")
+
+
+def evaluate(model: nn.Module, dataset: Dataset | str | Path, protocol: str = "standard", batch_size: int = 8,
+             size: int = 224, device: Optional[str] = "auto", progress: bool = True) -> dict[str, Any]:
+    """Metrics of ``model`` on every item of ``dataset`` (a `SODFolder`, a `Subset` of one,
+    or a dataset folder path), maps predicted at each image's original size.
+
+    The dataset's own transform is not used: images are read raw and go through the
+    inference pipeline at ``size``. Returns the scalars of `SODMetrics.get_results`, plus
+    ``"protocol"``, ``"size"`` and ``"curves"`` (DataFrames).
+    """
+    from tqdm import tqdm
+
+    from .inference import predict_batch
+
+    ds, indices = _resolve(dataset)
+    if not indices:
+        raise DataError(f"{ds.root}: nothing to evaluate")
+    meter = SODMetrics(protocol)
+    with tqdm(total=len(indices), unit="img", desc="evaluate", disable=not progress) as bar:
+        for start in range(0, len(indices), batch_size):
+            pairs = [ds.read(i) for i in indices[start:start + batch_size]]
+            maps = predict_batch(model, [img for img, _ in pairs], size=size, device=device, batch_size=batch_size)
+            for sal, (_, mask) in zip(maps, pairs):
+                meter.step(np.asarray(sal, dtype=np.uint8), mask)
+            bar.update(len(pairs))
+    return {**meter.get_results(), "protocol": protocol, "size": int(size), "curves": meter.curves()}
+
+
+def _mask_dir(gt_dir: Path) -> Path:
+    """``gt_dir`` itself, or its mask sub-folder when it is a dataset folder."""
+    for name in MASK_DIRS:
+        if (gt_dir / name).is_dir():
+            return gt_dir / name
+    return gt_dir
+
+
+def _by_stem(folder: Path) -> dict[str, Path]:
+    files: dict[str, Path] = {}
+    dupes = []
+    for f in sorted(folder.iterdir()):
+        if f.is_file() and not f.name.startswith(".") and f.suffix.lower() in IMAGE_SUFFIXES:
+            if f.stem in files:
+                dupes.append(f"{files[f.stem].name} and {f.name}")
+            files[f.stem] = f
+    if dupes:
+        raise DataError(f"{folder}: several files share a stem: {'; '.join(dupes[:_MAX_LISTED])}")
+    return files
+
+
+def _listing(names: Sequence[str]) -> str:
+    more = f" ... and {len(names) - _MAX_LISTED} more" if len(names) > _MAX_LISTED else ""
+    return ", ".join(names[:_MAX_LISTED]) + more
+
+
+def evaluate_folders(pred_dir: str | Path, gt_dir: str | Path, protocol: str = "standard",
+                     progress: bool = False) -> dict[str, Any]:
+    """Metrics of the saved maps in ``pred_dir`` against the masks in ``gt_dir`` (a mask
+    folder, or a dataset folder with ``GT/``/``masks/``), paired by file stem.
+
+    Every mask needs a map and every map a mask, else a `DataError` names the missing
+    ones. A map whose size differs from its mask's is resized bilinearly, with a warning.
+    """
+    from tqdm import tqdm
+
+    pred_dir, gt_dir = Path(pred_dir).expanduser(), Path(gt_dir).expanduser()
+    for p, what in ((pred_dir, "prediction"), (gt_dir, "ground-truth")):
+        if not p.is_dir():
+            raise DataError(f"{p}: no such {what} folder")
+    masks = _by_stem(_mask_dir(gt_dir))
+    preds = _by_stem(pred_dir)
+    if not masks:
+        raise DataError(f"{gt_dir}: no mask files")
+    missing = sorted(masks.keys() - preds.keys())
+    extra = sorted(preds.keys() - masks.keys())
+    if missing or extra:
+        parts = [f"{len(missing)} mask(s) without a prediction in {pred_dir}: {_listing([masks[s].name for s in missing])}"] if missing else []
+        parts += [f"{len(extra)} prediction(s) without a mask in {_mask_dir(gt_dir)}: {_listing([preds[s].name for s in extra])}"] if extra else []
+        raise DataError("; ".join(parts))
+    meter = SODMetrics(protocol)
+    resized = []
+    for stem in tqdm(sorted(masks), unit="img", desc="evaluate", disable=not progress):
+        gt = read_mask(masks[stem])
+        pred = read_gray(preds[stem])
+        if pred.shape != gt.shape:
+            resized.append(preds[stem].name)
+            pred = np.asarray(Image.fromarray(pred).resize((gt.shape[1], gt.shape[0]), Image.BILINEAR))
+        meter.step(pred, gt)
+    if resized:
+        warnings.warn(f"{len(resized)} prediction(s) differ in size from their masks and were resized bilinearly: "
+                      f"{_listing(resized)}", stacklevel=2)
+    return {**meter.get_results(), "protocol": protocol, "curves": meter.curves()}

@@ -1,0 +1,457 @@
+"""Fast equivalents of sodlab models: folded for inference, fused for training.
+
+`optimize_for_inference` returns a new module that computes what ``model.eval()`` computes
+(to float rounding), with the work rearranged for a CPU:
+
+* BatchNorm (running statistics) and the authors' x100 weight gain are folded into the
+  convolution weights and biases once, instead of being applied on every call.
+* A gOctConv computes each output scale with one convolution instead of one per input
+  scale. Convolution is linear, so the sum of the per-input convolutions equals one
+  convolution over the channel-concatenated inputs, provided every input is first brought to
+  the output's resolution exactly as `GOctConv.forward` does it:
+
+  - coarser output: max-pool the input, then convolve. Max-pooling is not linear, so it must
+    stay in front of the convolution; a 4x pool is taken from the cached 2x pool (max over
+    nested windows is exact).
+  - finer output: the original convolves at the input's resolution and up-samples the result
+    bilinearly. For a 1x1 convolution that equals up-sampling the input and then convolving
+    (bilinear interpolation is a per-channel linear map whose weights sum to one, a 1x1
+    convolution a per-pixel one; they commute, bias included), so these inputs join the
+    concatenation too. For larger kernels they do not commute (the up-sampled map is not a
+    convolution of the up-sampled input near every pixel), so those terms stay "convolve,
+    then up-sample", and are added in place.
+* Activations run in channels-last layout, which oneDNN's small depthwise and pointwise
+  convolutions need to be fast on a CPU.
+
+The per-scale depthwise convolutions stay one call per scale: scales differ in resolution,
+and packing them into one tensor would cost more memory traffic (padding, copies) than the
+call it saves.
+
+`optimize_for_training` returns a module that shares ``model``'s parameters and BatchNorm
+modules (so an optimizer on ``model.parameters()`` trains it, and the BatchNorm statistics
+are updated as usual), with the gOctConv blocks fused as above; BatchNorm stays a separate
+training-mode layer, so gradients equal the plain model's to float rounding.
+
+Modules sodlab does not know (a Res2Net backbone, GroupNorm heads, bilinear-resampling
+gOctConvs) are kept as they are, except that a BatchNorm directly following a convolution
+inside an ``nn.Sequential`` is folded into it.
+"""
+from __future__ import annotations
+
+import copy
+import logging
+from dataclasses import dataclass, field
+from typing import Optional, Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from .models.csf import MultiDilationBlock
+from .models.goctconv import GOctConv, GOctConvBNAct, ScaleDepthwiseBNAct, ScaledConv2d, Scales, as_scales
+
+log = logging.getLogger(__name__)
+
+__all__ = ["optimize_for_inference", "optimize_for_training", "OptimizedModel", "FoldedGOctConvAct", "FusedGOctConvBNAct"]
+
+
+# --- planning: which inputs feed which output scale, and how --------------------------------
+@dataclass
+class _OutputPlan:
+    """How one output scale of a gOctConv is computed.
+
+    ``concat``: (input scale, resample) pairs joined along channels for one convolution;
+    resample is 0 (same scale), ``k > 0`` (max-pool by k) or ``-k`` (up-sample by k, 1x1
+    only). ``post``: (input scale, k) pairs convolved at the input's scale, then up-sampled by k.
+    """
+
+    scale: int
+    channels: int
+    concat: list[tuple[int, int]] = field(default_factory=list)
+    post: list[tuple[int, int]] = field(default_factory=list)
+
+    @property
+    def n_terms(self) -> int:
+        return len(self.concat) + len(self.post)
+
+
+def _plan(conv: GOctConv) -> list[Optional[_OutputPlan]]:
+    present = [i for i, c in enumerate(conv.in_channels) if c]
+    commute = conv.kernel_size == 1
+    plans: list[Optional[_OutputPlan]] = []
+    for j, cout in enumerate(conv.out_channels):
+        if cout == 0 or not present:
+            plans.append(None)
+            continue
+        p = _OutputPlan(j, cout)
+        for i in present:
+            if i <= j:
+                p.concat.append((i, 2 ** (j - i) if i < j else 0))
+            elif commute:
+                p.concat.append((i, -(2 ** (i - j))))
+            else:
+                p.post.append((i, 2 ** (i - j)))
+        plans.append(p)
+    return plans
+
+
+def _fusable_goct(conv: GOctConv) -> bool:
+    return conv.resample == "pool" and conv.groups == 1
+
+
+def _bn_scale_shift(bn: Optional[nn.Module], channels: int, like: Tensor) -> tuple[Tensor, Tensor]:
+    """Per-channel (scale, shift) of an eval-mode BatchNorm (identity when ``bn`` is None)."""
+    if bn is None:
+        return torch.ones(channels, dtype=like.dtype, device=like.device), torch.zeros(channels, dtype=like.dtype, device=like.device)
+    std = torch.sqrt(bn.running_var + bn.eps)
+    scale = bn.weight / std if bn.weight is not None else 1.0 / std
+    shift = -bn.running_mean * scale
+    if bn.bias is not None:
+        shift = shift + bn.bias
+    return scale.detach(), shift.detach()
+
+
+def _is_foldable_bn(m: Optional[nn.Module]) -> bool:
+    return isinstance(m, nn.BatchNorm2d) and m.running_mean is not None and m.running_var is not None
+
+
+class _Resampler:
+    """Resampled versions of the inputs of one forward call, each computed once."""
+
+    def __init__(self, xs: Sequence[Optional[Tensor]]) -> None:
+        self.xs = xs
+        self.cache: dict[tuple[int, int], Tensor] = {}
+
+    def get(self, i: int, how: int) -> Tensor:
+        if how == 0:
+            return self.xs[i]
+        key = (i, how)
+        if key not in self.cache:
+            if how == 2:
+                y = F.max_pool2d(self.xs[i], 2, 2)
+            elif how > 2:  # nested windows: max over a 4x4 window is the max of its 2x2 maxima
+                y = F.max_pool2d(self.get(i, how // 2), 2, 2)
+            else:
+                y = F.interpolate(self.xs[i], scale_factor=-how, mode="bilinear", align_corners=False)
+            self.cache[key] = y
+        return self.cache[key]
+
+    def concat(self, parts: Sequence[tuple[int, int]]) -> Tensor:
+        ts = [self.get(i, how) for i, how in parts]
+        return ts[0] if len(ts) == 1 else torch.cat(ts, dim=1)
+
+
+def _prepare_inputs(conv: GOctConv, xs: Tensor | Sequence[Optional[Tensor]]) -> list[Optional[Tensor]]:
+    xs = as_scales(xs)
+    if len(xs) != len(conv.in_channels):
+        raise ValueError(f"gOctConv expects {len(conv.in_channels)} input scales, got {len(xs)}")
+    for i, c in enumerate(conv.in_channels):
+        if c and xs[i] is None:
+            raise ValueError(f"input scale {i} is missing but the layer was built with {c} channels there")
+    return xs
+
+
+# --- inference: folded modules --------------------------------------------------------------
+class FoldedGOctConvAct(nn.Module):
+    """A `GOctConvBNAct` (or bare `GOctConv`) in eval mode with BN and gain folded in and
+    one convolution per output scale (plus one per up-sampled 3x3 term)."""
+
+    def __init__(self, conv: GOctConv, norms: Optional[nn.ModuleDict] = None, acts: Optional[nn.ModuleDict] = None) -> None:
+        super().__init__()
+        self.in_channels, self.out_channels = list(conv.in_channels), list(conv.out_channels)
+        self.stride, self.padding, self.dilation = conv.stride, conv.padding, conv.dilation
+        self.plain = conv.plain
+        w_all = conv.weight.detach() * conv.gain
+        b_all = None if conv.bias is None else conv.bias.detach()
+        in_off, out_off = conv.offsets(conv.in_channels), conv.offsets(conv.out_channels)
+        self.plans = [_OutputPlan(0, conv.out_channels[0], [(0, 0)])] if self.plain else _plan(conv)
+        self.acts = nn.ModuleDict()
+        for j, p in enumerate(self.plans):
+            if p is None:
+                continue
+            bn = norms[str(j)] if norms is not None and str(j) in norms else None
+            scale, shift = _bn_scale_shift(bn, p.channels, w_all)
+            rows = slice(out_off[j], out_off[j + 1])
+            w_rows = w_all[rows] * scale.view(-1, 1, 1, 1)
+            # GOctConv adds its bias once per contributing input scale.
+            bias = shift.clone() if b_all is None else shift + scale * b_all[rows] * p.n_terms
+            if p.concat:
+                w = torch.cat([w_rows[:, in_off[i]:in_off[i + 1]] for i, _ in p.concat], dim=1)
+                self.register_buffer(f"w{j}", w.contiguous())
+                self.register_buffer(f"b{j}", bias)
+            for n, (i, _) in enumerate(p.post):
+                self.register_buffer(f"w{j}_{i}", w_rows[:, in_off[i]:in_off[i + 1]].contiguous())
+                first = n == 0 and not p.concat
+                self.register_buffer(f"b{j}_{i}", bias if first else None)
+            if acts is not None and str(j) in acts:
+                self.acts[str(j)] = copy.deepcopy(acts[str(j)])
+
+    def forward(self, xs: Tensor | Sequence[Optional[Tensor]]) -> Scales:
+        xs = as_scales(xs)
+        if self.plain:
+            y = F.conv2d(xs[0], self.w0, self.b0, self.stride, self.padding, self.dilation)
+            return [self.acts["0"](y) if "0" in self.acts else y]
+        if len(xs) != len(self.in_channels):
+            raise ValueError(f"gOctConv expects {len(self.in_channels)} input scales, got {len(xs)}")
+        if self.stride == 2:
+            xs = [None if x is None else F.avg_pool2d(x, 2, 2) for x in xs]
+        rs = _Resampler(xs)
+        outs: list[Optional[Tensor]] = []
+        for j, p in enumerate(self.plans):
+            if p is None:
+                outs.append(None)
+                continue
+            y = None
+            if p.concat:
+                y = F.conv2d(rs.concat(p.concat), getattr(self, f"w{j}"), getattr(self, f"b{j}"), 1, self.padding, self.dilation)
+            for i, k in p.post:
+                z = F.conv2d(xs[i], getattr(self, f"w{j}_{i}"), getattr(self, f"b{j}_{i}"), 1, self.padding, self.dilation)
+                z = F.interpolate(z, scale_factor=k, mode="bilinear", align_corners=False)
+                y = z if y is None else y.add_(z)
+            outs.append(self.acts[str(j)](y) if str(j) in self.acts else y)
+        return outs
+
+
+def _fold_conv(conv: nn.Conv2d, scale: Optional[Tensor] = None, shift: Optional[Tensor] = None, gain: float = 1.0) -> nn.Conv2d:
+    """A plain ``nn.Conv2d`` computing ``conv(x) * scale + shift`` per output channel, where
+    ``conv``'s weight is first multiplied by ``gain`` (`ScaledConv2d`)."""
+    w = conv.weight.detach() * gain
+    if scale is None:
+        scale, shift = _bn_scale_shift(None, w.shape[0], w)
+    out = nn.Conv2d(conv.in_channels, conv.out_channels, conv.kernel_size, conv.stride, conv.padding, conv.dilation, conv.groups,
+                    bias=True, padding_mode=conv.padding_mode, device=w.device, dtype=w.dtype)
+    out.weight.data.copy_(w * scale.view(-1, 1, 1, 1))
+    out.bias.data.copy_(shift if conv.bias is None else shift + scale * conv.bias.detach())
+    out.requires_grad_(False)
+    return out
+
+
+def _fold_conv_bn(conv: nn.Conv2d, bn: Optional[nn.Module]) -> nn.Conv2d:
+    scale, shift = _bn_scale_shift(bn, conv.out_channels, conv.weight)
+    return _fold_conv(conv, scale, shift, _gain(conv))
+
+
+def _gain(conv: nn.Conv2d) -> float:
+    return getattr(conv, "gain", 1.0) if isinstance(conv, ScaledConv2d) else 1.0
+
+
+class FoldedDepthwiseAct(nn.Module):
+    """`ScaleDepthwiseBNAct` in eval mode: BN and gain folded into each scale's convolution."""
+
+    def __init__(self, block: ScaleDepthwiseBNAct) -> None:
+        super().__init__()
+        self.channels = list(block.channels)
+        self.convs = nn.ModuleDict({k: _fold_conv_bn(c, block.norms[k] if k in block.norms else None) for k, c in block.convs.items()})
+        self.acts = copy.deepcopy(block.acts)
+
+    def forward(self, xs: Tensor | Sequence[Optional[Tensor]]) -> Scales:
+        xs = as_scales(xs)
+        out = []
+        for i, x in enumerate(xs):
+            k = str(i)
+            if x is None or k not in self.convs:
+                out.append(None)
+                continue
+            y = self.convs[k](x)
+            out.append(self.acts[k](y) if k in self.acts else y)
+        return out
+
+
+class FoldedMultiDilation(nn.Module):
+    """`MultiDilationBlock` in eval mode: the concatenation's BN folded into each dilated conv."""
+
+    def __init__(self, block: MultiDilationBlock) -> None:
+        super().__init__()
+        convs, start = [], 0
+        scale, shift = _bn_scale_shift(block.norm, sum(c.out_channels for c in block.convs.values()), next(block.parameters()))
+        for c in block.convs.values():
+            n = c.out_channels
+            convs.append(_fold_conv(c, scale[start:start + n], shift[start:start + n], _gain(c)))
+            start += n
+        self.convs = nn.ModuleList(convs)
+        self.act = copy.deepcopy(block.act)
+
+    def forward(self, x: Tensor) -> Tensor:
+        ys = [c(x) for c in self.convs]
+        return self.act(ys[0] if len(ys) == 1 else torch.cat(ys, dim=1))
+
+
+def _fold_sequential(seq: nn.Sequential) -> None:
+    """Fold every BatchNorm2d that directly follows a Conv2d inside ``seq`` (in place)."""
+    names = list(seq._modules)
+    for a, b in zip(names, names[1:]):
+        conv, bn = seq._modules[a], seq._modules[b]
+        if type(conv) in (nn.Conv2d, ScaledConv2d) and _is_foldable_bn(bn) and conv.padding_mode == "zeros":
+            seq._modules[a] = _fold_conv_bn(conv, bn)
+            seq._modules[b] = nn.Identity()
+
+
+def _swap_inference(module: nn.Module) -> int:
+    """Replace known sub-modules of ``module`` (in place) by folded ones; returns the count."""
+    n = 0
+    for name, child in list(module.named_children()):
+        new: Optional[nn.Module] = None
+        if isinstance(child, GOctConvBNAct) and _fusable_goct(child.conv) and all(_is_foldable_bn(m) for m in child.norms.values()):
+            new = FoldedGOctConvAct(child.conv, child.norms, child.acts)
+        elif type(child) is GOctConv and _fusable_goct(child):
+            new = FoldedGOctConvAct(child)
+        elif isinstance(child, ScaleDepthwiseBNAct) and all(_is_foldable_bn(m) for m in child.norms.values()):
+            new = FoldedDepthwiseAct(child)
+        elif isinstance(child, MultiDilationBlock) and _is_foldable_bn(child.norm):
+            new = FoldedMultiDilation(child)
+        if new is not None:
+            module._modules[name] = new
+            n += 1
+            continue
+        if isinstance(child, nn.Sequential):
+            _fold_sequential(child)
+        n += _swap_inference(child)
+    return n
+
+
+class OptimizedModel(nn.Module):
+    """The inference-optimised form of a model: ``inner`` with folded layers, run in
+    channels-last layout when ``channels_last`` (logits come back in the default layout)."""
+
+    def __init__(self, inner: nn.Module, channels_last: bool) -> None:
+        super().__init__()
+        self.inner = inner
+        self.channels_last = channels_last
+        self.source_type = type(inner).__name__
+
+    def forward(self, x: Tensor):
+        if self.channels_last and x.dim() == 4:
+            x = x.contiguous(memory_format=torch.channels_last)
+        y = self.inner(x)
+        if isinstance(y, Tensor) and y.dim() == 4:
+            y = y.contiguous()
+        return y
+
+    def extra_repr(self) -> str:
+        return f"source={self.source_type}, channels_last={self.channels_last}"
+
+
+@torch.no_grad()
+def optimize_for_inference(model: nn.Module, channels_last: Optional[bool] = None, compile: bool = False) -> nn.Module:
+    """An eval-mode module computing what ``model.eval()`` computes (to float rounding), faster.
+
+    Args:
+        model: any module; sodlab's gOctConv, depthwise and multi-dilation layers with
+            BatchNorm are replaced by folded ones, ``Conv2d``+``BatchNorm2d`` pairs inside
+            ``nn.Sequential`` are folded, everything else is copied unchanged. ``model``
+            itself is not modified.
+        channels_last: run in channels-last layout; ``None`` chooses it on CPU.
+        compile: wrap the result in ``torch.compile`` (first call compiles; needs a C++
+            compiler on CPU).
+
+    Returns:
+        An `OptimizedModel` (or its compiled wrapper) in eval mode, without gradients.
+    """
+    inner = copy.deepcopy(model).eval()
+    n = _swap_inference(inner)
+    if isinstance(inner, nn.Sequential):
+        _fold_sequential(inner)
+    inner.requires_grad_(False)
+    if channels_last is None:
+        p = next(inner.parameters(), None)
+        if p is None:
+            p = next(inner.buffers(), None)
+        channels_last = p is None or p.device.type == "cpu"
+    log.debug("optimize_for_inference: %d layers folded, channels_last=%s", n, channels_last)
+    out = OptimizedModel(inner, bool(channels_last)).eval()
+    if compile:
+        return torch.compile(out)
+    return out
+
+
+# --- training: fused gOctConvs sharing the original parameters ------------------------------
+class FusedGOctConvBNAct(nn.Module):
+    """A `GOctConvBNAct` whose per-output-scale convolutions are fused (as in inference),
+    sharing the original's weight, BatchNorm and PReLU modules; BN keeps its mode."""
+
+    def __init__(self, block: GOctConvBNAct) -> None:
+        super().__init__()
+        self.block = block  # shared, not copied: its parameters are the ones trained
+        conv = block.conv
+        self.plans = [_OutputPlan(0, conv.out_channels[0], [(0, 0)])] if conv.plain else _plan(conv)
+        self.in_off, self.out_off = conv.offsets(conv.in_channels), conv.offsets(conv.out_channels)
+
+    def forward(self, xs: Tensor | Sequence[Optional[Tensor]]) -> Scales:
+        conv = self.block.conv
+        xs = _prepare_inputs(conv, xs)
+        w_all = conv.weight if conv.gain == 1.0 else conv.weight * conv.gain
+        if conv.plain:
+            ys: list[Optional[Tensor]] = [F.conv2d(xs[0], w_all, conv.bias, conv.stride, conv.padding, conv.dilation)]
+            return self.block._norm_act(ys)
+        if conv.stride == 2:
+            xs = [None if x is None else F.avg_pool2d(x, 2, 2) for x in xs]
+        rs = _Resampler(xs)
+        ys = []
+        for j, p in enumerate(self.plans):
+            if p is None:
+                ys.append(None)
+                continue
+            rows = w_all[self.out_off[j]:self.out_off[j + 1]]
+            b = None if conv.bias is None else conv.bias[self.out_off[j]:self.out_off[j + 1]] * p.n_terms
+            y = None
+            if p.concat:
+                parts = [rows[:, self.in_off[i]:self.in_off[i + 1]] for i, _ in p.concat]
+                w = parts[0] if len(parts) == 1 else torch.cat(parts, dim=1)
+                y = F.conv2d(rs.concat(p.concat), w, b, 1, conv.padding, conv.dilation)
+                b = None
+            for i, k in p.post:
+                z = F.conv2d(xs[i], rows[:, self.in_off[i]:self.in_off[i + 1]], b, 1, conv.padding, conv.dilation)
+                b = None
+                z = F.interpolate(z, scale_factor=k, mode="bilinear", align_corners=False)
+                y = z if y is None else y + z
+            ys.append(y)
+        return self.block._norm_act(ys)
+
+
+def _swap_training(module: nn.Module) -> None:
+    for name, child in list(module.named_children()):
+        if isinstance(child, GOctConvBNAct) and _fusable_goct(child.conv):
+            module._modules[name] = FusedGOctConvBNAct(child)
+        else:
+            _swap_training(child)
+
+
+def optimize_for_training(model: nn.Module, channels_last: Optional[bool] = None) -> nn.Module:
+    """A faster module for training ``model``: same parameters (shared, not copied), same
+    BatchNorm modules (statistics update as usual), gOctConv blocks fused.
+
+    The module tree of ``model`` is not modified; the returned module wraps shallow copies of
+    its containers that point at the original layers. Gradients and BN statistics equal those
+    of training ``model`` directly, to float rounding.
+    """
+    shell = _shallow_tree_copy(model)
+    _swap_training(shell)
+    if channels_last is None:
+        p = next(model.parameters(), None)
+        channels_last = p is None or p.device.type == "cpu"
+    return _TrainingModel(shell, bool(channels_last))
+
+
+def _shallow_tree_copy(module: nn.Module) -> nn.Module:
+    """Copies of the container modules down to each `GOctConvBNAct`; leaves are shared."""
+    if isinstance(module, GOctConvBNAct) or not module._modules:
+        return module
+    clone = copy.copy(module)
+    clone._modules = {k: (None if v is None else _shallow_tree_copy(v)) for k, v in module._modules.items()}
+    # Parameters, buffers and hooks dicts are shared with the original on purpose.
+    return clone
+
+
+class _TrainingModel(nn.Module):
+    def __init__(self, inner: nn.Module, channels_last: bool) -> None:
+        super().__init__()
+        self.inner = inner
+        self.channels_last = channels_last
+
+    def forward(self, x: Tensor):
+        if self.channels_last and x.dim() == 4:
+            x = x.contiguous(memory_format=torch.channels_last)
+        y = self.inner(x)
+        if isinstance(y, Tensor) and y.dim() == 4:
+            y = y.contiguous()
+        return y

@@ -1,0 +1,193 @@
+"""Salient object detection metrics, accumulated image by image: ``step(pred, gt)`` for
+every image, then ``get_results()`` (scalars) and ``curves()`` (pandas DataFrames).
+
+Two protocols, which give visibly different numbers on the same maps:
+
+``"standard"`` (what most SOD papers since ~2019 report; the common Python toolbox
+PySODMetrics, package ``py_sod_metrics``, which this protocol calls):
+    every map is min-max normalised first (when not constant), the ground truth is
+    ``gt > 128``; at the 256 thresholds ``pred >= t`` precision, recall and F
+    (beta^2 = 0.3) are computed **per image** and the F curves are averaged over images;
+    max-F / mean-F are the maximum / mean of that mean curve. Adaptive F thresholds each
+    map at twice its mean. MAE is taken on the normalised map. S-measure, E-measure
+    (max/mean/adaptive) and the weighted F-measure come from the same package.
+
+``"salmetric"`` (the authors' SalMetric tool, used for the numbers in the CSNet papers,
+ECCV 2020 and TPAMI 2021):
+    no normalisation; at thresholds ``t = 0..255`` a pixel is predicted salient when
+    ``pred > t``; per image ``precision = (TP + 1e-4) / (predicted positives + 1e-4)`` and
+    ``recall = (TP + 1e-4) / (positives + 1e-4)``; precision and recall (not F) are averaged
+    over images per threshold and ``F = 1.3 P R / (0.3 P + R)`` is computed from the
+    averages; max-F / mean-F over the thresholds. MAE per image is ``mean |pred/255 - gt|``
+    (no stretching), averaged over images.
+
+The differences (F from averaged P/R vs averaged F, min-max stretching, ``>`` vs ``>=``,
+the 1e-4 smoothing that makes an all-black map count as precision 1) typically move max-F
+by one to several points, and MAE too when maps are not full-range: compare numbers only
+within one protocol, and say which one you used. ``data/README.md`` shows an example.
+
+Inputs: ``pred`` an (H, W) uint8 map (0..255); ``gt`` an (H, W) uint8 (foreground > 128)
+or bool mask of the same size.
+"""
+from __future__ import annotations
+
+import warnings
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from .errors import DataError
+
+PROTOCOLS = ("standard", "salmetric")
+BETA2 = 0.3
+SALMETRIC_EPS = 1e-4
+
+
+def _check_inputs(pred: np.ndarray, gt: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``(pred uint8, gt bool)`` after validation."""
+    pred, gt = np.asarray(pred), np.asarray(gt)
+    if pred.ndim != 2 or gt.ndim != 2:
+        raise DataError(f"expected (H, W) maps, got prediction {pred.shape} and ground truth {gt.shape}")
+    if pred.shape != gt.shape:
+        raise DataError(f"prediction {pred.shape} and ground truth {gt.shape} differ in size")
+    if pred.dtype != np.uint8:
+        raise DataError(f"predictions must be uint8 (0..255), got {pred.dtype}")
+    if gt.dtype == bool:
+        return pred, gt
+    if gt.dtype != np.uint8:
+        raise DataError(f"ground truth must be uint8 (foreground > 128) or bool, got {gt.dtype}")
+    return pred, gt > 128
+
+
+class _SalMetric:
+    """The SalMetric protocol (see the module docstring), from histograms."""
+
+    def __init__(self) -> None:
+        self.precision_sum = np.zeros(256, dtype=np.float64)
+        self.recall_sum = np.zeros(256, dtype=np.float64)
+        self.mae_sum = 0.0
+        self.count = 0
+
+    def step(self, pred: np.ndarray, gt: np.ndarray) -> None:
+        fg_hist = np.bincount(pred[gt], minlength=256).astype(np.float64)
+        all_hist = np.bincount(pred.ravel(), minlength=256).astype(np.float64)
+        # Pixels with value > t for t = 0..255: everything above bin t.
+        tp = fg_hist.sum() - np.cumsum(fg_hist)
+        predicted = all_hist.sum() - np.cumsum(all_hist)
+        positives = float(gt.sum())
+        self.precision_sum += (tp + SALMETRIC_EPS) / (predicted + SALMETRIC_EPS)
+        self.recall_sum += (tp + SALMETRIC_EPS) / (positives + SALMETRIC_EPS)
+        self.mae_sum += float(np.abs(pred / 255.0 - gt).mean())
+        self.count += 1
+
+    def _prf(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        p = self.precision_sum / self.count
+        r = self.recall_sum / self.count
+        f = (1 + BETA2) * p * r / (BETA2 * p + r)
+        return p, r, f
+
+    def results(self) -> dict[str, float]:
+        _, _, f = self._prf()
+        return {"mae": self.mae_sum / self.count, "max_f": float(f.max()), "mean_f": float(f.mean())}
+
+    def curves(self) -> dict[str, pd.DataFrame]:
+        p, r, f = self._prf()
+        t = np.arange(256)
+        return {"pr": pd.DataFrame({"threshold": t, "precision": p, "recall": r}),
+                "fmeasure": pd.DataFrame({"threshold": t, "f": f})}
+
+
+class _Standard:
+    """The PySODMetrics protocol, by calling ``py_sod_metrics``."""
+
+    def __init__(self) -> None:
+        try:
+            import py_sod_metrics as psm
+        except ImportError as exc:  # a declared dependency; say how to get it
+            raise DataError("the standard protocol needs the pysodmetrics package (pip install pysodmetrics)") from exc
+        with warnings.catch_warnings():
+            # Fmeasure is announced as deprecated in favour of FmeasureV2, but it is still
+            # the reference implementation of the numbers papers report.
+            warnings.simplefilter("ignore")
+            self.fm = psm.Fmeasure(beta=BETA2)
+        self.mae = psm.MAE()
+        self.sm = psm.Smeasure()
+        self.em = psm.Emeasure()
+        self.wfm = psm.WeightedFmeasure()
+        self.count = 0
+
+    def step(self, pred: np.ndarray, gt: np.ndarray) -> None:
+        # py_sod_metrics thresholds the ground truth at > 128 itself.
+        gt8 = gt.astype(np.uint8) * 255
+        for m in (self.fm, self.mae, self.sm, self.em, self.wfm):
+            m.step(pred, gt8)
+        self.count += 1
+
+    def results(self) -> dict[str, float]:
+        fm = self.fm.get_results()
+        em = self.em.get_results()["em"]
+        return {
+            "mae": float(self.mae.get_results()["mae"]),
+            "max_f": float(fm["fm"]["curve"].max()),
+            "mean_f": float(fm["fm"]["curve"].mean()),
+            "adaptive_f": float(fm["fm"]["adp"]),
+            "s_measure": float(self.sm.get_results()["sm"]),
+            "max_e": float(em["curve"].max()),
+            "mean_e": float(em["curve"].mean()),
+            "adaptive_e": float(em["adp"]),
+            "weighted_f": float(self.wfm.get_results()["wfm"]),
+        }
+
+    def curves(self) -> dict[str, pd.DataFrame]:
+        fm = self.fm.get_results()
+        # py_sod_metrics orders its curves from threshold 255 down to 0; ours go up.
+        p, r = fm["pr"]["p"][::-1], fm["pr"]["r"][::-1]
+        f = fm["fm"]["curve"][::-1]
+        e = self.em.get_results()["em"]["curve"][::-1]
+        t = np.arange(256)
+        return {"pr": pd.DataFrame({"threshold": t, "precision": p, "recall": r}),
+                "fmeasure": pd.DataFrame({"threshold": t, "f": f}),
+                "emeasure": pd.DataFrame({"threshold": t, "e": e})}
+
+
+class SODMetrics:
+    """Accumulates SOD metrics over images under one protocol (``"standard"`` or
+    ``"salmetric"``; see the module docstring).
+
+    >>> m = SODMetrics("salmetric")
+    >>> m.step(pred_uint8, gt_mask)          # once per image
+    >>> m.get_results()["max_f"], m.curves()["pr"]
+    """
+
+    def __init__(self, protocol: str = "standard") -> None:
+        if protocol not in PROTOCOLS:
+            raise DataError(f"unknown protocol {protocol!r}; choose from {', '.join(PROTOCOLS)}")
+        self.protocol = protocol
+        self._impl: Any = _Standard() if protocol == "standard" else _SalMetric()
+
+    def __len__(self) -> int:
+        return self._impl.count
+
+    def step(self, pred: np.ndarray, gt: np.ndarray) -> None:
+        """Add one image: ``pred`` (H, W) uint8, ``gt`` (H, W) uint8 (> 128) or bool."""
+        pred, gt = _check_inputs(pred, gt)
+        self._impl.step(pred, gt)
+
+    def _require_data(self) -> None:
+        if self._impl.count == 0:
+            raise DataError("no images were scored (call step() first)")
+
+    def get_results(self) -> dict[str, float]:
+        """Flat dict of scalars: ``mae``, ``max_f``, ``mean_f`` (standard adds
+        ``adaptive_f``, ``s_measure``, ``max_e``, ``mean_e``, ``adaptive_e``,
+        ``weighted_f``), plus ``n_images``."""
+        self._require_data()
+        return {**self._impl.results(), "n_images": self._impl.count}
+
+    def curves(self) -> dict[str, pd.DataFrame]:
+        """``{"pr": [threshold, precision, recall], "fmeasure": [threshold, f]}`` (standard
+        adds ``"emeasure": [threshold, e]``), one row per threshold 0..255 (``pred >= t``
+        for standard, ``pred > t`` for salmetric)."""
+        self._require_data()
+        return self._impl.curves()

@@ -1,0 +1,36 @@
+"""Figures for the study notebooks: saliency grids, metric curves, bars, heatmaps and the
+channel explorer. Every figure labels its axes with units; `savefig` writes PNGs atomically.
+
+Imported lazily so that `sodlab.studies` (and the CLI) do not load matplotlib.
+"""
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+_PUBLIC = {
+    "atomic_path": "sodlab.viz.io",
+    "savefig": "sodlab.viz.io",
+    "save_table": "sodlab.viz.io",
+    "saliency_grid": "sodlab.viz.maps",
+    "activation_grid": "sodlab.viz.maps",
+    "metric_curves": "sodlab.viz.plots",
+    "bar_plot": "sodlab.viz.plots",
+    "heatmap": "sodlab.viz.plots",
+    "histograms": "sodlab.viz.plots",
+    "scatter_plot": "sodlab.viz.plots",
+    "channel_explorer": "sodlab.viz.explorer",
+    "channel_figure": "sodlab.viz.explorer",
+}
+
+__all__ = sorted(_PUBLIC)
+
+
+def __getattr__(name: str) -> Any:
+    if name in _PUBLIC:
+        return getattr(importlib.import_module(_PUBLIC[name]), name)
+    raise AttributeError(f"module 'sodlab.viz' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return __all__

@@ -1,0 +1,338 @@
+"""Image reading, atomic writes, SODFolder pairing and error reports, transforms, and the
+synthetic benchmark generator."""
+from __future__ import annotations
+
+import hashlib
+import json
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from torch.utils.data import DataLoader
+
+from sodlab.data import SODFolder, read_image, read_mask, write_png_atomic
+from sodlab.data import synthetic
+from sodlab.data import transforms as T
+from sodlab.data.io import image_size, read_gray
+from sodlab.errors import DataError, ImageReadError
+
+
+# --- image reading -----------------------------------------------------------------------------
+def _rgb(h=6, w=9, seed=0):
+    return np.random.default_rng(seed).integers(0, 256, (h, w, 3), dtype=np.uint8)
+
+
+def test_read_rgb_and_grayscale(tmp_path):
+    rgb = _rgb()
+    Image.fromarray(rgb).save(tmp_path / "rgb.png")
+    np.testing.assert_array_equal(read_image(tmp_path / "rgb.png"), rgb)
+    gray = rgb[:, :, 0]
+    Image.fromarray(gray).save(tmp_path / "gray.png")
+    out = read_image(tmp_path / "gray.png")
+    assert out.shape == (6, 9, 3) and out.dtype == np.uint8
+    for c in range(3):
+        np.testing.assert_array_equal(out[:, :, c], gray)
+    assert out.flags.writeable
+
+
+def test_read_rgba_composites_on_black(tmp_path):
+    rgba = np.zeros((4, 4, 4), np.uint8)
+    rgba[..., :3] = 200
+    rgba[0, :, 3] = 255  # opaque row
+    rgba[1, :, 3] = 0    # transparent row
+    rgba[2, :, 3] = 128
+    Image.fromarray(rgba, "RGBA").save(tmp_path / "a.png")
+    out = read_image(tmp_path / "a.png")
+    assert out.shape == (4, 4, 3)
+    assert (out[0] == 200).all() and (out[1] == 0).all()
+    assert (np.abs(out[2].astype(int) - 100) <= 1).all()
+
+
+def test_read_16_bit_and_palette(tmp_path):
+    arr = np.array([[0, 257 * 100], [65535, 257 * 7]], dtype=np.uint16)
+    Image.fromarray(arr).save(tmp_path / "deep.png")
+    out = read_image(tmp_path / "deep.png")
+    np.testing.assert_array_equal(out[:, :, 0], [[0, 100], [255, 7]])
+    assert read_gray(tmp_path / "deep.png").tolist() == [[0, 100], [255, 7]]
+
+    pal = Image.fromarray(np.array([[0, 1], [1, 0]], np.uint8), "P")
+    pal.putpalette([255, 0, 0, 0, 0, 255] + [0] * 762)
+    pal.save(tmp_path / "pal.png")
+    out = read_image(tmp_path / "pal.png")
+    assert out[0, 0].tolist() == [255, 0, 0] and out[0, 1].tolist() == [0, 0, 255]
+
+
+def test_read_applies_exif_orientation(tmp_path):
+    rgb = _rgb(4, 7, seed=3)
+    exif = Image.Exif()
+    exif[0x0112] = 6  # stored image must be rotated 90 degrees clockwise to display upright
+    Image.fromarray(rgb).save(tmp_path / "rot.png", exif=exif)
+    out = read_image(tmp_path / "rot.png")
+    assert out.shape == (7, 4, 3)
+    np.testing.assert_array_equal(out, np.rot90(rgb, k=-1))
+    assert image_size(tmp_path / "rot.png") == (7, 4)
+
+
+def test_unreadable_files_raise_image_read_error(tmp_path):
+    bad = tmp_path / "broken.jpg"
+    bad.write_bytes(b"\xff\xd8\xff\xe0 definitely not a jpeg")
+    with pytest.raises(ImageReadError, match="broken.jpg"):
+        read_image(bad)
+    Image.fromarray(_rgb(64, 64)).save(tmp_path / "full.png")
+    data = (tmp_path / "full.png").read_bytes()
+    (tmp_path / "cut.png").write_bytes(data[: len(data) // 2])
+    with pytest.raises(ImageReadError, match="cut.png"):
+        read_image(tmp_path / "cut.png")
+    with pytest.raises(ImageReadError, match="missing.png"):
+        read_mask(tmp_path / "missing.png")
+
+
+def test_read_mask_threshold(tmp_path):
+    Image.fromarray(np.array([[128, 129], [0, 255]], np.uint8)).save(tmp_path / "m.png")
+    assert read_mask(tmp_path / "m.png").tolist() == [[False, True], [False, True]]
+
+
+def test_write_png_atomic(tmp_path, monkeypatch):
+    arr = _rgb(5, 5)
+    path = write_png_atomic(tmp_path / "sub" / "x.png", arr)
+    np.testing.assert_array_equal(np.asarray(Image.open(path)), arr)
+    write_png_atomic(tmp_path / "mask.png", np.eye(3, dtype=bool))
+    assert np.asarray(Image.open(tmp_path / "mask.png")).tolist() == (np.eye(3) * 255).tolist()
+
+    def failing_save(self, fp, *a, **k):
+        Path(fp).write_bytes(b"partial")
+        raise OSError("disk full")
+
+    monkeypatch.setattr(Image.Image, "save", failing_save)
+    with pytest.raises(OSError):
+        write_png_atomic(tmp_path / "sub" / "x.png", np.zeros((2, 2), np.uint8))
+    monkeypatch.undo()
+    np.testing.assert_array_equal(np.asarray(Image.open(path)), arr)  # the old file is intact
+    assert sorted(p.name for p in (tmp_path / "sub").iterdir()) == ["x.png"]  # no temp left
+
+
+# --- SODFolder ---------------------------------------------------------------------------------
+def _make_folder(root: Path, stems, size=(12, 10), image_dir="images", mask_dir="GT", categories=None):
+    (root / image_dir).mkdir(parents=True, exist_ok=True)
+    (root / mask_dir).mkdir(parents=True, exist_ok=True)
+    for i, s in enumerate(stems):
+        Image.fromarray(_rgb(*size, seed=i)).save(root / image_dir / f"{s}.jpg")
+        m = np.zeros(size, np.uint8)
+        m[2:6, 3:7] = 200
+        Image.fromarray(m).save(root / mask_dir / f"{s}.png")
+    if categories:
+        (root / "categories.csv").write_text("stem,category\n" + "".join(f"{s},{c}\n" for s, c in categories.items()))
+    return root
+
+
+def test_folder_items_and_categories(tmp_path):
+    root = _make_folder(tmp_path / "ds", ["b", "a", "c"], categories={"a": "dog", "b": "cat", "c": "dog"})
+    ds = SODFolder(root)
+    assert len(ds) == 3 and ds.stems == ["a", "b", "c"]
+    assert ds.category_names == ["cat", "dog"] and ds.labels == [1, 0, 1]
+    assert ds.categories == ["dog", "cat", "dog"]
+    item = ds[0]
+    assert set(item) >= {"image", "mask", "label", "stem", "orig_size"}
+    assert item["image"].shape == (3, 12, 10) and item["image"].dtype == torch.float32
+    assert item["mask"].shape == (1, 12, 10) and set(item["mask"].unique().tolist()) == {0.0, 1.0}
+    assert item["mask"].sum() == 16 and item["orig_size"] == (12, 10) and item["label"] == 1
+
+    ds = SODFolder(root, transform=T.eval_transform(16), category_names=["dog", "cat", "bird"])
+    assert ds.labels == [0, 1, 0]
+    batch = next(iter(DataLoader(ds, batch_size=3)))
+    assert batch["image"].shape == (3, 3, 16, 16) and batch["mask"].shape == (3, 1, 16, 16)
+    assert batch["label"].tolist() == [0, 1, 0] and batch["stem"] == ["a", "b", "c"]
+
+
+def test_folder_without_categories_and_duts_layout(tmp_path):
+    _make_folder(tmp_path / "DUTS-TE", ["x1", "x2"], image_dir="DUTS-TE-Image", mask_dir="DUTS-TE-Mask")
+    ds = SODFolder(tmp_path, split="test")
+    assert ds.root.name == "DUTS-TE" and ds.stems == ["x1", "x2"]
+    assert ds.labels == [-1, -1] and ds.category_names == [] and ds[1]["label"] == -1
+    _make_folder(tmp_path / "ecssd", ["e"], image_dir="Imgs", mask_dir="masks")
+    assert len(SODFolder(tmp_path / "ecssd")) == 1
+
+
+def _broken_folder(root: Path) -> Path:
+    _make_folder(root, ["ok1", "ok2", "lonely_img", "bigger"])
+    (root / "GT" / "lonely_img.png").unlink()
+    Image.fromarray(np.zeros((12, 10), np.uint8)).save(root / "GT" / "lonely_mask.png")
+    (root / "images" / "corrupt.jpg").write_bytes(b"not an image at all")
+    Image.fromarray(np.zeros((12, 10), np.uint8)).save(root / "GT" / "corrupt.png")
+    Image.fromarray(np.zeros((30, 10), np.uint8)).save(root / "GT" / "bigger.png")
+    return root
+
+
+def test_folder_reports_every_problem_in_one_error(tmp_path):
+    root = _broken_folder(tmp_path / "ds")
+    with pytest.raises(DataError) as info:
+        SODFolder(root)
+    msg = str(info.value)
+    for name in ("lonely_img.jpg", "lonely_mask.png", "corrupt.jpg", "bigger.jpg", "bigger.png"):
+        assert name in msg
+    assert "4 problem(s)" in msg
+
+
+def test_folder_lenient_skips_with_warnings(tmp_path):
+    root = _broken_folder(tmp_path / "ds")
+    with pytest.warns(UserWarning) as rec:
+        ds = SODFolder(root, lenient=True)
+    assert ds.stems == ["ok1", "ok2"]
+    text = " ".join(str(w.message) for w in rec)
+    assert "corrupt.jpg" in text and "lonely_mask.png" in text and "bigger" in text
+
+
+def test_folder_missing_layout(tmp_path):
+    (tmp_path / "images").mkdir()
+    with pytest.raises(DataError, match="mask folder"):
+        SODFolder(tmp_path)
+    with pytest.raises(DataError, match="no such"):
+        SODFolder(tmp_path / "nope")
+
+
+# --- transforms --------------------------------------------------------------------------------
+def test_train_transform_is_seeded():
+    image, mask = _rgb(40, 50), np.zeros((40, 50), bool)
+    mask[5:20, 10:40] = True
+
+    def run(seed):
+        tf = T.train_transform(24, hflip=True, vflip=True, generator=torch.Generator().manual_seed(seed))
+        return [tf(image, mask) for _ in range(6)]
+
+    a, b, c = run(1), run(1), run(2)
+    for (ia, ma), (ib, mb) in zip(a, b):
+        assert torch.equal(ia, ib) and torch.equal(ma, mb)
+    assert any(not torch.equal(ia, ic) for (ia, _), (ic, _) in zip(a, c))
+    for img, m in a:
+        assert img.shape == (3, 24, 24) and m.shape == (1, 24, 24)
+        assert set(m.unique().tolist()) <= {0.0, 1.0}
+
+    # Without an explicit generator, torch's default generator (seeded per DataLoader worker).
+    tf = T.train_transform(24)
+    torch.manual_seed(5)
+    x = tf(image, mask)
+    torch.manual_seed(5)
+    assert torch.equal(x[0], tf(image, mask)[0])
+
+
+def test_eval_transform_resizes_and_normalises():
+    mean = np.array(T.IMAGENET_MEAN)
+    image = np.broadcast_to(np.round(mean * 255).astype(np.uint8), (30, 20, 3)).copy()
+    img, m = T.eval_transform(16)(image, np.ones((30, 20), bool))
+    assert img.shape == (3, 16, 16) and m.shape == (1, 16, 16) and bool((m == 1).all())
+    assert img.abs().max() < 0.01  # the ImageNet mean maps to zero
+
+
+# --- synthetic benchmark -----------------------------------------------------------------------
+def _digest(root: Path) -> dict[str, str]:
+    return {str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+SMALL = dict(n_train=26, n_test=12, size=40, progress=False)
+
+
+@pytest.fixture(scope="module")
+def small_bench(tmp_path_factory):
+    return synthetic.generate(tmp_path_factory.mktemp("s") / "b0", seed=0, **SMALL)
+
+
+def test_generator_structure_and_balance(small_bench):
+    root = small_bench
+    params = json.loads((root / "synth.json").read_text())
+    assert params["n_train"] == 26 and params["size"] == 40 and params["seed"] == 0
+    assert len(synthetic.CATEGORIES) >= 10 and params["categories"] == list(synthetic.CATEGORIES)
+    for split, n in (("train", 26), ("test", 12)):
+        ds = SODFolder(root, split=split)
+        assert len(ds) == n and len(list((root / split / "images").glob("*.jpg"))) == n
+        counts = Counter(ds.categories)
+        assert max(counts.values()) - min(counts.values()) <= 1
+        image, mask = ds.read(0)
+        assert image.shape == (40, 40, 3) and mask.shape == (40, 40)
+        # One salient object of sensible size in every image.
+        fractions = [ds.read(i)[1].mean() for i in range(len(ds))]
+        assert min(fractions) > 0.02 and max(fractions) < 0.7
+    assert set(SODFolder(root, split="train").category_names) == set(synthetic.CATEGORIES)
+
+
+def test_generator_is_deterministic(small_bench, tmp_path):
+    same = synthetic.generate(tmp_path / "b1", seed=0, **SMALL)
+    other = synthetic.generate(tmp_path / "b2", seed=1, **SMALL)
+    a, b, c = _digest(small_bench), _digest(same), _digest(other)
+    assert a == b
+    differing = [k for k in a if k.endswith(".jpg") and a[k] != c.get(k)]
+    assert len(differing) == 26 + 12
+
+
+def test_generator_parallel_equals_serial(tmp_path):
+    kw = dict(n_train=40, n_test=0, size=32, seed=3, progress=False)
+    serial = synthetic.generate(tmp_path / "serial", workers=1, **kw)
+    parallel = synthetic.generate(tmp_path / "parallel", workers=2, **kw)
+    assert _digest(serial) == _digest(parallel)
+
+
+def test_generator_never_overwrites_by_default(tmp_path):
+    out = tmp_path / "mine"
+    out.mkdir()
+    (out / "precious.txt").write_text("keep")
+    kw = dict(n_train=3, n_test=2, size=24, seed=0, progress=False)
+    with pytest.raises(DataError, match="not empty"):
+        synthetic.generate(out, **kw)
+    assert (out / "precious.txt").read_text() == "keep"
+    synthetic.generate(out, overwrite=True, **kw)
+    assert not (out / "precious.txt").exists() and (out / "synth.json").is_file()
+    assert [p.name for p in tmp_path.iterdir()] == ["mine"]  # no temporary folders left
+    with pytest.raises(DataError, match="unknown categories"):
+        synthetic.generate(tmp_path / "x", categories=["unicorn"], **kw)
+
+
+def test_ensure_benchmark_caches(tmp_path, monkeypatch):
+    kw = dict(n_train=4, n_test=2, size=24, seed=0, progress=False)
+    first = synthetic.ensure_benchmark(tmp_path, **kw)
+    assert first.parent == tmp_path and first.name.startswith("synthetic-")
+    calls = []
+    monkeypatch.setattr(synthetic, "generate", lambda *a, **k: calls.append(1))
+    assert synthetic.ensure_benchmark(tmp_path, **kw) == first and calls == []
+    monkeypatch.undo()
+    other = synthetic.ensure_benchmark(tmp_path, **{**kw, "difficulty": 0.9})
+    assert other != first
+    monkeypatch.setenv("SODLAB_DATA", str(tmp_path / "env"))
+    assert synthetic.default_data_dir() == tmp_path / "env"
+
+
+def _contrast_and_clutter(root: Path) -> tuple[float, float]:
+    """Mean RGB distance between the object and the ring around it, and the mean gradient
+    energy of the background (distractors, clutter)."""
+    from scipy import ndimage
+
+    ds = SODFolder(root, split="train")
+    contrast, clutter = [], []
+    for i in range(len(ds)):
+        image, mask = ds.read(i)
+        img = image.astype(float) / 255
+        ring = ndimage.binary_dilation(mask, iterations=3) & ~mask
+        contrast.append(np.linalg.norm(img[mask].mean(0) - img[ring].mean(0)))
+        g = np.abs(np.diff(img.mean(2), axis=1))
+        clutter.append(g[~mask[:, 1:]].mean())
+    return float(np.mean(contrast)), float(np.mean(clutter))
+
+
+def test_difficulty_knob_changes_the_images(tmp_path):
+    kw = dict(n_train=36, n_test=0, size=48, seed=11, progress=False)
+    easy = _contrast_and_clutter(synthetic.generate(tmp_path / "easy", difficulty=0.0, **kw))
+    hard = _contrast_and_clutter(synthetic.generate(tmp_path / "hard", difficulty=1.0, **kw))
+    assert easy[0] > 1.5 * hard[0]  # lower object contrast
+    assert hard[1] > easy[1]        # busier background
+
+
+def test_sample_grid(small_bench):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    fig = synthetic.sample_grid(small_bench, per_category=2)
+    assert len(fig.axes) == 2 * len(synthetic.CATEGORIES)
+    import matplotlib.pyplot as plt
+
+    plt.close(fig)

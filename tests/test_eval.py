@@ -1,0 +1,138 @@
+"""evaluate / evaluate_folders and the `sodlab eval` and `sodlab data` commands on tiny
+generated data."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from torch import nn
+from torch.utils.data import Subset
+
+from sodlab.cli import main
+from sodlab.data import SODFolder, synthetic, write_png_atomic
+from sodlab.errors import DataError
+from sodlab.evaluation import evaluate, evaluate_folders
+from sodlab.inference import predict_batch
+from sodlab.metrics import SODMetrics
+
+
+class Brightness(nn.Module):
+    """A stand-in saliency model: logits from a fixed 1x1 convolution of the input."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(3, 1, 1)
+        with torch.no_grad():
+            self.conv.weight.fill_(1.0)
+            self.conv.bias.fill_(-0.5)
+
+    def forward(self, x):
+        return self.conv(x)
+
+
+@pytest.fixture(scope="module")
+def bench(tmp_path_factory):
+    return synthetic.generate(tmp_path_factory.mktemp("e") / "b", n_train=4, n_test=6, size=40, seed=2, progress=False)
+
+
+def _by_hand(model, ds, indices, protocol, size):
+    meter = SODMetrics(protocol)
+    pairs = [ds.read(i) for i in indices]
+    for sal, (_, mask) in zip(predict_batch(model, [p[0] for p in pairs], size=size, device="cpu"), pairs):
+        meter.step(sal, mask)
+    return meter.get_results()
+
+
+@pytest.mark.parametrize("protocol", ["standard", "salmetric"])
+def test_evaluate_matches_predict_then_score(bench, protocol):
+    model = Brightness()
+    ds = SODFolder(bench, split="test")
+    res = evaluate(model, ds, protocol=protocol, batch_size=4, size=32, device="cpu", progress=False)
+    expected = _by_hand(model, ds, range(len(ds)), protocol, 32)
+    assert {k: res[k] for k in expected} == expected
+    assert res["n_images"] == 6 and res["protocol"] == protocol
+    assert list(res["curves"]["pr"].columns) == ["threshold", "precision", "recall"]
+    # A path and a Subset work too.
+    assert evaluate(model, bench / "test", protocol=protocol, size=32, device="cpu", progress=False)["max_f"] == res["max_f"]
+    sub = evaluate(model, Subset(ds, [5, 1]), protocol=protocol, size=32, device="cpu", progress=False)
+    assert sub["n_images"] == 2 and sub["mae"] == _by_hand(model, ds, [5, 1], protocol, 32)["mae"]
+
+
+def test_evaluate_folders(bench, tmp_path):
+    ds = SODFolder(bench, split="test")
+    preds = tmp_path / "pred"
+    rng = np.random.default_rng(0)
+    maps = {}
+    for stem in ds.stems:
+        maps[stem] = rng.integers(0, 256, (40, 40), dtype=np.uint8)
+        write_png_atomic(preds / f"{stem}.png", maps[stem])
+    meter = SODMetrics("salmetric")
+    for i, stem in enumerate(ds.stems):
+        meter.step(maps[stem], ds.read(i)[1])
+    res = evaluate_folders(preds, bench / "test", protocol="salmetric")
+    assert {k: res[k] for k in ("mae", "max_f", "mean_f")} == {k: meter.get_results()[k] for k in ("mae", "max_f", "mean_f")}
+
+    # A map of another size is resized, with a warning naming it.
+    Image.fromarray(maps[ds.stems[0]]).resize((20, 20)).save(preds / f"{ds.stems[0]}.png")
+    with pytest.warns(UserWarning, match=ds.stems[0]):
+        evaluate_folders(preds, bench / "test" / "GT")
+
+    # Missing and extra maps are named.
+    (preds / f"{ds.stems[1]}.png").unlink()
+    write_png_atomic(preds / "stray.png", np.zeros((40, 40), np.uint8))
+    with pytest.raises(DataError) as info:
+        evaluate_folders(preds, bench / "test")
+    assert f"{ds.stems[1]}.png" in str(info.value) and "stray.png" in str(info.value)
+
+
+def test_eval_cli_on_maps_json(bench, tmp_path, capsys):
+    ds = SODFolder(bench, split="test")
+    for i, stem in enumerate(ds.stems):
+        write_png_atomic(tmp_path / "pred" / f"{stem}.png", ds.read(i)[1])  # perfect maps
+    assert main(["eval", "--pred", str(tmp_path / "pred"), "--gt", str(bench / "test"), "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)  # stdout is exactly one JSON object
+    assert out["max_f"] == pytest.approx(1.0) and out["mae"] == 0.0 and out["n_images"] == 6
+    assert {"mean_f", "s_measure", "max_e", "weighted_f"} <= set(out)
+
+    assert main(["eval", "--pred", str(tmp_path / "pred"), "--gt", str(bench / "test"), "--protocol", "salmetric"]) == 0
+    text = capsys.readouterr().out
+    assert "max F-measure" in text and "salmetric" in text
+
+    # Bad input: a clean message and exit status 2.
+    assert main(["eval", "--pred", str(tmp_path / "pred"), "--gt", str(bench / "train"), "--json"]) == 2
+    captured = capsys.readouterr()
+    assert captured.out == "" and "without a prediction" in captured.err and "Traceback" not in captured.err
+
+
+def test_eval_cli_with_weights(bench, tmp_path, capsys):
+    import sodlab
+
+    torch.manual_seed(0)
+    model = sodlab.create_model("csnet", width=4)
+    ckpt = sodlab.save(model, tmp_path / "m.pt")
+    rc = main(["eval", "--weights", str(ckpt), "--data", str(bench), "--split", "test", "--size", "32",
+               "--protocol", "salmetric", "--json", "--no-optimize", "--device", "cpu"])
+    assert rc == 0
+    out = json.loads(capsys.readouterr().out)
+    expected = _by_hand(sodlab.load(ckpt), SODFolder(bench, split="test"), range(6), "salmetric", 32)
+    assert out["max_f"] == pytest.approx(expected["max_f"]) and out["mae"] == pytest.approx(expected["mae"])
+
+    assert main(["eval", "--weights", str(ckpt), "--json"]) == 2
+    assert "go together" in capsys.readouterr().err
+
+
+def test_data_cli(tmp_path, capsys):
+    out = tmp_path / "syn"
+    args = ["data", "synth", "--out", str(out), "--train", "3", "--test", "2", "--size", "24",
+            "--categories", "star,ring", "--no-progress"]
+    assert main(args) == 0
+    assert SODFolder(out, split="train").category_names == ["ring", "star"]
+    assert json.loads((out / "synth.json").read_text())["categories"] == ["star", "ring"]
+    capsys.readouterr()
+    assert main(args) == 2  # never overwrites without --overwrite
+    assert "not empty" in capsys.readouterr().err
+    assert main(["data", "check", str(out), "--split", "test", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["items"] == 2

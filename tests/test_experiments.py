@@ -1,0 +1,177 @@
+"""sodlab.experiments: the scoring helpers exactly, and each experiment end to end on a tiny
+generated benchmark (tiny widths, 64x64 images, one or two epochs)."""
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from torch import nn
+
+import sodlab
+from sodlab import experiments as ex
+from sodlab.analysis import probes
+
+
+def salmetric_max_f(preds, gts):
+    """Direct transcription of the SalMetric definition: thresholds 0..255, prediction > t."""
+    ps, rs = [], []
+    for p, g in zip(preds, gts):
+        p255 = (np.clip(p, 0, 1) * 255).astype(np.uint8)
+        g = g > 0.5
+        prec, rec = [], []
+        for t in range(256):
+            pred = p255 > t
+            tp = (pred & g).sum()
+            prec.append((tp + 1e-4) / (pred.sum() + 1e-4))
+            rec.append((tp + 1e-4) / (g.sum() + 1e-4))
+        ps.append(prec)
+        rs.append(rec)
+    p, r = np.mean(ps, 0), np.mean(rs, 0)
+    return float(((1.3 * p * r) / (0.3 * p + r + 1e-12)).max())
+
+
+def test_max_f_from_per_image_curves_matches_salmetric():
+    rng = np.random.default_rng(0)
+    gts = (rng.random((4, 1, 9, 9)) > 0.6).astype(np.float32)
+    preds = np.clip(gts * 0.6 + rng.random((4, 1, 9, 9)) * 0.5, 0, 1).astype(np.float32)
+    preds[1] = 0.0  # an all-black prediction
+    gts[2] = 0.0  # an empty mask
+    curves = ex.per_image_curves(preds, gts)
+    assert curves.shape == (4, 3, 256)
+    assert ex.max_f_from_curves(curves) == pytest.approx(salmetric_max_f(preds, gts), rel=1e-9)
+    assert ex.max_f_from_curves(curves[[0, 3]]) == pytest.approx(salmetric_max_f(preds[[0, 3]], gts[[0, 3]]), rel=1e-9)
+
+
+def test_probes_read_out_separable_classes():
+    rng = np.random.default_rng(0)
+    centres = rng.normal(0, 5, (3, 6))
+    y = np.repeat(np.arange(3), 20)
+    x = centres[y] + rng.normal(0, 0.3, (60, 6))
+    assert probes.ncm_accuracy(x[::2], y[::2], x[1::2], y[1::2]) == 1.0
+    head = probes.ridge_head(torch.from_numpy(x).float(), y, 3)
+    with torch.no_grad():
+        assert (head(torch.from_numpy(x).float()).argmax(1).numpy() == y).mean() == 1.0
+    assert probes.chance_normalised(0.25, 4) == 0.0 and probes.chance_normalised(1.0, 4) == 1.0
+
+
+def test_loo_drop():
+    loo = pd.DataFrame(
+        {
+            "held_out": ["a", "a", "b", "b"],
+            "category": ["a", "b", "a", "b"],
+            "is_held_out": [True, False, False, True],
+            "n_images": [5, 5, 5, 5],
+            "max_f": [0.6, 0.9, 0.8, 0.7],
+            "mae": [0.1, 0.1, 0.1, 0.1],
+        }
+    )
+    d = ex.loo_drop(loo).set_index("category")
+    assert d.loc["a", "drop"] == pytest.approx(0.2) and d.loc["b", "drop"] == pytest.approx(0.2)
+
+
+def test_anatomy_table_counts_and_skips_unknown_models():
+    t = ex.anatomy_table(("csnet-L-x2", ("csnet", {"width": 8}), "no-such-model"), sizes=(64,))
+    assert list(t.columns) == ["model", "size", "params", "macs", "gmacs"]
+    assert list(t["model"]) == ["csnet-L-x2", "csnet width=8"]
+    assert t.loc[0, "params"] == 140_894 and (t["macs"] > 0).all()
+
+
+def test_channel_explorer_data_shapes():
+    torch.manual_seed(0)
+    x = torch.randn(2, 3, 32, 32)
+    sod = sodlab.create_model("csnet", width=4)
+    cls = sodlab.create_model("csnet-cls", width=4, num_classes=3)
+    for m in (sod, cls):  # batch-norm statistics from x, as after training
+        for mod in m.modules():
+            if isinstance(mod, nn.modules.batchnorm._BatchNorm):
+                mod.momentum = None
+        m.train()
+        with torch.no_grad():
+            m(x)
+    d = ex.channel_explorer_data(sod, cls, x, "stage3")
+    assert d["channels"] == 16
+    assert d["activations_sod"].shape == d["activations_cls"].shape == (2, 16, 8, 8)
+    assert d["importance_sod"].shape == d["importance_cls"].shape == (2, 16)
+    assert d["images"].shape == (2, 32, 32, 3) and d["saliency"].shape == (2, 32, 32) and d["class_pred"].shape == (2,)
+    assert np.isfinite(d["importance_sod"]).all() and np.isfinite(d["importance_cls"]).all()
+
+
+# --- end to end on a tiny benchmark ----------------------------------------------------------
+@pytest.fixture(scope="module")
+def bench(tmp_path_factory):
+    from sodlab.data import synthetic
+
+    root = tmp_path_factory.mktemp("bench") / "b"
+    synthetic.generate(root, n_train=80, n_test=40, size=64, seed=0, progress=False)
+    return root
+
+
+TINY = dict(width=4, epochs=1, image_size=64, seed=0, device="cpu")
+
+
+@pytest.mark.slow
+def test_regularizer_study(bench, tmp_path):
+    out = ex.regularizer_study(bench, regularizers=("dwd", "none"), batch_size=16, work_dir=tmp_path, keep_fractions=(1.0, 0.5), **TINY)
+    assert set(out) == {"logs", "gammas", "pruning", "final"}
+    assert set(out["gammas"]["regularizer"]) == {"dwd", "none"} and set(out["gammas"]["epoch"]) == {0, 1}
+    assert (out["gammas"]["abs_gamma"] >= 0).all()
+    assert out["final"]["max_f"].between(0, 1).all() and out["final"]["mae"].between(0, 1).all()
+    assert set(out["pruning"]["regularizer"]) == {"dwd", "none"}
+
+
+@pytest.mark.slow
+def test_category_sensitivity(bench, tmp_path):
+    out = ex.category_sensitivity(bench, n_seen=6, n_boot=50, work_dir=tmp_path, loo=True, loo_max=2, **TINY)
+    split = out["split"]
+    assert split["seen"].sum() == 6 and len(split) >= 10
+    s = out["summary"]
+    assert set(s["task"]) == {"sod", "classifier", "sod_encoder"}
+    assert s[s.metric.isin(["max_f", "mae", "ncm_accuracy"])]["value"].between(0, 1).all()
+    g = out["gaps"]
+    assert (g["low"] <= g["gap"] + 1e-12).all() and (g["gap"] <= g["high"] + 1e-12).all()
+    loo = out["loo"]
+    assert loo["held_out"].nunique() == 2 and loo.groupby("held_out")["is_held_out"].sum().eq(1).all()
+    assert len(ex.loo_drop(loo)) == 2
+    # resumable: a second call reuses the finished runs and gives the same numbers
+    again = ex.category_sensitivity(bench, n_seen=6, n_boot=50, work_dir=tmp_path, loo=False, **TINY)
+    pd.testing.assert_frame_equal(again["summary"], s)
+
+
+@pytest.mark.slow
+def test_pretraining_effect(bench, tmp_path):
+    out = ex.pretraining_effect(bench, fractions=(0.5, 1.0), work_dir=tmp_path, n_boot=50, **TINY)
+    f = out["final"]
+    assert set(zip(f["init"], f["fraction"])) == {(i, fr) for i in ("scratch", "pretrained") for fr in (0.5, 1.0)}
+    assert f["max_f"].between(0, 1).all() and f["mae"].between(0, 1).all()
+    assert (f[f.fraction == 0.5]["n_train"].to_numpy() < f[f.fraction == 1.0]["n_train"].to_numpy()).all()
+    e = out["efficiency"]
+    assert (e["low"] <= e["high"]).all() and len(e) == 2
+
+
+@pytest.mark.slow
+def test_redundancy_study(bench, tmp_path):
+    out = ex.redundancy_study(bench, widths=(4, 6), epochs=1, image_size=64, seed=0, device="cpu", work_dir=tmp_path, n_images=8)
+    w = out["width_sweep"]
+    assert set(w["task"]) == {"sod", "classification"} and w["value"].between(0, 1).all()
+    assert w[w.task == "sod"]["params"].is_monotonic_increasing
+    layers = out["layers"]
+    assert (layers["effective_rank"] <= layers["channels"] + 1e-9).all() and (layers["effective_rank"] >= 1).all()
+    assert out["cka_twins"]["cka"].between(0, 1 + 1e-9).all()
+    diag = out["cka_layers"].query("task == 'sod' and layer_a == layer_b")["cka"]
+    np.testing.assert_allclose(diag, 1.0)
+    assert out["pruning"]["frac_channels_below"].between(0, 1).all()
+
+
+@pytest.mark.slow
+def test_mechanisms_study(bench, tmp_path):
+    out = ex.mechanisms_study(bench, n_images=8, work_dir=tmp_path, layers=("stage3", "stage4"), **TINY)
+    o = out["overlap"]
+    assert set(o["method"]) == {"grad_x_act", "ablation"} and o["jaccard"].between(0, 1).all()
+    assert (o["chance_jaccard"] > 0).all()
+    imp = out["importance"]
+    assert set(imp["task"]) == {"sod", "classification"}
+    assert len(imp[(imp.layer == "stage4") & (imp.task == "sod") & (imp.method == "ablation")]) == 16
+    assert set(out["cross_ablation"]["removed"]) == {"sod_top", "classification_top", "random"}
+    gc = out["gradcam"]
+    assert gc["r_cam_gt"].dropna().between(-1, 1).all()

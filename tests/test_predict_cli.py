@@ -1,0 +1,85 @@
+"""`sodlab predict` on real files: odd formats, a broken file, existing outputs."""
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+import sodlab
+from sodlab.cli import main
+
+
+@pytest.fixture(scope="module")
+def weights(tmp_path_factory):
+    model = sodlab.create_model("csnet", width=8)
+    model.train()
+    with torch.no_grad():
+        model(torch.randn(4, 3, 64, 64))
+    return sodlab.save(model.eval(), tmp_path_factory.mktemp("w") / "tiny.pt")
+
+
+@pytest.fixture()
+def folder(tmp_path):
+    rng = np.random.default_rng(0)
+    d = tmp_path / "in"
+    d.mkdir()
+    Image.fromarray(rng.integers(0, 255, (40, 60, 3), dtype=np.uint8)).save(d / "rgb.jpg")
+    Image.fromarray(rng.integers(0, 255, (33, 47), dtype=np.uint8), "L").save(d / "gray.png")
+    Image.fromarray(rng.integers(0, 255, (20, 30, 4), dtype=np.uint8), "RGBA").save(d / "rgba.png")
+    Image.fromarray(rng.integers(0, 65535, (25, 35), dtype=np.uint16)).save(d / "deep16.png")
+    exif = Image.Exif()
+    exif[0x0112] = 6  # rotate 90 degrees on display
+    Image.fromarray(rng.integers(0, 255, (30, 50, 3), dtype=np.uint8)).save(d / "rotated.jpg", exif=exif)
+    (d / "broken.jpg").write_bytes(b"\xff\xd8\xff\xe0 this is not really a jpeg")
+    (d / "notes.txt").write_text("not an image, ignored")
+    return d
+
+
+def test_folder_with_a_broken_file(folder, weights, tmp_path, capsys):
+    out = tmp_path / "out"
+    rc = main(["predict", str(folder), "--weights", str(weights), "--model", "csnet", "--out", str(out), "--size", "64"])
+    err = capsys.readouterr().err
+    assert rc == 1
+    assert "broken.jpg" in err
+    written = sorted(p.name for p in out.iterdir())
+    assert written == ["deep16.png", "gray.png", "rgb.png", "rgba.png", "rotated.png"]
+    sizes = {p.stem: Image.open(p).size for p in out.iterdir()}
+    assert sizes["rgb"] == (60, 40) and sizes["gray"] == (47, 33) and sizes["deep16"] == (35, 25)
+    assert sizes["rotated"] == (30, 50)  # EXIF orientation applied: portrait after rotation
+    assert Image.open(out / "rgb.png").mode == "L"
+
+
+def test_existing_outputs_are_kept_unless_overwrite(folder, weights, tmp_path, capsys):
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "rgb.png").write_bytes(b"precious")
+    (folder / "broken.jpg").unlink()
+    args = ["predict", str(folder / "rgb.jpg"), "--weights", str(weights), "--out", str(out), "--size", "64"]
+    assert main(args) == 2
+    assert "already exist" in capsys.readouterr().err
+    assert (out / "rgb.png").read_bytes() == b"precious"
+    assert main(args + ["--overwrite"]) == 0
+    assert Image.open(out / "rgb.png").size == (60, 40)
+
+
+def test_bad_arguments_are_reported(weights, tmp_path, capsys):
+    assert main(["predict", str(tmp_path / "nothing.jpg"), "--weights", str(weights), "--out", str(tmp_path / "o")]) == 2
+    assert "nothing.jpg: no such file or folder" in capsys.readouterr().err
+    img = tmp_path / "a.png"
+    Image.fromarray(np.zeros((16, 16, 3), np.uint8)).save(img)
+    assert main(["predict", str(img), "--weights", str(weights), "--out", str(tmp_path / "o"), "--size", "100"]) == 2
+    assert "multiple of 16" in capsys.readouterr().err
+
+
+def test_predict_matches_the_python_api(weights, tmp_path):
+    rng = np.random.default_rng(1)
+    arr = rng.integers(0, 255, (48, 80, 3), dtype=np.uint8)
+    Image.fromarray(arr).save(tmp_path / "x.png")
+    assert main(["predict", str(tmp_path / "x.png"), "--weights", str(weights), "--out", str(tmp_path / "o"), "--size", "64", "--no-optimize"]) == 0
+    expected = sodlab.predict(sodlab.load(weights), arr, size=64)
+    assert np.array_equal(np.asarray(Image.open(tmp_path / "o" / "x.png")), expected)
+
+
+def test_info_prints_counts(capsys):
+    assert main(["info", "csnet-L-x2"]) == 0
+    out = capsys.readouterr().out
+    assert "140,894" in out and "0.496" in out

@@ -1,0 +1,220 @@
+"""The studies runner: headless execution, failure reports, parameter injection, pairing, CLI."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import nbformat
+import pytest
+
+from sodlab import studies
+from sodlab.cli import main as cli_main
+from sodlab.errors import ConfigError
+
+OK = '''# %% [markdown]
+# # A notebook that works
+
+# %% tags=["parameters"]
+mode = "quick"
+data_root = None
+device = "auto"
+results_dir = None
+scale = 2
+
+# %%
+from pathlib import Path
+Path(results_dir, "answer.txt").write_text(f"{mode}:{scale * 21}:{data_root}")
+'''
+
+BAD = '''# %% [markdown]
+# # A notebook that fails
+
+# %% tags=["parameters"]
+mode = "quick"
+results_dir = None
+
+# %%
+x = 1
+
+# %%
+raise ValueError("deliberate failure " + mode)
+
+# %%
+never_reached = True
+'''
+
+
+@pytest.fixture
+def nbdir(tmp_path: Path) -> Path:
+    d = tmp_path / "notebooks"
+    d.mkdir()
+    (d / "01_works.py").write_text(OK)
+    (d / "02_breaks.py").write_text(BAD)
+    (d / "notes.py").write_text("# not a study: no NN_ prefix\n")
+    return d
+
+
+def test_runner_reports_failing_notebook_and_runs_the_others(nbdir: Path, tmp_path: Path, capsys):
+    results = tmp_path / "results"
+    # the failing notebook comes first in this selection: the one after it must still run
+    rc = cli_main(["studies", "--notebooks", str(nbdir), "--results", str(results), "--mode", "standard",
+                   "-p", "scale=3", "--only", "2", "works"])
+    out = capsys.readouterr().out
+    assert rc == 1
+    assert "FAILED 02_breaks: cell 5 ('raise ValueError(\"deliberate failure \" + mode)'): " \
+           "ValueError: deliberate failure standard" in out
+    assert (results / "01_works" / "answer.txt").read_text() == "standard:63:None"
+    assert "01_works" in out and "1 ok, 1 failed" in out
+    # both executed notebooks are kept, with outputs; the failed one shows the traceback
+    bad = nbformat.read(results / "02_breaks" / "02_breaks.ipynb", as_version=4)
+    errors = [o for c in bad.cells for o in c.get("outputs", []) if o.output_type == "error"]
+    assert [e.ename for e in errors] == ["ValueError"]
+    rec = json.loads((results / "02_breaks" / "run.json").read_text())
+    assert rec["ok"] is False and rec["failure"]["cell"] == 5 and rec["mode"] == "standard"
+    summary = (results / "summary.csv").read_text().splitlines()
+    assert summary[0].startswith("notebook,mode,status,seconds")
+    assert [line.split(",")[2] for line in summary[1:]] == ["ok", "failed"]
+
+
+def test_all_passing_returns_zero_and_resume_skips(nbdir: Path, tmp_path: Path):
+    results = tmp_path / "r"
+    runs = studies.run_studies(only=["works"], results_dir=results, notebooks_dir=nbdir, show_progress=False)
+    assert [(r.name, r.ok, r.skipped) for r in runs] == [("01_works", True, False)]
+    assert (results / "01_works" / "answer.txt").read_text() == "quick:42:None"
+    again = studies.run_studies(only=["01_works"], results_dir=results, notebooks_dir=nbdir, resume=True,
+                                show_progress=False)
+    assert again[0].skipped
+    # other parameters: not the same run, so it runs again
+    other = studies.run_studies(only=["1"], mode="standard", results_dir=results, notebooks_dir=nbdir,
+                                resume=True, show_progress=False)
+    assert not other[0].skipped and other[0].ok
+
+
+def test_inject_parameters_goes_after_the_parameters_cell(nbdir: Path):
+    nb = studies.read_notebook(nbdir / "01_works.py")
+    assert studies.parameter_names(nb) == ["mode", "data_root", "device", "results_dir", "scale"]
+    n = len(nb.cells)
+    studies.inject_parameters(nb, {"mode": "full", "data_root": "/data/DUTS", "scale": 1.5})
+    studies.inject_parameters(nb, {"mode": "full", "data_root": "/data/DUTS", "scale": 1.5})  # replaces, not adds
+    assert len(nb.cells) == n + 1
+    tags = [c.metadata.get("tags", []) for c in nb.cells]
+    i = tags.index(["parameters"])
+    assert tags[i + 1] == ["injected-parameters"]
+    ns: dict = {}
+    exec(nb.cells[i].source + "\n" + nb.cells[i + 1].source, ns)
+    assert (ns["mode"], ns["data_root"], ns["scale"], ns["device"]) == ("full", "/data/DUTS", 1.5, "auto")
+
+
+def test_inject_without_parameters_cell_goes_first_and_rejects_non_literals(nbdir: Path):
+    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell("print(1)")])
+    studies.inject_parameters(nb, {"mode": "quick"})
+    assert nb.cells[0].source.endswith("mode = 'quick'")
+    with pytest.raises(ConfigError, match="not a plain literal"):
+        studies.inject_parameters(nb, {"x": object()})
+    with pytest.raises(ConfigError, match="identifier"):
+        studies.inject_parameters(nb, {"a-b": 1})
+
+
+def test_unknown_param_and_unknown_notebook_are_errors(nbdir: Path, tmp_path: Path, capsys):
+    with pytest.raises(ConfigError, match="no selected notebook has such a parameter"):
+        studies.run_studies(notebooks_dir=nbdir, results_dir=tmp_path, extra_params={"scal": 1}, show_progress=False)
+    assert cli_main(["studies", "--notebooks", str(nbdir), "--only", "nope"]) == 2
+    assert "no notebook matches 'nope'; available: 01_works, 02_breaks" in capsys.readouterr().err
+    assert studies.parse_param("x=[1, 2]") == ("x", [1, 2])
+    assert studies.parse_param("ckpt=/a/b.pth.tar") == ("ckpt", "/a/b.pth.tar")
+
+
+def test_cli_list(nbdir: Path, capsys):
+    assert cli_main(["studies", "--notebooks", str(nbdir), "--list"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert [line.split()[0] for line in lines] == ["01_works", "02_breaks"]
+    assert lines[0].split(None, 1)[1] == "A notebook that works"
+
+
+def test_cli_list_real_notebooks(capsys):
+    assert cli_main(["studies", "--list"]) == 0
+    names = [line.split()[0] for line in capsys.readouterr().out.splitlines()]
+    assert names == ["01_quickstart", "02_anatomy", "03_pruning", "04_category_sensitivity",
+                     "05_pretraining", "06_redundancy", "07_mechanisms"]
+
+
+def test_pair_sync_detects_and_fixes_drift(nbdir: Path, capsys):
+    assert studies.out_of_sync(nbdir) == ["01_works", "02_breaks"]  # no .ipynb yet
+    assert len(studies.sync_notebooks(nbdir)) == 2
+    assert studies.out_of_sync(nbdir) == []
+    assert studies.sync_notebooks(nbdir) == []  # idempotent: nothing rewritten
+    paired = nbformat.read(nbdir / "01_works.ipynb", as_version=4)
+    assert all(c.get("outputs", []) == [] for c in paired.cells)
+    assert paired.metadata["jupytext"] == {"formats": "ipynb,py:percent"}
+    (nbdir / "01_works.py").write_text(OK.replace("scale = 2", "scale = 4"))
+    assert studies.out_of_sync(nbdir) == ["01_works"]
+    assert cli_main(["studies", "--notebooks", str(nbdir), "--check-sync"]) == 1
+    assert "01_works: paired .ipynb missing or out of date" in capsys.readouterr().out
+
+
+def test_repository_notebooks_are_in_sync():
+    assert studies.out_of_sync() == [], "run `sodlab studies --sync`"
+
+
+def test_every_repository_notebook_has_the_standard_parameters():
+    for script in studies.discover_notebooks():
+        names = studies.parameter_names(studies.read_notebook(script))
+        assert names[:4] == ["mode", "data_root", "device", "results_dir"], script.name
+
+
+def test_findings_and_docs(tmp_path: Path):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    nbdir = tmp_path / "nb"
+    nbdir.mkdir()
+    (nbdir / "01_works.py").write_text(OK)
+    study = studies.Study("01_works", "quick", {}, "cpu", tmp_path, tmp_path / "res" / "01_works", True)
+    study.results_dir.mkdir(parents=True)
+    fig, ax = plt.subplots()
+    ax.plot([0, 1], [0, 1])
+    assert study.savefig(fig, "key").name == "key.png"
+    md = study.findings("SOD is category-insensitive.", "held, weakly", "gap 0.01 (CI -0.02..0.03)", key_figure="key.png")
+    text = getattr(md, "data", md)
+    assert "too small to conclude anything" in text and "gap 0.01" in text
+    with pytest.raises(Exception, match="key figure missing.png not found"):
+        study.findings("c", "v", "t", key_figure="missing.png")
+    docs = tmp_path / "docs"
+    out = studies.regenerate_docs(tmp_path / "res", docs, nbdir)
+    body = out.read_text()
+    assert "## A notebook that works" in body and "held, weakly" in body and "![01_works](01_works.png)" in body
+    assert (docs / "01_works.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_viz_figures_are_labelled_and_saved_atomically(tmp_path: Path):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import numpy as np
+    import pandas as pd
+
+    from sodlab import viz
+
+    rng = np.random.default_rng(0)
+    n, c = 2, 6
+    data = {"layer": "stage3", "channels": c, "images": rng.random((n, 32, 32, 3)), "saliency": rng.random((n, 32, 32)),
+            "class_pred": np.array([1, 0]), "activations_sod": rng.normal(size=(n, c, 8, 8)),
+            "activations_cls": rng.normal(size=(n, c, 8, 8)), "importance_sod": rng.normal(size=(n, c)),
+            "importance_cls": rng.normal(size=(n, c))}
+    data["importance_sod"][1, 4] = 50.0
+    fig = viz.channel_explorer(data, image=1, class_names=["cat", "dog"], interactive=False)
+    titles = [ax.get_title() for ax in fig.axes]
+    assert "stage3 channel 4" in " ".join(titles)  # defaults to the channel that matters most for saliency
+    assert any("classifier says: cat" in t for t in titles)
+    with pytest.raises(IndexError, match="channel 9 out of range"):
+        viz.channel_figure(data, 0, channel=9)
+    df = pd.DataFrame({"x": [1, 2, 3, 1, 2, 3], "y": [0.1, 0.2, 0.3, 0.2, 0.3, 0.5], "task": ["a"] * 3 + ["b"] * 3})
+    f2 = viz.metric_curves(df, x="x", y="y", hue="task", xlabel="epoch", ylabel="max-F (0-1)")
+    assert (f2.axes[0].get_xlabel(), f2.axes[0].get_ylabel()) == ("epoch", "max-F (0-1)")
+    f3 = viz.heatmap(df.pivot(index="task", columns="x", values="y"), xlabel="x", ylabel="task", cbar_label="max-F (0-1)")
+    assert f3.axes[1].get_ylabel() == "max-F (0-1)"
+    out = viz.savefig(fig, tmp_path / "sub" / "explorer")
+    assert out == tmp_path / "sub" / "explorer.png" and out.read_bytes()[:4] == b"\x89PNG"
+    assert [p.name for p in out.parent.iterdir()] == ["explorer.png"]  # no temporary left behind
