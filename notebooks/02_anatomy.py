@@ -89,7 +89,8 @@ alloc.head(12)
 blocks = alloc[alloc["kind"] == "block"] if "kind" in alloc else alloc
 pivot = blocks.pivot_table(index="block", columns=["model", "scale"], values="channels", aggfunc="sum", sort=False)
 fig = viz.heatmap(pivot, xlabel="model, scale (0 = full, 1 = half resolution)", ylabel="block",
-                  cbar_label="output channels (count)", fmt=".0f", figsize=(7, 7), title="Channels per block and scale")
+                  cbar_label="output channels (count)", fmt=".0f", figsize=(7, 7.5), rotate=30,
+                  title="Channels per block and scale")
 study.savefig(fig, "allocation_heatmap")
 
 # %%

@@ -84,13 +84,17 @@ study.savefig(fig, "pruning_curves")
 
 # %%
 logs = res["logs"]
-val_col = next((c for c in ("val_max_f", "max_f", "val_loss") if c in logs), None)
-loss_col = next((c for c in ("train_loss", "loss") if c in logs), None)
+# the task loss alone: the total (``train_loss``) adds the regulariser, on a different scale per regulariser
+loss_col = next((c for c in ("train_task_loss", "train_loss") if c in logs), None)
+val_col = next((c for c in ("val_max_f", "val_loss") if c in logs), None)
+val_label = {"val_max_f": "validation max F-measure (0-1)", "val_loss": "validation loss (BCE, nats/pixel)"}
 fig, axes = plt.subplots(1, 2, figsize=(11, 3.8), layout="constrained")
 if loss_col:
-    viz.metric_curves(logs, x="epoch", y=loss_col, hue="regularizer", xlabel="epoch", ylabel="training loss (BCE, nats/pixel)", ax=axes[0])
+    viz.metric_curves(logs, x="epoch", y=loss_col, hue="regularizer", xlabel="epoch",
+                      ylabel="training BCE loss without the regulariser (nats/pixel)", title="Training loss", ax=axes[0])
 if val_col:
-    viz.metric_curves(logs, x="epoch", y=val_col, hue="regularizer", xlabel="epoch", ylabel=f"{val_col} (0-1)", ax=axes[1])
+    viz.metric_curves(logs, x="epoch", y=val_col, hue="regularizer", xlabel="epoch", ylabel=val_label[val_col],
+                      title="Validation", ax=axes[1])
 study.savefig(fig, "training_curves")
 
 # %% [markdown]

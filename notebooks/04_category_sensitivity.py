@@ -123,14 +123,16 @@ cls_gap = None
 for task in ("classifier", "sod_encoder"):
     if (task, "ncm_accuracy_vs_chance") in g.index:
         r = g.loc[(task, "ncm_accuracy_vs_chance")]
-        lines.append(f"- {task} encoder, nearest-class-mean accuracy above chance: seen "
+        who = {"classifier": "Classifier", "sod_encoder": "SOD"}[task]
+        lines.append(f"- {who} encoder, nearest-class-mean accuracy above chance: seen "
                      f"{val(task, 'seen', 'ncm_accuracy_vs_chance'):.2f}, unseen {val(task, 'unseen', 'ncm_accuracy_vs_chance'):.2f}; "
                      f"gap {r.gap:+.2f} (95% CI {r.low:+.2f} .. {r.high:+.2f}).")
         if task == "classifier":
             cls_gap = r
 if len(loo):
-    lines.append(f"- Leave-one-out: a category loses on average {drops['drop'].mean():+.3f} max-F when it is held out "
-                 f"(largest {drops['drop'].max():+.3f}, `{drops.loc[drops['drop'].idxmax(), 'category']}`).")
+    lines.append(f"- Leave-one-out ({len(drops)} categories held out in turn): max-F when seen minus max-F when held out, "
+                 f"mean {drops['drop'].mean():+.3f} (positive: worse when unseen; largest {drops['drop'].max():+.3f}, "
+                 f"`{drops.loc[drops['drop'].idxmax(), 'category']}`).")
 sod_rel = abs(sod_f.relative_gap)
 if sod_f.low <= 0 <= sod_f.high or sod_rel < 0.02:
     verdict = "held: the SOD gap between seen and unseen categories is " + (

@@ -64,7 +64,7 @@ res["final"]
 curves = res["curves"]
 full = curves[curves.fraction == max(S["fractions"])]
 val_col = next((c for c in ("val_max_f", "max_f") if c in curves), None)
-loss_col = next((c for c in ("train_loss", "loss") if c in curves), None)
+loss_col = next((c for c in ("train_task_loss", "train_loss") if c in curves), None)
 fig, axes = plt.subplots(1, 2, figsize=(11, 3.8), layout="constrained")
 if loss_col:
     viz.metric_curves(full, x="epoch", y=loss_col, hue="init", xlabel="epoch", ylabel="training loss (BCE, nats/pixel)",

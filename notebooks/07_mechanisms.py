@@ -158,7 +158,8 @@ excess = float(o["excess_jaccard"].mean())
 rho = float(o["spearman"].mean())
 selective = float(np.mean(asym)) > 0
 if excess < 0.1 and rho < 0.3 and selective:
-    verdict = (f"held: the tasks' important channels overlap barely above chance (mean excess Jaccard {excess:+.2f}, "
+    verdict = (f"held: the tasks' important channels overlap {'no more than' if excess <= 0 else 'barely more than'} "
+               f"chance (mean excess Jaccard {excess:+.2f}, "
                f"Spearman {rho:+.2f}) and each task's channels hurt that task more")
 elif excess < 0.2 and rho < 0.5:
     verdict = f"held weakly: overlap above chance {excess:+.2f}, Spearman {rho:+.2f}; cross-ablation " + (

@@ -548,18 +548,22 @@ def prune(
     fold: bool = True,
     probe_size: Optional[int] = 128,
     seed: int = 0,
+    warn: bool = True,
 ) -> tuple[CSNet, dict[str, Any]]:
     """`slim` plus a report: channel and parameter counts, the places where folding is
-    approximate, and (``probe_size`` not None) the output change on a random input."""
+    approximate, and (``probe_size`` not None) the output change on a random input.
+    ``warn``: log each note and each approximate fold as a warning (``False``: they are only
+    in the report, for callers that summarise them)."""
     full = _check_csnet(model)
     plan = select_channels(full, threshold, keep_fraction)
     folds = _compute_folds(full, plan) if fold else _Folds()
     new = _surgery(full, plan, folds)
-    for note in plan.notes:
-        logger.warning("prune: %s", note)
-    for item in folds.inexact:
-        logger.warning("prune: folding %d constant channel(s) of %s into %s is approximate (%s; |value| <= %.3g)",
-                       item["channels"], item["from"], item["into"], item["why"], item["max_abs_value"])
+    if warn:
+        for note in plan.notes:
+            logger.warning("prune: %s", note)
+        for item in folds.inexact:
+            logger.warning("prune: folding %d constant channel(s) of %s into %s is approximate (%s; |value| <= %.3g)",
+                           item["channels"], item["from"], item["into"], item["why"], item["max_abs_value"])
     report: dict[str, Any] = {
         "threshold": plan.threshold,
         "keep_fraction_target": keep_fraction,
@@ -791,7 +795,15 @@ def curve(
     rows = []
     for kind, value in tqdm(points, desc="pruning curve", disable=not progress):
         thr, frac = (value, None) if kind == "threshold" else (None, value)
-        small, report = prune(full, thr, keep_fraction=frac, probe_size=None)
+        # one line per point rather than one per block: a curve prunes many times, and
+        # ``fold_exact`` in the result records the same thing
+        small, report = prune(full, thr, keep_fraction=frac, probe_size=None, warn=False)
+        for note in report["notes"]:
+            logger.warning("prune: %s", note)
+        if report["inexact_folds"]:
+            logger.warning("prune: %s %g: folding is approximate in %d place(s) (largest |constant| %.3g); "
+                           "the row's fold_exact is False", kind.replace("_", " "), value, len(report["inexact_folds"]),
+                           max(item["max_abs_value"] for item in report["inexact_folds"]))
         prof = profile(small, macs_size)
         row: dict[str, Any] = {
             "threshold": report["threshold"],

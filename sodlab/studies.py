@@ -36,6 +36,10 @@ RUN_RECORD = "run.json"
 FINDINGS_RECORD = "findings.json"
 _NOTEBOOK_RE = re.compile(r"^(\d+)_([A-Za-z0-9_]+)$")
 _JUPYTEXT_HEADER = {"formats": "ipynb,py:percent"}
+# The built-in benchmark in quick mode: small enough that all seven notebooks train their
+# models in minutes on two CPU cores (quick mode only proves the code paths). Ten test and
+# forty training images per category; standard and full mode use the default benchmark.
+QUICK_BENCHMARK = {"n_train": 480, "n_test": 120}
 
 
 # ----------------------------------------------------------------------------- locations
@@ -457,9 +461,18 @@ class Study:
 
     @property
     def work_dir(self) -> Path:
-        """Where the notebook's training runs go; per mode, so that a rerun in the same mode
-        reuses finished runs (resume) and never mixes runs of different sizes."""
-        return self.results_dir / "runs" / self.mode
+        """Where the notebook's training runs go; per mode and data set, so that a rerun in the
+        same mode on the same data reuses finished runs (resume) and never mixes runs of
+        different sizes, nor reuses models trained on other data (a regenerated benchmark
+        with other parameters has another folder name, hence another work folder)."""
+        base = self.results_dir / "runs" / self.mode
+        if self.data_root is None:
+            return base
+        if self.builtin_data:
+            return base / self.data_root.name  # synthetic-<hash of its parameters>
+        path = str(self.data_root.resolve())
+        tag = re.sub(r"[^A-Za-z0-9_.-]+", "_", self.data_root.name)[:40] or "data"
+        return base / f"{tag}-{hashlib.sha1(path.encode()).hexdigest()[:8]}"
 
     def savefig(self, fig, name: str, **kw) -> Path:
         """Save a matplotlib figure as ``<results_dir>/<name>.png`` (atomically)."""
@@ -521,8 +534,9 @@ def start_study(
 ) -> Study:
     """Resolve a notebook's parameters: check ``mode``, pick its sizes, resolve ``device``
     ("auto": CUDA when present), make the results folder and find the data (``data_root=None``:
-    the built-in generated benchmark, made on first use with ``benchmark`` options; left
-    ``None`` when ``needs_data`` is false)."""
+    the built-in generated benchmark, made on first use with ``benchmark`` options, by default
+    `QUICK_BENCHMARK` in quick mode and the full default benchmark otherwise; left ``None``
+    when ``needs_data`` is false)."""
     import torch
 
     from .inference import resolve_device
@@ -543,7 +557,8 @@ def start_study(
     elif data_root is None:
         from .data.synthetic import ensure_benchmark
 
-        root = Path(ensure_benchmark(**dict(benchmark or {})))
+        options = dict(QUICK_BENCHMARK) if mode == "quick" else {}
+        root = Path(ensure_benchmark(**(options | dict(benchmark or {}))))
         builtin = True
     else:
         root = Path(data_root).expanduser()

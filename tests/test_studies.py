@@ -218,3 +218,34 @@ def test_viz_figures_are_labelled_and_saved_atomically(tmp_path: Path):
     out = viz.savefig(fig, tmp_path / "sub" / "explorer")
     assert out == tmp_path / "sub" / "explorer.png" and out.read_bytes()[:4] == b"\x89PNG"
     assert [p.name for p in out.parent.iterdir()] == ["explorer.png"]  # no temporary left behind
+
+
+def test_start_study_uses_the_small_benchmark_in_quick_mode_only(tmp_path: Path, monkeypatch):
+    from sodlab.data import synthetic
+
+    calls = []
+
+    def fake_ensure_benchmark(**kw):
+        calls.append(kw)
+        return tmp_path / "bench"
+
+    monkeypatch.setattr(synthetic, "ensure_benchmark", fake_ensure_benchmark)
+    sizes = {"quick": {"n": 1}, "standard": {"n": 2}}
+    s = studies.start_study("01_x", "quick", sizes, device="cpu", results_dir=tmp_path / "q")
+    assert calls[-1] == studies.QUICK_BENCHMARK and s.data_root == tmp_path / "bench" and s.builtin_data
+    studies.start_study("01_x", "quick", sizes, device="cpu", results_dir=tmp_path / "q", benchmark={"n_test": 60})
+    assert calls[-1] == {**studies.QUICK_BENCHMARK, "n_test": 60}
+    studies.start_study("01_x", "standard", sizes, device="cpu", results_dir=tmp_path / "s")
+    assert calls[-1] == {}
+
+
+def test_work_dir_depends_on_mode_and_data(tmp_path: Path):
+    def study(mode, root, builtin):
+        return studies.Study("01_x", mode, {}, "cpu", root, tmp_path / "res", builtin)
+
+    a = study("quick", tmp_path / "synthetic-aaaa", True).work_dir
+    b = study("quick", tmp_path / "synthetic-bbbb", True).work_dir
+    c = study("standard", tmp_path / "synthetic-aaaa", True).work_dir
+    d = study("quick", tmp_path / "my data", False).work_dir
+    assert len({a, b, c, d}) == 4 and a.name == "synthetic-aaaa" and d.name.startswith("my_data-")
+    assert study("quick", None, True).work_dir == tmp_path / "res" / "runs" / "quick"

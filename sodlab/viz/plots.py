@@ -112,14 +112,20 @@ def heatmap(
     center: Optional[float] = None,
     ax=None,
     figsize=(5.5, 4.5),
+    rotate: int = 0,
 ):
-    """A matrix as a heatmap; row/column labels come from the DataFrame's index/columns."""
+    """A matrix as a heatmap; row/column labels come from the DataFrame's index/columns
+    (``rotate``: degrees to turn the column labels, for long ones)."""
     data = pd.DataFrame(data)
     with sns.axes_style("white"):
         fig, ax = _axes(ax, figsize)
         big = data.size > 144
         sns.heatmap(data, ax=ax, annot=annot and not big, fmt=fmt, cmap=cmap, vmin=vmin, vmax=vmax, center=center,
                     cbar_kws={"label": cbar_label}, annot_kws={"fontsize": 7})
+        if rotate:
+            ax.tick_params(axis="x", labelrotation=rotate)
+            for t in ax.get_xticklabels():
+                t.set_horizontalalignment("right")
         _label(ax, xlabel, ylabel, title)
     return fig
 
