@@ -51,6 +51,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--keep-fractions", type=float, nargs="+", default=[1.0, 0.5, 0.35, 0.25, 0.15])
     p.add_argument("--claim-fraction", type=float, default=0.25)
     p.add_argument("--claim-drop", type=float, default=0.01)
+    p.add_argument("--min-max-f", type=float, default=0.7,
+                   help="below this unpruned max-F the model is too undertrained for the claim to mean anything: verdict INCONCLUSIVE")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=1,
                    help="torch threads; 1 is fastest on a shared 2-core machine (OpenMP barriers stall when a core is busy)")
@@ -141,7 +143,12 @@ def main(argv=None) -> int:
     else:
         a = dwd["at_claim_fraction"]
         holds = bool(a["param_fraction"] <= args.claim_fraction and a["drop_finetuned"] <= args.claim_drop)
-        verdict = (f"{'HOLDS' if holds else 'DOES NOT HOLD'} at this shortened schedule: DWD-trained CSNet-{args.width} pruned to "
+        undertrained = dwd["max_f_full"] < args.min_max_f
+        if undertrained:
+            holds = None
+        label = "INCONCLUSIVE (unpruned model undertrained: max-F %.3f < %.2f)" % (dwd["max_f_full"], args.min_max_f) if undertrained \
+            else ("HOLDS" if holds else "DOES NOT HOLD")
+        verdict = (f"{label} at this shortened schedule: DWD-trained CSNet-{args.width} pruned to "
                    f"{a['param_fraction']:.1%} of its parameters loses {a['drop_finetuned']:+.4f} max-F after fine-tuning "
                    f"({a['drop_pruned']:+.4f} before); the claim allows {args.claim_drop}")
 

@@ -14,6 +14,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from .errors import SodlabError
+
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 
@@ -90,6 +92,11 @@ def predict_batch(
         for chunk in _batches(list(images), batch_size):
             arrays = [as_rgb_array(im) for im in chunk]
             logits = model(to_input(arrays, size).to(dev))
+            if not torch.isfinite(logits).all():
+                # Typical cause: an untrained CSNet in eval mode; its x100-gain convolutions
+                # overflow with untrained BatchNorm statistics.
+                raise SodlabError("the model produced non-finite logits (NaN or inf); is it trained? "
+                                  "A freshly created CSNet needs training or loaded weights before prediction")
             out += [logits_to_map(l[:1], a.shape[:2]) for l, a in zip(logits, arrays)]
     finally:
         model.train(was_training)

@@ -83,3 +83,15 @@ def test_info_prints_counts(capsys):
     assert main(["info", "csnet-L-x2"]) == 0
     out = capsys.readouterr().out
     assert "140,894" in out and "0.496" in out
+
+
+def test_untrained_csnet_in_eval_mode_gives_a_clear_error():
+    import numpy as np
+    import pytest
+
+    import sodlab
+    from sodlab.errors import SodlabError
+
+    model = sodlab.create_model("csnet", width=8)  # BN statistics untrained: x100 gains overflow
+    with pytest.raises(SodlabError, match="non-finite logits"):
+        sodlab.predict(model, np.zeros((32, 48, 3), np.uint8))
