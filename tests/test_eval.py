@@ -112,7 +112,13 @@ def test_eval_cli_with_weights(bench, tmp_path, capsys):
 
     torch.manual_seed(0)
     model = sodlab.create_model("csnet", width=4)
-    ckpt = sodlab.save(model, tmp_path / "m.pt")
+    # BN statistics from one batch, as after training: an untrained CSNet overflows in eval mode
+    for m in model.modules():
+        if isinstance(m, torch.nn.BatchNorm2d):
+            m.momentum = None
+    with torch.no_grad():
+        model.train()(torch.randn(4, 3, 32, 32))
+    ckpt = sodlab.save(model.eval(), tmp_path / "m.pt")
     rc = main(["eval", "--weights", str(ckpt), "--data", str(bench), "--split", "test", "--size", "32",
                "--protocol", "salmetric", "--json", "--no-optimize", "--device", "cpu"])
     assert rc == 0
