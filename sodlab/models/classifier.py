@@ -13,7 +13,7 @@ import torch
 from torch import Tensor, nn
 
 from ..errors import ConfigError
-from .csnet import INPUT_MULTIPLE, CSNet, CSNetConfig, ILBlock, csnet_config
+from .csnet import INPUT_MULTIPLE, CSNet, CSNetConfig, add_encoder, csnet_config, encoder_features
 from .registry import register_family, register_model
 
 ENCODER_PREFIXES = ("stem.", "stage1.", "stage2.", "stage3.", "stage4.")
@@ -63,13 +63,7 @@ class CSNetClassifier(nn.Module):
     def __init__(self, config: ClassifierConfig) -> None:
         super().__init__()
         self.config = config
-        enc = config.encoder
-        blocks = [ILBlock(i, o, stride=enc.block_stride(b), first=(b == 0)) for b, (i, o) in enumerate(enc.blocks)]
-        self.stem = blocks[0]
-        start = 1
-        for k, n in enumerate(enc.stages, 1):
-            setattr(self, f"stage{k}", nn.Sequential(*blocks[start:start + n]))
-            start += n
+        add_encoder(self, config.encoder)
         self.dropout = nn.Dropout(config.dropout)
         self.head = nn.Linear(config.feature_channels, config.num_classes)
 
@@ -77,12 +71,7 @@ class CSNetClassifier(nn.Module):
         """Full-resolution output of stages 2, 3 and 4, as `CSNet.features`."""
         if x.dim() != 4 or x.shape[1] != 3 or x.shape[-1] % INPUT_MULTIPLE or x.shape[-2] % INPUT_MULTIPLE:
             raise ValueError(f"the CSNet classifier takes (N, 3, H, W) with H, W multiples of {INPUT_MULTIPLE}; got {tuple(x.shape)}")
-        xs = self.stage1(self.stem(x))
-        feats = []
-        for stage in (self.stage2, self.stage3, self.stage4):
-            xs = stage(xs)
-            feats.append(xs[0])
-        return feats
+        return encoder_features(self, x)
 
     def embed(self, x: Tensor) -> Tensor:
         """The pooled encoder features (N, C) the head sees."""

@@ -21,7 +21,7 @@ from torch import Tensor, nn
 
 from ..errors import ConfigError
 from .csf import DEFAULT_DILATIONS, CSFHead
-from .csnet import INPUT_MULTIPLE, CSNetConfig, ILBlock, csnet_config
+from .csnet import INPUT_MULTIPLE, CSNetConfig, add_encoder, csnet_config, encoder_features
 from .registry import register_family, register_model
 from .res2net import Res2Net, Res2NetConfig, load_imagenet_weights
 
@@ -131,23 +131,13 @@ class CSNetEncoder(nn.Module):
     def __init__(self, config: CSNetConfig) -> None:
         super().__init__()
         self.config = config
-        blocks = [ILBlock(i, o, stride=config.block_stride(b), first=(b == 0)) for b, (i, o) in enumerate(config.blocks)]
-        self.stem = blocks[0]
-        start = 1
-        for k, n in enumerate(config.stages, 1):
-            setattr(self, f"stage{k}", nn.Sequential(*blocks[start:start + n]))
-            start += n
+        add_encoder(self, config)
         self.out_channels = list(config.csf_in)
 
     def forward(self, x: Tensor) -> list[Tensor]:
         if x.dim() != 4 or x.shape[1] != 3 or x.shape[-1] % INPUT_MULTIPLE or x.shape[-2] % INPUT_MULTIPLE:
             raise ValueError(f"the CSNet encoder takes (N, 3, H, W) with H, W multiples of {INPUT_MULTIPLE}; got {tuple(x.shape)}")
-        xs = self.stage1(self.stem(x))
-        feats = []
-        for stage in (self.stage2, self.stage3, self.stage4):
-            xs = stage(xs)
-            feats.append(xs[0])
-        return feats
+        return encoder_features(self, x)
 
 
 # --- backbones as plain data -----------------------------------------------------------

@@ -211,18 +211,34 @@ class ILBlock(nn.Module):
         return self.dw2(self.dw1(self.conv(xs)))
 
 
+def add_encoder(module: nn.Module, config: CSNetConfig) -> None:
+    """Give ``module`` CSNet's encoder as ``stem`` and ``stage1..stage4`` (the names every
+    CSNet-based model shares, so encoder weights move between them by key)."""
+    blocks = [ILBlock(i, o, stride=config.block_stride(b), first=(b == 0)) for b, (i, o) in enumerate(config.blocks)]
+    module.stem = blocks[0]
+    start = 1
+    for k, n in enumerate(config.stages, 1):
+        setattr(module, f"stage{k}", nn.Sequential(*blocks[start:start + n]))
+        start += n
+
+
+def encoder_features(module: nn.Module, x: Tensor) -> list[Tensor]:
+    """Full-resolution outputs of stages 2, 3 and 4 of an encoder made by `add_encoder`."""
+    xs = module.stage1(module.stem(x))
+    feats = []
+    for stage in (module.stage2, module.stage3, module.stage4):
+        xs = stage(xs)
+        feats.append(xs[0])
+    return feats
+
+
 class CSNet(nn.Module):
     """CSNet for saliency: RGB (N,3,H,W) with H, W multiples of 16 -> logits (N,C,H,W)."""
 
     def __init__(self, config: CSNetConfig) -> None:
         super().__init__()
         self.config = config
-        blocks = [ILBlock(i, o, stride=config.block_stride(b), first=(b == 0)) for b, (i, o) in enumerate(config.blocks)]
-        self.stem = blocks[0]
-        start = 1
-        for k, n in enumerate(config.stages, 1):
-            setattr(self, f"stage{k}", nn.Sequential(*blocks[start:start + n]))
-            start += n
+        add_encoder(self, config)
         self.csf = CSFHead(config.csf_in, config.csf_mid, config.csf_dilation_channels, config.csf_out, config.dilations)
         self.classifier = nn.Conv2d(config.csf_out, config.num_classes, 1)
 
@@ -242,12 +258,7 @@ class CSNet(nn.Module):
     def features(self, x: Tensor) -> list[Tensor]:
         """Full-resolution output of stages 2, 3 and 4 (strides 2, 4 and 8)."""
         self.check_input(x)
-        xs = self.stage1(self.stem(x))
-        feats = []
-        for stage in (self.stage2, self.stage3, self.stage4):
-            xs = stage(xs)
-            feats.append(xs[0])
-        return feats
+        return encoder_features(self, x)
 
     def forward(self, x: Tensor) -> Tensor:
         fused = self.csf(self.features(x))
