@@ -31,7 +31,7 @@ def model_record(model: nn.Module) -> dict[str, Any]:
     """What a checkpoint stores to rebuild ``model``: family, registry name, config, weights."""
     model = getattr(model, "module", model)  # DistributedDataParallel
     family = model_family(model)
-    return {
+    record = {
         "format": FORMAT,
         "version": VERSION,
         "family": family,
@@ -39,6 +39,9 @@ def model_record(model: nn.Module) -> dict[str, Any]:
         "config": model.config.to_dict(),
         "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
     }
+    if getattr(model, "input_size", None) is not None:
+        record["input_size"] = int(model.input_size)
+    return record
 
 
 def save(model: nn.Module, path: str | Path, extra: Optional[Mapping[str, Any]] = None) -> Path:
@@ -76,6 +79,12 @@ def model_from_record(record: Mapping[str, Any], source: str = "checkpoint") -> 
     except RuntimeError as exc:
         raise CheckpointError(f"{source}: weights do not fit the stored configuration: {str(exc).splitlines()[0]}") from exc
     model.registry_name = record.get("name", record["family"])
+    size = record.get("input_size")
+    if size is not None:
+        # the side the model was trained at: predict and eval use it unless told otherwise
+        if isinstance(size, bool) or not isinstance(size, int) or size < 16 or size % 16:
+            raise CheckpointError(f"{source}: input_size must be a positive multiple of 16, got {size!r}")
+        model.input_size = size
     return model
 
 

@@ -42,18 +42,20 @@ def _resolve(dataset: Dataset | str | Path) -> tuple[SODFolder, list[int]]:
 
 
 def evaluate(model: nn.Module, dataset: Dataset | str | Path, protocol: str = "standard", batch_size: int = 8,
-             size: int = 224, device: Optional[str] = "auto", progress: bool = True) -> dict[str, Any]:
+             size: Optional[int] = None, device: Optional[str] = "auto", progress: bool = True) -> dict[str, Any]:
     """Metrics of ``model`` on every item of ``dataset`` (a `SODFolder`, a `Subset` of one,
     or a dataset folder path), maps predicted at each image's original size.
 
     The dataset's own transform is not used: images are read raw and go through the
-    inference pipeline at ``size``. Returns the scalars of `SODMetrics.get_results`, plus
+    inference pipeline at ``size`` (default: the side the model was trained at, else 224; see
+    `sodlab.inference.input_side`). Returns the scalars of `SODMetrics.get_results`, plus
     ``"protocol"``, ``"size"`` and ``"curves"`` (DataFrames).
     """
     from tqdm import tqdm
 
-    from .inference import predict_batch
+    from .inference import input_side, predict_batch
 
+    size = input_side(size, model)
     ds, indices = _resolve(dataset)
     if not indices:
         raise DataError(f"{ds.root}: nothing to evaluate")

@@ -359,6 +359,8 @@ def optimize_for_inference(model: nn.Module, channels_last: Optional[bool] = Non
         channels_last = p is None or p.device.type == "cpu"
     log.debug("optimize_for_inference: %d layers folded, channels_last=%s", n, channels_last)
     out = OptimizedModel(inner, bool(channels_last)).eval()
+    if getattr(model, "input_size", None) is not None:
+        out.input_size = model.input_size
     if compile:
         return torch.compile(out)
     return out

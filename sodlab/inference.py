@@ -75,15 +75,28 @@ def _batches(items: Sequence, n: int) -> Iterator[Sequence]:
         yield items[i:i + n]
 
 
+DEFAULT_SIDE = 224  # CSNet's published input side
+
+
+def input_side(size: Optional[int], model: nn.Module) -> int:
+    """``size`` when given, else the side ``model`` was trained at (``model.input_size``,
+    restored from a training checkpoint), else 224."""
+    if size is not None:
+        return int(size)
+    return int(getattr(model, "input_size", None) or DEFAULT_SIDE)
+
+
 @torch.no_grad()
 def predict_batch(
     model: nn.Module,
     images: Sequence,
-    size: int = 224,
+    size: Optional[int] = None,
     device: Optional[str | torch.device] = None,
     batch_size: int = 8,
 ) -> list[np.ndarray]:
-    """Saliency maps (H, W) uint8 for many images, ``batch_size`` at a time."""
+    """Saliency maps (H, W) uint8 for many images, ``batch_size`` at a time, each computed
+    at ``size`` x ``size`` (default: `input_side`) and resized back to its image."""
+    size = input_side(size, model)
     dev = resolve_device(device)
     was_training = model.training
     model.eval().to(dev)
@@ -103,6 +116,6 @@ def predict_batch(
     return out
 
 
-def predict(model: nn.Module, image, size: int = 224, device: Optional[str | torch.device] = None) -> np.ndarray:
+def predict(model: nn.Module, image, size: Optional[int] = None, device: Optional[str | torch.device] = None) -> np.ndarray:
     """The (H, W) uint8 saliency map of one image (array, PIL image or path)."""
     return predict_batch(model, [image], size=size, device=device, batch_size=1)[0]

@@ -27,6 +27,19 @@ def test_save_load_round_trip(tmp_path):
     assert [p.name for p in tmp_path.iterdir()] == ["m.pt"]  # no temporary file left behind
 
 
+def test_input_size_round_trip_and_validation(tmp_path):
+    model = _calibrated(sodlab.create_model("csnet", width=4))
+    assert sodlab.load(sodlab.save(model, tmp_path / "plain.pt")).__dict__.get("input_size") is None
+    model.input_size = 96
+    assert sodlab.load(sodlab.save(model, tmp_path / "m.pt")).input_size == 96
+    record = torch.load(tmp_path / "m.pt", weights_only=True)
+    for bad in (100, "96", 0):
+        record["input_size"] = bad
+        torch.save(record, tmp_path / "bad.pt")
+        with pytest.raises(CheckpointError, match=r"bad\.pt: input_size must be a positive multiple of 16"):
+            sodlab.load(tmp_path / "bad.pt")
+
+
 def test_save_replaces_atomically_and_keeps_the_old_file_on_failure(tmp_path, monkeypatch):
     path = tmp_path / "m.pt"
     sodlab.save(sodlab.create_model("csnet", width=8), path)

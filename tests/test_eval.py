@@ -125,6 +125,20 @@ def test_eval_cli_with_weights(bench, tmp_path, capsys):
     out = json.loads(capsys.readouterr().out)
     expected = _by_hand(sodlab.load(ckpt), SODFolder(bench, split="test"), range(6), "salmetric", 32)
     assert out["max_f"] == pytest.approx(expected["max_f"]) and out["mae"] == pytest.approx(expected["mae"])
+    assert out["size"] == 32
+
+    # A checkpoint that records its training side is evaluated at that side without --size.
+    model.input_size = 32
+    sized = sodlab.save(model, tmp_path / "sized.pt")
+    assert main(["eval", "--weights", str(sized), "--data", str(bench), "--split", "test",
+                 "--protocol", "salmetric", "--json", "--no-optimize", "--device", "cpu"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["size"] == 32 and out["max_f"] == pytest.approx(expected["max_f"])
+    # the inference-optimised model keeps the side too
+    assert main(["eval", "--weights", str(sized), "--data", str(bench), "--split", "test",
+                 "--protocol", "salmetric", "--json", "--device", "cpu"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["size"] == 32 and out["max_f"] == pytest.approx(expected["max_f"], abs=1e-3)
 
     assert main(["eval", "--weights", str(ckpt), "--json"]) == 2
     assert "go together" in capsys.readouterr().err

@@ -261,4 +261,5 @@ def test_cli_trains_resumes_and_refuses_to_overwrite(tmp_path, capsys):
     assert main(base + ["--epochs", "2", "--resume"]) == 0
     assert list(pd.read_csv(run / "log.csv")["epoch"]) == [1, 2]
     assert json.loads((run / "config.json").read_text())["train"]["epochs"] == 2
-    assert isinstance(sodlab.load(run / "best.pt"), CSNet)
+    best = sodlab.load(run / "best.pt")
+    assert isinstance(best, CSNet) and best.input_size == 32  # predict/eval default to the training side

@@ -27,7 +27,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     model.add_argument("--split", default=None, help="sub-folder of --data (e.g. test)")
     model.add_argument("--model", default=None, help="registry name giving the layer configuration of an authors' checkpoint (csnet-L-x1, csnet-L-x2)")
     model.add_argument("--layer-config", default=None, help="the authors' layer configuration (.bin or JSON) for their checkpoint")
-    model.add_argument("--size", type=int, default=224, help="network input side (default 224)")
+    model.add_argument("--size", type=int, default=None, help="network input side (default: the side a sodlab checkpoint was trained at, else 224)")
     model.add_argument("--batch-size", type=int, default=8)
     model.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1 ...")
     model.add_argument("--no-optimize", action="store_true", help="run the plain model instead of the inference-optimised one")
@@ -56,16 +56,19 @@ def run(args: argparse.Namespace) -> int:
     else:
         if args.weights is None or args.data is None:
             raise SodlabError("--weights and --data go together")
-        if args.size < 16 or args.size % 16:
+        if args.size is not None and (args.size < 16 or args.size % 16):
             raise SodlabError(f"--size must be a positive multiple of 16, got {args.size}")
         from ..checkpoint import load_weights
         from ..data.folder import SODFolder
         from ..evaluation import evaluate
+        from ..inference import input_side
         from .predict import maybe_optimize
 
-        model = maybe_optimize(load_weights(args.weights, args.model, args.layer_config), not args.no_optimize)
+        model = load_weights(args.weights, args.model, args.layer_config)
+        size = input_side(args.size, model)
+        model = maybe_optimize(model, not args.no_optimize)
         ds = SODFolder(args.data, split=args.split)
-        res = evaluate(model, ds, protocol=args.protocol, batch_size=args.batch_size, size=args.size,
+        res = evaluate(model, ds, protocol=args.protocol, batch_size=args.batch_size, size=size,
                        device=args.device, progress=not args.no_progress and not args.json)
         res["source"] = {"weights": args.weights, "data": str(ds.root)}
     out = _scalars(res)

@@ -21,7 +21,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--weights", required=True, help="a sodlab checkpoint or the authors' .pth.tar")
     p.add_argument("--layer-config", default=None, help="the authors' layer configuration (.bin or JSON) for their checkpoint")
     p.add_argument("--out", required=True, help="output folder (created if missing)")
-    p.add_argument("--size", type=int, default=224, help="network input side (multiple of 16; default 224)")
+    p.add_argument("--size", type=int, default=None, help="network input side (multiple of 16; default: the side a sodlab checkpoint was trained at, else 224)")
     p.add_argument("--batch-size", type=int, default=8)
     p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1 ...")
     p.add_argument("--overwrite", action="store_true", help="replace maps that already exist in --out")
@@ -66,17 +66,19 @@ def run(args: argparse.Namespace) -> int:
 
     from ..checkpoint import load_weights
     from ..data.io import read_image, write_png_atomic
-    from ..inference import predict_batch
+    from ..inference import input_side, predict_batch
 
-    if args.size % 16:
-        raise SodlabError(f"--size must be a multiple of 16, got {args.size}")
+    if args.size is not None and (args.size < 16 or args.size % 16):
+        raise SodlabError(f"--size must be a positive multiple of 16, got {args.size}")
     files = collect_inputs(args.paths)
     out_dir = Path(args.out)
     targets = {f: out_dir / f"{f.stem}.png" for f in files}
     existing = [t for t in targets.values() if t.exists()]
     if existing and not args.overwrite:
         raise SodlabError(f"{len(existing)} output(s) already exist, first {existing[0]}; pass --overwrite to replace them")
-    model = maybe_optimize(load_weights(args.weights, args.model, args.layer_config), not args.no_optimize)
+    model = load_weights(args.weights, args.model, args.layer_config)
+    size = input_side(args.size, model)
+    model = maybe_optimize(model, not args.no_optimize)
     out_dir.mkdir(parents=True, exist_ok=True)
     failed = 0
     bar = tqdm(total=len(files), unit="img", desc="predict", disable=None)
@@ -92,7 +94,7 @@ def run(args: argparse.Namespace) -> int:
                 bar.update(1)
         if not images:
             continue
-        maps = predict_batch(model, images, size=args.size, device=args.device, batch_size=args.batch_size)
+        maps = predict_batch(model, images, size=size, device=args.device, batch_size=args.batch_size)
         for f, sal in zip(chunk, maps):
             write_png_atomic(targets[f], np.asarray(sal))
             bar.update(1)

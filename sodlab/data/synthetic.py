@@ -50,7 +50,7 @@ from .io import current_umask
 log = logging.getLogger(__name__)
 
 GENERATOR_VERSION = 1
-DEFAULT_DIFFICULTY = 0.5
+DEFAULT_DIFFICULTY = 0.1
 DEFAULT_SIZE = 128
 DEFAULT_TRAIN = 2000
 DEFAULT_TEST = 300

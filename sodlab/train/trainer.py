@@ -770,6 +770,8 @@ def fit(
 
 def _save(out: Path, net: nn.Module, optimizer, scheduler, scaler, config: TrainConfig, run: _Run, improved: bool) -> None:
     record = model_record(net)
+    if config.image_size is not None:
+        record["input_size"] = int(config.image_size)
     if improved:
         best = dict(record)
         best["train_summary"] = {"epoch": run.epoch, "metrics": run.rows[-1]}
