@@ -7,7 +7,7 @@ anti-aliasing) -> x255, truncated to uint8.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Iterable, Iterator, Optional, Sequence
+from typing import Iterator, Optional, Sequence
 
 import numpy as np
 import torch
