@@ -82,8 +82,10 @@ def model_from_record(record: Mapping[str, Any], source: str = "checkpoint") -> 
     size = record.get("input_size")
     if size is not None:
         # the side the model was trained at: predict and eval use it unless told otherwise
-        if isinstance(size, bool) or not isinstance(size, int) or size < 16 or size % 16:
-            raise CheckpointError(f"{source}: input_size must be a positive multiple of 16, got {size!r}")
+        from .models.csnet import INPUT_MULTIPLE, is_input_side
+
+        if not is_input_side(size):
+            raise CheckpointError(f"{source}: input_size must be a positive multiple of {INPUT_MULTIPLE}, got {size!r}")
         model.input_size = size
     return model
 

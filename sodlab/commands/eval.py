@@ -56,13 +56,13 @@ def run(args: argparse.Namespace) -> int:
     else:
         if args.weights is None or args.data is None:
             raise SodlabError("--weights and --data go together")
-        if args.size is not None and (args.size < 16 or args.size % 16):
-            raise SodlabError(f"--size must be a positive multiple of 16, got {args.size}")
+        from .predict import check_size_arg, maybe_optimize
+
+        check_size_arg(args.size)
         from ..checkpoint import load_weights
         from ..data.folder import SODFolder
         from ..evaluation import evaluate
         from ..inference import input_side
-        from .predict import maybe_optimize
 
         model = load_weights(args.weights, args.model, args.layer_config)
         size = input_side(args.size, model)

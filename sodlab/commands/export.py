@@ -29,11 +29,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from ..checkpoint import load_weights
     from ..export import export_onnx, export_torchscript
+    from .predict import check_size_arg
 
     if args.onnx is None and args.torchscript is None:
         raise SodlabError("nothing to do: give --onnx OUT.onnx and/or --torchscript OUT.pt")
-    if args.size < 16 or args.size % 16:
-        raise SodlabError(f"--size must be a positive multiple of 16, got {args.size}")
+    check_size_arg(args.size)
     # Refuse before the (slow) export rather than after.
     for out in (args.onnx, args.torchscript):
         if out is not None and Path(out).exists() and not args.overwrite:

@@ -49,6 +49,14 @@ def collect_inputs(paths: list[str]) -> list[Path]:
     return files
 
 
+def check_size_arg(size) -> None:
+    """Refuse a ``--size`` CSNet cannot take (``None``, meaning the default, passes)."""
+    from ..models.csnet import INPUT_MULTIPLE, is_input_side
+
+    if size is not None and not is_input_side(size):
+        raise SodlabError(f"--size must be a positive multiple of {INPUT_MULTIPLE}, got {size}")
+
+
 def maybe_optimize(model, enabled: bool):
     """The inference-optimised equivalent of ``model`` when sodlab.fast is available."""
     if not enabled:
@@ -68,8 +76,7 @@ def run(args: argparse.Namespace) -> int:
     from ..data.io import read_image, write_png_atomic
     from ..inference import input_side, predict_batch
 
-    if args.size is not None and (args.size < 16 or args.size % 16):
-        raise SodlabError(f"--size must be a positive multiple of 16, got {args.size}")
+    check_size_arg(args.size)
     files = collect_inputs(args.paths)
     out_dir = Path(args.out)
     targets = {f: out_dir / f"{f.stem}.png" for f in files}

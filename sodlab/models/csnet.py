@@ -25,6 +25,11 @@ STAGES = (3, 4, 6, 4)
 INPUT_MULTIPLE = 16
 
 
+def is_input_side(n: Any) -> bool:
+    """True for an image side CSNet accepts: a positive int multiple of `INPUT_MULTIPLE`."""
+    return isinstance(n, int) and not isinstance(n, bool) and n >= INPUT_MULTIPLE and n % INPUT_MULTIPLE == 0
+
+
 def _ints(xs: Any) -> list[int]:
     if isinstance(xs, (int, float, np.integer, np.floating)):
         xs = [xs]
