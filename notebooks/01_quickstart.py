@@ -49,7 +49,7 @@ from sodlab.studies import start_study
 
 SIZES = {
     "quick": dict(width=8, epochs=2, image_size=64, batch_size=16, eval_size=64, show=4),
-    "standard": dict(width=16, epochs=20, image_size=128, batch_size=16, eval_size=128, show=6),
+    "standard": dict(width=16, epochs=8, image_size=64, batch_size=16, eval_size=64, show=6),
     "full": dict(width=20, epochs=60, image_size=224, batch_size=32, eval_size=224, show=8),
 }
 study = start_study("01_quickstart", mode, SIZES, data_root=data_root, device=device, results_dir=results_dir)

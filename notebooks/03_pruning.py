@@ -37,11 +37,11 @@ from sodlab.studies import start_study
 
 SIZES = {
     "quick": dict(regularizers=("dwd", "l2"), width=8, epochs=1, image_size=64, batch_size=16,
-                  keep_fractions=(1.0, 0.5, 0.2), finetune_epochs=0),
-    "standard": dict(regularizers=("dwd", "l2", "l1", "none"), width=16, epochs=15, image_size=128, batch_size=16,
-                     keep_fractions=(1.0, 0.7, 0.5, 0.3, 0.2, 0.1), finetune_epochs=1),
+                  keep_fractions=(1.0, 0.5, 0.2), finetune_epochs=0, finetune_images=None),
+    "standard": dict(regularizers=("dwd", "l2", "l1", "none"), width=16, epochs=4, image_size=64, batch_size=16,
+                     keep_fractions=(1.0, 0.5, 0.3, 0.2, 0.1), finetune_epochs=1, finetune_images=400),
     "full": dict(regularizers=("dwd", "l2", "l1", "none"), width=20, epochs=60, image_size=224, batch_size=32,
-                 keep_fractions=(1.0, 0.7, 0.5, 0.3, 0.2, 0.15, 0.1), finetune_epochs=3),
+                 keep_fractions=(1.0, 0.7, 0.5, 0.3, 0.2, 0.15, 0.1), finetune_epochs=3, finetune_images=None),
 }
 study = start_study("03_pruning", mode, SIZES, data_root=data_root, device=device, results_dir=results_dir)
 S = study.sizes
@@ -52,6 +52,7 @@ res = ex.regularizer_study(
     study.data_root, regularizers=S["regularizers"], width=S["width"], epochs=S["epochs"],
     image_size=S["image_size"], batch_size=S["batch_size"], seed=0, device=study.device,
     work_dir=study.work_dir, keep_fractions=S["keep_fractions"], finetune_epochs=S["finetune_epochs"],
+    finetune_images=S["finetune_images"],
 )
 for name, df in res.items():
     study.save_table(df, name)

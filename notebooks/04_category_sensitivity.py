@@ -43,7 +43,7 @@ from sodlab.studies import start_study
 
 SIZES = {
     "quick": dict(n_seen=3, width=8, epochs=1, image_size=64, batch_size=16, loo=True, loo_max=2, loo_epochs=1, n_boot=100),
-    "standard": dict(n_seen=5, width=16, epochs=15, image_size=128, batch_size=16, loo=True, loo_max=None, loo_epochs=8, n_boot=1000),
+    "standard": dict(n_seen=5, width=16, epochs=6, image_size=64, batch_size=16, loo=True, loo_max=4, loo_epochs=3, n_boot=1000),
     "full": dict(n_seen=6, width=20, epochs=40, image_size=224, batch_size=32, loo=True, loo_max=None, loo_epochs=20, n_boot=2000),
 }
 study = start_study("04_category_sensitivity", mode, SIZES, data_root=data_root, device=device, results_dir=results_dir)

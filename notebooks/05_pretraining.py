@@ -40,7 +40,7 @@ from sodlab.studies import start_study
 
 SIZES = {
     "quick": dict(fractions=(0.5, 1.0), width=8, epochs=1, pretrain_epochs=1, image_size=64, batch_size=16, n_boot=100),
-    "standard": dict(fractions=(0.1, 0.25, 0.5, 1.0), width=16, epochs=15, pretrain_epochs=15, image_size=128, batch_size=16, n_boot=1000),
+    "standard": dict(fractions=(0.1, 0.3, 1.0), width=16, epochs=5, pretrain_epochs=5, image_size=64, batch_size=16, n_boot=1000),
     "full": dict(fractions=(0.05, 0.1, 0.25, 0.5, 1.0), width=20, epochs=40, pretrain_epochs=40, image_size=224, batch_size=32, n_boot=2000),
 }
 study = start_study("05_pretraining", mode, SIZES, data_root=data_root, device=device, results_dir=results_dir)

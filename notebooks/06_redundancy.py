@@ -41,7 +41,7 @@ from sodlab.studies import start_study
 
 SIZES = {
     "quick": dict(widths=(4, 8), epochs=1, image_size=64, batch_size=16, n_images=32),
-    "standard": dict(widths=(4, 8, 16, 24), epochs=15, image_size=128, batch_size=16, n_images=128),
+    "standard": dict(widths=(4, 8, 16), epochs=4, image_size=64, batch_size=16, n_images=128),
     "full": dict(widths=(4, 8, 16, 24, 32), epochs=40, image_size=224, batch_size=32, n_images=256),
 }
 study = start_study("06_redundancy", mode, SIZES, data_root=data_root, device=device, results_dir=results_dir)

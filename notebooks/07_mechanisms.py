@@ -45,7 +45,7 @@ from sodlab.studies import start_study
 
 SIZES = {
     "quick": dict(width=8, epochs=1, image_size=64, batch_size=16, n_images=16, explorer_images=4),
-    "standard": dict(width=16, epochs=15, image_size=128, batch_size=16, n_images=64, explorer_images=8),
+    "standard": dict(width=16, epochs=6, image_size=64, batch_size=16, n_images=64, explorer_images=8),
     "full": dict(width=20, epochs=40, image_size=224, batch_size=32, n_images=256, explorer_images=12),
 }
 study = start_study("07_mechanisms", mode, SIZES, data_root=data_root, device=device, results_dir=results_dir)

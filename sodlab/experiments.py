@@ -276,13 +276,18 @@ def regularizer_study(
     work_dir: str | Path = "runs/regularizers",
     keep_fractions: Sequence[float] = (1.0, 0.5, 0.3, 0.2),
     finetune_epochs: int = 0,
+    finetune_images: Optional[int] = None,
     progress: bool = False,
 ) -> dict[str, pd.DataFrame]:
     """Train the same CSNet with each regulariser; return ``logs`` (training logs),
     ``gammas`` (|gamma| of every regularised channel at initialisation and after training),
-    ``pruning`` (`sodlab.prune.curve` per regulariser) and ``final`` (metrics per regulariser)."""
+    ``pruning`` (`sodlab.prune.curve` per regulariser) and ``final`` (metrics per regulariser).
+    ``finetune_images`` fine-tunes each slim model on that many training images (a fixed random
+    subset, the same for every point) instead of all of them: fine-tuning every point of every
+    curve on the whole set costs more than training the models."""
     dev = _device(device)
     train, test = _datasets(data_root, image_size)
+    tune = train if finetune_images is None else Subset(train, _spread(len(train), finetune_images, seed))
     work = Path(work_dir)
     logs, gammas, curves, finals = [], [], [], []
     for reg in regularizers:
@@ -300,7 +305,7 @@ def regularizer_study(
         finals.append({"regularizer": reg, "params": sum(p.numel() for p in model.parameters()), **s})
         from . import prune
 
-        curve = prune.curve(model, test, keep_fractions=list(keep_fractions), finetune_epochs=finetune_epochs, train_data=train if finetune_epochs else None,
+        curve = prune.curve(model, test, keep_fractions=list(keep_fractions), finetune_epochs=finetune_epochs, train_data=tune if finetune_epochs else None,
                             size=image_size, macs_size=image_size, seed=seed, device=str(dev), work_dir=work / f"{reg}_prune", progress=progress)
         curves.append(_log_frame(curve, regularizer=reg))
     return {

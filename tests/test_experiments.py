@@ -120,6 +120,22 @@ def test_regularizer_study(bench, tmp_path):
     assert set(out["pruning"]["regularizer"]) == {"dwd", "none"}
 
 
+def test_regularizer_study_finetunes_on_a_fixed_subset(bench, tmp_path, monkeypatch):
+    from sodlab import prune
+
+    seen = []
+
+    def fake_curve(model, data, *, train_data=None, **kw):
+        seen.append(list(train_data.indices))
+        return pd.DataFrame({"keep_fraction": [1.0], "max_f": [0.5]})
+
+    monkeypatch.setattr(prune, "curve", fake_curve)
+    ex.regularizer_study(bench, regularizers=("none", "l2"), batch_size=16, work_dir=tmp_path, keep_fractions=(1.0,),
+                         finetune_epochs=1, finetune_images=12, **TINY)
+    assert len(seen) == 2 and len(seen[0]) == 12 and seen[0] == seen[1]
+    assert len(set(seen[0])) == 12 and max(seen[0]) < 80
+
+
 @pytest.mark.slow
 def test_category_sensitivity(bench, tmp_path):
     out = ex.category_sensitivity(bench, n_seen=6, n_boot=50, work_dir=tmp_path, loo=True, loo_max=2, **TINY)
