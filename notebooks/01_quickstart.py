@@ -41,10 +41,10 @@ import torch
 from skimage import data as skdata
 
 import sodlab
-from sodlab import viz
+from sodlab import verdicts, viz
+from sodlab.baselines import baseline_metrics
 from sodlab.data import SODFolder
 from sodlab.data import transforms as T
-from sodlab.metrics import SODMetrics
 from sodlab.studies import start_study
 
 SIZES = {
@@ -115,15 +115,7 @@ table.T
 # "prediction" for every test image, scored with the same metric code.
 
 # %%
-test = SODFolder(study.data_root / "test")
-meter = SODMetrics()
-for item in test:
-    gt = (item["mask"][0].numpy() > 0.5).astype(np.uint8) * 255
-    h, w = gt.shape
-    yy, xx = np.mgrid[0:h, 0:w]
-    blob = np.exp(-(((yy - h / 2) / (h / 4)) ** 2 + ((xx - w / 2) / (w / 4)) ** 2) / 2)
-    meter.step((blob * 255).astype(np.uint8), gt)
-centre = {k: v for k, v in meter.get_results().items() if np.isscalar(v)}
+centre = baseline_metrics(study.data_root / "test", ["centre bias"])["centre bias"]
 pd.DataFrame([{"model": "centre bias", **centre}, {"model": "this model", **metrics}]).set_index("model")[["max_f", "mae"]]
 
 # %% [markdown]
@@ -147,15 +139,6 @@ study.savefig(fig, "benchmark_examples")
 # ## What we found
 
 # %%
-gain = metrics["max_f"] - centre["max_f"]
-held = gain > 0.05
-verdict = (f"held: max-F {metrics['max_f']:.3f} vs {centre['max_f']:.3f} for the centre-bias guess ({gain:+.3f})" if held
-           else f"did not hold: max-F {metrics['max_f']:.3f} is not clearly above the centre-bias guess ({centre['max_f']:.3f})")
-study.findings(
-    claim="The model detects salient objects better than a centre-bias guess.",
-    verdict=verdict,
-    text=(f"- Model: {source}; {prof['params']:,} parameters, {prof['gmacs']:.3f} GMACs at {eval_size}x{eval_size}.\n"
-          f"- Test split ({len(test)} images): max-F {metrics['max_f']:.3f}, mean-F {metrics.get('mean_f', float('nan')):.3f}, "
-          f"MAE {metrics['mae']:.4f}; centre bias: max-F {centre['max_f']:.3f}, MAE {centre['mae']:.4f}."),
-    key_figure="benchmark_examples.png",
-)
+finding = verdicts.quickstart(metrics, centre, source=source, params=prof["params"], gmacs=prof["gmacs"],
+                             size=eval_size, n_images=len(show))
+study.findings(finding.claim, finding.verdict, finding.text, key_figure="benchmark_examples.png")

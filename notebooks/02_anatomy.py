@@ -35,9 +35,8 @@ results_dir = None
 # %%
 import pandas as pd
 
-import sodlab
 from sodlab import experiments as ex
-from sodlab import viz
+from sodlab import verdicts, viz
 from sodlab.studies import start_study
 
 SIZES = {
@@ -105,38 +104,5 @@ if len(dil):
 # ## What we found
 
 # %%
-p = at.set_index("model")["params"]
-g = at.set_index("model")["gmacs"]
-big = "csf-res2net50" if "csf-res2net50" in p else None  # registered once CSF+Res2Net is installed
-share = blocks.groupby(["model", "scale"])["channels"].sum().unstack()
-half = (share[1] / share.sum(axis=1)) if 1 in share else pd.Series(0.0, index=share.index)
-per_block = blocks.pivot_table(index="block", columns="model", values="channels", aggfunc="sum", sort=False)
-kept = per_block["csnet-L-x1"] / per_block["csnet"]
-lines = [f"- At 224x224: " + "; ".join(f"{m} {p[m]:,} parameters / {g[m]:.3f} GMACs" for m in p.index) + "."]
-if big:
-    lines.append(f"- CSF+Res2Net needs {p[big] / p['csnet-L-x2']:.0f}x the parameters and {g[big] / g['csnet-L-x2']:.0f}x "
-                 "the MACs of CSNet-L-x2.")
-else:
-    lines.append("- CSF+Res2Net is not registered in this installation, so the comparison with it is missing.")
-lines += [
-    f"- Half-resolution share of encoder channels: unpruned {half.get('csnet', float('nan')):.0%}, "
-    f"CSNet-L-x1 {half.get('csnet-L-x1', float('nan')):.0%}, CSNet-L-x2 {half.get('csnet-L-x2', float('nan')):.0%}.",
-    f"- CSNet-L-x1 keeps between {kept.min():.0%} and {kept.max():.0%} of a block's unpruned channels "
-    f"(spread {kept.std():.2f}): most in `{kept.idxmax()}`, fewest in `{kept.idxmin()}`.",
-]
-small = p["csnet-L-x2"] < 200_000
-learned = kept.std() > 0.1
-strong = big is not None and p[big] / p["csnet-L-x2"] > 50
-if small and learned:
-    verdict = (f"held{', strongly' if strong else ''}: CSNet-L-x2 has {p['csnet-L-x2']:,} parameters"
-               + (f", {p[big] / p['csnet-L-x2']:.0f}x fewer than CSF+Res2Net" if big else "")
-               + f", and its learned allocation is far from uniform (per-block kept share spread {kept.std():.2f})")
-else:
-    verdict = f"did not hold: CSNet-L-x2 has {p['csnet-L-x2']:,} parameters; per-block kept share spread {kept.std():.2f}"
-study.findings(
-    claim="SOD can be done with about 100K parameters; CSNet's channel numbers are learned, not uniform.",
-    verdict=verdict,
-    text="\n".join(lines),
-    key_figure="allocation_heatmap.png",
-    exact=True,
-)
+finding = verdicts.anatomy(at, blocks)
+study.findings(finding.claim, finding.verdict, finding.text, key_figure="allocation_heatmap.png", exact=True)

@@ -32,7 +32,7 @@ results_dir = None
 import matplotlib.pyplot as plt
 
 from sodlab import experiments as ex
-from sodlab import viz
+from sodlab import verdicts, viz
 from sodlab.studies import start_study
 
 SIZES = {
@@ -105,30 +105,5 @@ study.savefig(fig, "training_curves")
 # kept fractions that were tried).
 
 # %%
-def prunable(g, tol=0.02):
-    g = g.sort_values("params", ascending=False)
-    full = g.iloc[0]
-    ok = g[g["max_f"] >= full["max_f"] - tol]
-    return 1 - ok["params"].min() / full["params"], full["max_f"]
-
-
-rows = {r: prunable(g) for r, g in pr.groupby("regularizer")}
-lines = [f"- {r}: unpruned max-F {mf:.3f}; up to {share:.0%} of the parameters removed within 0.02 max-F"
-         for r, (share, mf) in rows.items()]
-dwd_share = rows.get("dwd", (float("nan"), 0))[0]
-l2_share = rows.get("l2", (float("nan"), 0))[0]
-at20 = {r: g.sort_values("params").iloc[0] for r, g in pr.groupby("regularizer")}
-lines.append("- at the smallest kept fraction: " + "; ".join(
-    f"{r} {g['params']:,.0f} parameters, max-F {g['max_f']:.3f}" for r, g in at20.items()))
-if dwd_share >= 0.7 and dwd_share >= l2_share:
-    verdict = f"held: DWD lets {dwd_share:.0%} of the parameters go within 0.02 max-F (L2: {l2_share:.0%})"
-elif dwd_share > l2_share:
-    verdict = f"held partly: DWD prunes more than L2 ({dwd_share:.0%} vs {l2_share:.0%}) but short of 80%"
-else:
-    verdict = f"did not hold in this run: DWD {dwd_share:.0%} vs L2 {l2_share:.0%} of the parameters prunable within 0.02 max-F"
-study.findings(
-    claim="Dynamic weight decay lets about 80% of CSNet's parameters be pruned with little loss, better than L2/L1.",
-    verdict=verdict,
-    text="\n".join(lines),
-    key_figure="pruning_curves.png",
-)
+finding = verdicts.pruning(pr)
+study.findings(finding.claim, finding.verdict, finding.text, key_figure="pruning_curves.png")

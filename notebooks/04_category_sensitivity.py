@@ -38,7 +38,7 @@ results_dir = None
 import matplotlib.pyplot as plt
 
 from sodlab import experiments as ex
-from sodlab import viz
+from sodlab import verdicts, viz
 from sodlab.studies import start_study
 
 SIZES = {
@@ -110,42 +110,5 @@ if len(loo):
 # ## What we found
 
 # %%
-g = gaps.set_index(["task", "metric"])
-sod_f = g.loc[("sod", "max_f")]
-sod_m = g.loc[("sod", "mae")]
-val = lambda t, grp, met: float(summary[(summary.task == t) & (summary.group == grp) & (summary.metric == met)]["value"].iloc[0])  # noqa: E731
-lines = [
-    f"- SOD max-F: seen {val('sod', 'seen', 'max_f'):.3f}, unseen {val('sod', 'unseen', 'max_f'):.3f}; "
-    f"gap {sod_f.gap:+.3f} (95% CI {sod_f.low:+.3f} .. {sod_f.high:+.3f}, {sod_f.relative_gap:+.1%} of the seen score).",
-    f"- SOD MAE: gap {sod_m.gap:+.4f} (95% CI {sod_m.low:+.4f} .. {sod_m.high:+.4f}; a negative MAE gap means unseen is worse).",
-]
-cls_gap = None
-for task in ("classifier", "sod_encoder"):
-    if (task, "ncm_accuracy_vs_chance") in g.index:
-        r = g.loc[(task, "ncm_accuracy_vs_chance")]
-        who = {"classifier": "Classifier", "sod_encoder": "SOD"}[task]
-        lines.append(f"- {who} encoder, nearest-class-mean accuracy above chance: seen "
-                     f"{val(task, 'seen', 'ncm_accuracy_vs_chance'):.2f}, unseen {val(task, 'unseen', 'ncm_accuracy_vs_chance'):.2f}; "
-                     f"gap {r.gap:+.2f} (95% CI {r.low:+.2f} .. {r.high:+.2f}).")
-        if task == "classifier":
-            cls_gap = r
-if len(loo):
-    lines.append(f"- Leave-one-out ({len(drops)} categories held out in turn): max-F when seen minus max-F when held out, "
-                 f"mean {drops['drop'].mean():+.3f} (positive: worse when unseen; largest {drops['drop'].max():+.3f}, "
-                 f"`{drops.loc[drops['drop'].idxmax(), 'category']}`).")
-sod_rel = abs(sod_f.relative_gap)
-if sod_f.low <= 0 <= sod_f.high or sod_rel < 0.02:
-    verdict = "held: the SOD gap between seen and unseen categories is " + (
-        "indistinguishable from zero" if sod_f.low <= 0 <= sod_f.high else f"only {sod_rel:.1%} of the seen score")
-    if cls_gap is not None and cls_gap.low > 0:
-        verdict += ", while the classifier's gap is clearly positive (strong contrast)"
-elif sod_rel < 0.05:
-    verdict = f"held weakly: SOD is {sod_rel:.1%} worse on unseen categories, and the interval excludes zero"
-else:
-    verdict = f"did not hold: SOD is {sod_rel:.1%} worse on unseen categories (CI {sod_f.low:+.3f} .. {sod_f.high:+.3f})"
-study.findings(
-    claim="SOD models are category-insensitive: trained on some categories, they segment unseen categories about as well.",
-    verdict=verdict,
-    text="\n".join(lines),
-    key_figure="seen_unseen_gap.png",
-)
+finding = verdicts.category_sensitivity(summary, gaps, drops if len(loo) else None)
+study.findings(finding.claim, finding.verdict, finding.text, key_figure="seen_unseen_gap.png")

@@ -35,7 +35,7 @@ results_dir = None
 import matplotlib.pyplot as plt
 
 from sodlab import experiments as ex
-from sodlab import viz
+from sodlab import verdicts, viz
 from sodlab.studies import start_study
 
 SIZES = {
@@ -92,25 +92,5 @@ eff
 # ## What we found
 
 # %%
-fin = res["final"].set_index(["init", "fraction"])["max_f"]
-top = eff.sort_values("fraction").iloc[-1]
-low = eff.sort_values("fraction").iloc[0]
-lines = [f"- {r.fraction:.0%} of the training set ({r.n_train} images): scratch max-F {fin[('scratch', r.fraction)]:.3f}, "
-         f"pre-trained {fin[('pretrained', r.fraction)]:.3f}; gain {r.max_f_gain:+.3f} (95% CI {r.low:+.3f} .. {r.high:+.3f}), "
-         f"MAE gain {r.mae_gain:+.4f}" for r in eff.sort_values("fraction").itertuples()]
-if top.low <= 0 <= top.high or top.max_f_gain <= 0:
-    verdict = (f"held: with the full training set, pre-training changes max-F by {top.max_f_gain:+.3f} "
-               f"(95% CI {top.low:+.3f} .. {top.high:+.3f}), not distinguishable from zero" if top.max_f_gain > 0 or top.low <= 0 <= top.high
-               else f"held: with the full training set, scratch is better by {-top.max_f_gain:.3f}")
-elif top.max_f_gain < 0.02:
-    verdict = f"held weakly: pre-training helps by {top.max_f_gain:+.3f} max-F with the full set (significant but small)"
-else:
-    verdict = f"did not hold: pre-training helps by {top.max_f_gain:+.3f} max-F (95% CI {top.low:+.3f} .. {top.high:+.3f})"
-if len(eff) > 1 and low.max_f_gain > top.max_f_gain:
-    verdict += f"; with {low.fraction:.0%} of the data the gain is larger ({low.max_f_gain:+.3f})"
-study.findings(
-    claim="Classification pre-training is not necessary for SOD: from scratch is about as good.",
-    verdict=verdict,
-    text="\n".join(lines),
-    key_figure="data_efficiency.png",
-)
+finding = verdicts.pretraining(res["final"], eff)
+study.findings(finding.claim, finding.verdict, finding.text, key_figure="data_efficiency.png")

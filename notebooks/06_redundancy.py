@@ -36,7 +36,7 @@ results_dir = None
 import matplotlib.pyplot as plt
 
 from sodlab import experiments as ex
-from sodlab import viz
+from sodlab import verdicts, viz
 from sodlab.studies import start_study
 
 SIZES = {
@@ -125,42 +125,5 @@ study.savefig(fig, "prunable_channels")
 # ## What we found
 
 # %%
-wmin = min(S["widths"])
-rel = main.set_index(["task", "width"])["relative"]
-par = sweep.drop_duplicates(["task", "width"]).set_index(["task", "width"])["params"]
-val = main.set_index(["task", "width"])["value"]
-sod_keep, cls_keep = rel[("sod", wmin)], rel[("classification", wmin)]
-er = lw.groupby("task")["effective_rank_ratio"].mean()
-corr = lw.groupby("task")["mean_abs_corr"].mean()
-p01 = prn[(prn.width == wmax)].groupby(["task", "threshold"])["frac_channels_below"].first()
-th = sorted(prn.threshold.unique())[len(prn.threshold.unique()) // 2]
-twins = res["cka_twins"]
-twins = twins[twins.width == wmax].set_index("layer")["cka"]
-lines = [
-    f"- Width {wmax} -> {wmin}: SOD parameters {par[('sod', wmax)]:,} -> {par[('sod', wmin)]:,}; max-F "
-    f"{val[('sod', wmax)]:.3f} -> {val[('sod', wmin)]:.3f} ({sod_keep:.1%} kept). Classification accuracy "
-    f"{val[('classification', wmax)]:.3f} -> {val[('classification', wmin)]:.3f} ({cls_keep:.1%} kept).",
-    f"- Effective rank / channels, mean over layers at width {wmax}: SOD {er.get('sod', float('nan')):.2f}, "
-    f"classification {er.get('classification', float('nan')):.2f}; mean |channel correlation| SOD "
-    f"{corr.get('sod', float('nan')):.2f}, classification {corr.get('classification', float('nan')):.2f}.",
-    f"- Channels with |gamma| below {th:g} of their block's largest: SOD {p01.get(('sod', th), float('nan')):.0%}, "
-    f"classification {p01.get(('classification', th), float('nan')):.0%}.",
-    "- CKA between the twins, same layer: " + ", ".join(f"{k} {v:.2f}" for k, v in twins.items()) + ".",
-]
-# SOD must keep clearly more of its score (2 points of the widest model's score), not a rounding error more
-sod_better = sod_keep > cls_keep + 0.02
-score = sum([sod_better, er.get("sod", 1) < er.get("classification", 0),
-             p01.get(("sod", th), 0) > p01.get(("classification", th), 1)])
-if sod_better and score == 3:
-    verdict = f"held: shrinking the width keeps {sod_keep:.1%} of SOD's max-F but {cls_keep:.1%} of the classifier's accuracy, and SOD's layers are more redundant"
-elif sod_better:
-    verdict = f"held partly: SOD keeps {sod_keep:.1%} of its score vs {cls_keep:.1%} for classification, but the redundancy measures agree only {score} of 3 ways"
-else:
-    verdict = (f"did not hold: SOD keeps {sod_keep:.1%} of its score when shrunk, classification {cls_keep:.1%} "
-               "(SOD needs to keep at least 2 points more)")
-study.findings(
-    claim="SOD needs far fewer parameters than classification; its features are more redundant.",
-    verdict=verdict,
-    text="\n".join(lines),
-    key_figure="width_sweep.png",
-)
+finding = verdicts.redundancy(res)
+study.findings(finding.claim, finding.verdict, finding.text, key_figure="width_sweep.png")

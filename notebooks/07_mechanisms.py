@@ -40,7 +40,7 @@ import torch
 
 import sodlab
 from sodlab import experiments as ex
-from sodlab import viz
+from sodlab import verdicts, viz
 from sodlab.studies import start_study
 
 SIZES = {
@@ -140,35 +140,5 @@ study.savefig(fig, "channel_explorer")
 # ## What we found
 
 # %%
-m = "ablation" if (ov.method == "ablation").any() else ov.method.iloc[0]
-o = ov[ov.method == m].set_index("layer")
-cr = cross.set_index(["layer", "removed"])
-lines = [f"- {layer}: top-{int(r.k)} of {int(r.channels)} channels overlap with Jaccard {r.jaccard:.2f} "
-         f"(chance {r.chance_jaccard:.2f}); Spearman {r.spearman:+.2f} ({m})." for layer, r in o.iterrows()]
-asym = []
-for layer in o.index:
-    s, c = cr.loc[(layer, "sod_top")], cr.loc[(layer, "classification_top")]
-    asym.append((s.sod_rel_drop - s.classification_rel_drop) + (c.classification_rel_drop - c.sod_rel_drop))
-    lines.append(f"- {layer}, removing SOD's top channels: saliency target {s.sod_rel_drop:+.0%}, class logit "
-                 f"{s.classification_rel_drop:+.0%}; removing the class's top channels: saliency {c.sod_rel_drop:+.0%}, "
-                 f"class {c.classification_rel_drop:+.0%}.")
-gm = gc.groupby("cam_of")["r_cam_gt"].mean()
-lines.append("- Correlation with the ground-truth mask: " + ", ".join(f"{k} {v:.2f}" for k, v in gm.items()) + ".")
-excess = float(o["excess_jaccard"].mean())
-rho = float(o["spearman"].mean())
-selective = float(np.mean(asym)) > 0
-if excess < 0.1 and rho < 0.3 and selective:
-    verdict = (f"held: the tasks' important channels overlap {'no more than' if excess <= 0 else 'barely more than'} "
-               f"chance (mean excess Jaccard {excess:+.2f}, "
-               f"Spearman {rho:+.2f}) and each task's channels hurt that task more")
-elif excess < 0.2 and rho < 0.5:
-    verdict = f"held weakly: overlap above chance {excess:+.2f}, Spearman {rho:+.2f}; cross-ablation " + (
-        "is selective" if selective else "is not selective")
-else:
-    verdict = f"did not hold: the important channels are shared (excess Jaccard {excess:+.2f}, Spearman {rho:+.2f})"
-study.findings(
-    claim="SOD and classification use different mechanisms: different channels matter for each.",
-    verdict=verdict,
-    text="\n".join(lines),
-    key_figure="importance_overlap.png",
-)
+finding = verdicts.mechanisms(ov, cross, gc)
+study.findings(finding.claim, finding.verdict, finding.text, key_figure="importance_overlap.png")

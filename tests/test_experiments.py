@@ -10,6 +10,7 @@ from torch import nn
 
 import sodlab
 from sodlab import experiments as ex
+from sodlab import verdicts
 from sodlab.analysis import probes
 
 
@@ -118,6 +119,7 @@ def test_regularizer_study(bench, tmp_path):
     assert (out["gammas"]["abs_gamma"] >= 0).all()
     assert out["final"]["max_f"].between(0, 1).all() and out["final"]["mae"].between(0, 1).all()
     assert set(out["pruning"]["regularizer"]) == {"dwd", "none"}
+    assert verdicts.pruning(out["pruning"]).outcome in verdicts.OUTCOMES  # the notebook's tables fit its verdict
 
 
 def test_regularizer_study_finetunes_on_a_fixed_subset(bench, tmp_path, monkeypatch):
@@ -149,6 +151,7 @@ def test_category_sensitivity(bench, tmp_path):
     loo = out["loo"]
     assert loo["held_out"].nunique() == 2 and loo.groupby("held_out")["is_held_out"].sum().eq(1).all()
     assert len(ex.loo_drop(loo)) == 2
+    assert verdicts.category_sensitivity(s, g, ex.loo_drop(loo)).outcome in verdicts.OUTCOMES
     # resumable: a second call reuses the finished runs and gives the same numbers
     again = ex.category_sensitivity(bench, n_seen=6, n_boot=50, work_dir=tmp_path, loo=False, **TINY)
     pd.testing.assert_frame_equal(again["summary"], s)
@@ -163,6 +166,7 @@ def test_pretraining_effect(bench, tmp_path):
     assert (f[f.fraction == 0.5]["n_train"].to_numpy() < f[f.fraction == 1.0]["n_train"].to_numpy()).all()
     e = out["efficiency"]
     assert (e["low"] <= e["high"]).all() and len(e) == 2
+    assert verdicts.pretraining(f, e).outcome in verdicts.OUTCOMES
 
 
 @pytest.mark.slow
@@ -177,6 +181,7 @@ def test_redundancy_study(bench, tmp_path):
     diag = out["cka_layers"].query("task == 'sod' and layer_a == layer_b")["cka"]
     np.testing.assert_allclose(diag, 1.0)
     assert out["pruning"]["frac_channels_below"].between(0, 1).all()
+    assert "Width 6 -> 4" in verdicts.redundancy(out).text
 
 
 @pytest.mark.slow
@@ -191,3 +196,5 @@ def test_mechanisms_study(bench, tmp_path):
     assert set(out["cross_ablation"]["removed"]) == {"sod_top", "classification_top", "random"}
     gc = out["gradcam"]
     assert gc["r_cam_gt"].dropna().between(-1, 1).all()
+    f = verdicts.mechanisms(o, out["cross_ablation"], gc)
+    assert f.outcome in verdicts.OUTCOMES and "stage3" in f.text and "stage4" in f.text

@@ -186,6 +186,18 @@ def test_findings_and_docs(tmp_path: Path):
     body = out.read_text()
     assert "## A notebook that works" in body and "held, weakly" in body and "![01_works](01_works.png)" in body
     assert (docs / "01_works.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    # the README's findings block is replaced, the rest kept; a README without the block is an error
+    readme = tmp_path / "README.md"
+    readme.write_text(f"# title\n\n{studies.README_START}\nold findings\n{studies.README_END}\n\n## after\n")
+    studies.regenerate_docs(tmp_path / "res", docs, nbdir, readme=readme)
+    text = readme.read_text()
+    assert text.startswith("# title\n\n") and text.endswith(f"{studies.README_END}\n\n## after\n")
+    assert "old findings" not in text and "#### A notebook that works" in text and "![01_works](docs/01_works.png)" in text
+    bare = tmp_path / "bare.md"
+    bare.write_text("# no block\n")
+    with pytest.raises(Exception, match="bare.md: expected one <!-- studies:findings:start -->"):
+        studies.regenerate_docs(tmp_path / "res", docs, nbdir, readme=bare)
+    assert bare.read_text() == "# no block\n"
 
 
 def test_viz_figures_are_labelled_and_saved_atomically(tmp_path: Path):

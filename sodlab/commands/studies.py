@@ -31,7 +31,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--sync", action="store_true", help="rewrite each notebook's paired .ipynb (no outputs) from its .py script and exit")
     p.add_argument("--check-sync", action="store_true", help="exit 1 if a paired .ipynb is missing or differs from its script")
     p.add_argument("--docs", action="store_true",
-                   help="after running, copy each notebook's key figure into docs/ and write docs/findings.md")
+                   help="after running, copy each notebook's key figure into docs/, write docs/findings.md and the findings block of README.md")
     p.add_argument("--docs-only", action="store_true", help="only regenerate docs/ from the findings already in the results folder")
 
 
@@ -54,7 +54,7 @@ def run(args: argparse.Namespace) -> int:
             print(f"{name}: paired .ipynb missing or out of date (run `sodlab studies --sync`)")
         return 1 if stale else 0
     if args.docs_only:
-        path = studies.regenerate_docs(args.results, notebooks_dir=args.notebooks)
+        path = studies.regenerate_docs(args.results, notebooks_dir=args.notebooks, readme=studies.default_readme())
         print(f"wrote {path}")
         return 0
 
@@ -75,6 +75,6 @@ def run(args: argparse.Namespace) -> int:
     for r in failed:
         print(f"FAILED {r.name}: {r.failure} -- see {r.executed}")
     if args.docs:
-        path = studies.regenerate_docs(args.results, notebooks_dir=args.notebooks)
+        path = studies.regenerate_docs(args.results, notebooks_dir=args.notebooks, readme=studies.default_readme())
         print(f"wrote {path}")
     return 1 if failed else 0
