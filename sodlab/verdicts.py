@@ -118,26 +118,33 @@ def prunable_share(curve: pd.DataFrame, tol: float = PRUNING_TOLERANCE, metric: 
 
 
 def pruning(curves: pd.DataFrame, tol: float = PRUNING_TOLERANCE) -> Finding:
-    """``curves``: `sodlab.prune.curve` rows with a ``regularizer`` column."""
+    """``curves``: `sodlab.prune.curve` rows with a ``regularizer`` column. When the curves
+    were fine-tuned (``max_f_finetuned``), the verdict compares fine-tuned slim models with the
+    unpruned model fine-tuned the same way (the paper's protocol prunes, then fine-tunes);
+    otherwise it reads the curves as pruned."""
     rows = {r: prunable_share(g, tol) for r, g in curves.groupby("regularizer")}
-    lines = [f"- {r}: unpruned max-F {mf:.3f}; up to {share:.0%} of the parameters removed within {tol:g} max-F"
-             for r, (share, mf) in rows.items()]
+    lines = [f"- {r}: unpruned max-F {mf:.3f}; up to {share:.0%} of the parameters removed within {tol:g} max-F "
+             "without fine-tuning" for r, (share, mf) in rows.items()]
     smallest = {r: g.sort_values("params").iloc[0] for r, g in curves.groupby("regularizer")}
     lines.append("- at the smallest kept fraction: " + "; ".join(
         f"{r} {g['params']:,.0f} parameters, max-F {g['max_f']:.3f}" for r, g in smallest.items()))
-    if "max_f_finetuned" in curves and curves["max_f_finetuned"].notna().any():
-        tuned = {r: prunable_share(g.dropna(subset=["max_f_finetuned"]).assign(max_f=lambda d: d.max_f_finetuned), tol)[0]
-                 for r, g in curves.groupby("regularizer")}
-        lines.append("- after fine-tuning, removable within the same tolerance: "
-                     + "; ".join(f"{r} {s:.0%}" for r, s in tuned.items()))
+    tuned = "max_f_finetuned" in curves and curves["max_f_finetuned"].notna().any()
+    if tuned:
+        rows = {r: prunable_share(g.dropna(subset=["max_f_finetuned"]).assign(max_f=lambda d: d.max_f_finetuned), tol)
+                for r, g in curves.groupby("regularizer")}
+        lines.append("- after fine-tuning (against the unpruned model fine-tuned alike), removable within the same "
+                     "tolerance: " + "; ".join(f"{r} {s:.0%} (unpruned {mf:.3f})" for r, (s, mf) in rows.items()))
+    when = "after fine-tuning" if tuned else "without fine-tuning"
     dwd = rows.get("dwd", (float("nan"), 0))[0]
-    l2 = rows.get("l2", (float("nan"), 0))[0]
-    if dwd >= 0.7 and dwd >= l2:
-        verdict = f"held: DWD lets {dwd:.0%} of the parameters go within {tol:g} max-F (L2: {l2:.0%})"
-    elif dwd > l2:
-        verdict = f"held partly: DWD prunes more than L2 ({dwd:.0%} vs {l2:.0%}) but short of 80%"
+    others = {r: s for r, (s, _) in rows.items() if r != "dwd"}
+    best = max(others.values(), default=0.0)
+    rivals = ", ".join(f"{r.upper()} {s:.0%}" for r, s in others.items()) or "no other regulariser run"
+    if dwd >= 0.7 and dwd >= best:
+        verdict = f"held: DWD lets {dwd:.0%} of the parameters go within {tol:g} max-F {when} ({rivals})"
+    elif dwd > best:
+        verdict = f"held partly: DWD prunes the most {when} ({dwd:.0%}; {rivals}) but short of 80%"
     else:
-        verdict = f"did not hold in this run: DWD {dwd:.0%} vs L2 {l2:.0%} of the parameters prunable within {tol:g} max-F"
+        verdict = f"did not hold in this run: {when}, DWD {dwd:.0%} of the parameters prunable within {tol:g} max-F ({rivals})"
     return _finding(PRUNING_CLAIM, verdict, lines)
 
 

@@ -47,20 +47,29 @@ def test_prunable_share_reads_the_curve_within_tolerance():
     assert verdicts.prunable_share(curve, tol=0.01)[0] == pytest.approx(0.5)
 
 
-def _curves(dwd_f, l2_f):
+def _curves(dwd_f, l2_f, tuned=None):
     rows = []
     for reg, fs in (("dwd", dwd_f), ("l2", l2_f)):
-        for p, f in zip([1000, 500, 200, 100], fs):
-            rows.append({"regularizer": reg, "params": p, "max_f": f, "max_f_finetuned": f + 0.01})
+        for i, (p, f) in enumerate(zip([1000, 500, 200, 100], fs)):
+            ft = float("nan") if tuned is None else tuned[reg][i]
+            rows.append({"regularizer": reg, "params": p, "max_f": f, "max_f_finetuned": ft})
     return pd.DataFrame(rows)
 
 
-def test_pruning_verdicts():
+def test_pruning_verdicts_without_fine_tuning():
     held = verdicts.pruning(_curves([0.8, 0.8, 0.79, 0.7], [0.8, 0.7, 0.6, 0.5]))
-    assert held.verdict == "held: DWD lets 80% of the parameters go within 0.02 max-F (L2: 0%)"
-    assert "after fine-tuning, removable within the same tolerance: dwd 80%; l2 0%" in held.text
+    assert held.verdict == "held: DWD lets 80% of the parameters go within 0.02 max-F without fine-tuning (L2 0%)"
+    assert "after fine-tuning" not in held.text
     assert verdicts.pruning(_curves([0.8, 0.79, 0.7, 0.6], [0.8, 0.7, 0.6, 0.5])).outcome == "held partly"
     assert verdicts.pruning(_curves([0.8, 0.7, 0.6, 0.5], [0.8, 0.79, 0.7, 0.6])).outcome == "did not hold"
+
+
+def test_pruning_verdict_judges_fine_tuned_curves_when_present():
+    # pruned alone DWD looks best, but after fine-tuning L2 recovers more: the verdict follows fine-tuning
+    tuned = {"dwd": [0.82, 0.75, 0.7, 0.6], "l2": [0.81, 0.80, 0.80, 0.79]}
+    f = verdicts.pruning(_curves([0.8, 0.8, 0.79, 0.7], [0.8, 0.7, 0.6, 0.5], tuned))
+    assert f.verdict == "did not hold in this run: after fine-tuning, DWD 0% of the parameters prunable within 0.02 max-F (L2 90%)"
+    assert "dwd 0% (unpruned 0.820); l2 90% (unpruned 0.810)" in f.text
 
 
 def _category_tables(gap, low, high, rel, cls_low=0.1):
