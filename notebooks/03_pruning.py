@@ -102,8 +102,8 @@ study.savefig(fig, "training_curves")
 # ## What we found
 # "Prunable" below means: the largest share of parameters removed while keeping max-F within
 # 0.02 (absolute) of the unpruned model, read off the curve above (so it is limited by the
-# kept fractions that were tried). When the slim models were fine-tuned, the verdict compares
-# them with the unpruned model fine-tuned the same way, as in the paper's prune-then-fine-tune
+# kept fractions that were tried). When the slim models were fine-tuned, the verdict reads them
+# after fine-tuning against the trained, unpruned model, as in the paper's prune-then-fine-tune
 # protocol.
 
 # %%

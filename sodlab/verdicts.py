@@ -107,21 +107,25 @@ PRUNING_CLAIM = "Dynamic weight decay lets about 80% of CSNet's parameters be pr
 PRUNING_TOLERANCE = 0.02  # absolute max-F a pruned model may lose and still count as "little loss"
 
 
-def prunable_share(curve: pd.DataFrame, tol: float = PRUNING_TOLERANCE, metric: str = "max_f") -> tuple[float, float]:
-    """``(share of parameters removable, unpruned score)``: the largest share removed among the
-    curve's points that keep ``metric`` within ``tol`` of the largest (unpruned) model's.
-    Limited by the points tried."""
+def prunable_share(curve: pd.DataFrame, tol: float = PRUNING_TOLERANCE, metric: str = "max_f",
+                   reference: Optional[float] = None) -> tuple[float, float]:
+    """``(share of parameters removable, reference score)``: the largest share removed among the
+    curve's points whose ``metric`` stays within ``tol`` of ``reference`` (by default the
+    largest, unpruned, model's ``metric``). Limited by the points tried."""
     g = curve.sort_values("params", ascending=False)
     full = g.iloc[0]
-    ok = g[g[metric] >= full[metric] - tol]
-    return float(1 - ok["params"].min() / full["params"]), float(full[metric])
+    ref = float(full[metric]) if reference is None else float(reference)
+    ok = g[g[metric] >= ref - tol]
+    if ok.empty:
+        return 0.0, ref
+    return float(1 - ok["params"].min() / full["params"]), ref
 
 
 def pruning(curves: pd.DataFrame, tol: float = PRUNING_TOLERANCE) -> Finding:
     """``curves``: `sodlab.prune.curve` rows with a ``regularizer`` column. When the curves
-    were fine-tuned (``max_f_finetuned``), the verdict compares fine-tuned slim models with the
-    unpruned model fine-tuned the same way (the paper's protocol prunes, then fine-tunes);
-    otherwise it reads the curves as pruned."""
+    were fine-tuned (``max_f_finetuned``), the verdict reads the fine-tuned slim models against
+    the trained, unpruned model (the paper's protocol: prune, fine-tune, compare with the
+    original); otherwise the pruned models as they are."""
     rows = {r: prunable_share(g, tol) for r, g in curves.groupby("regularizer")}
     lines = [f"- {r}: unpruned max-F {mf:.3f}; up to {share:.0%} of the parameters removed within {tol:g} max-F "
              "without fine-tuning" for r, (share, mf) in rows.items()]
@@ -130,10 +134,15 @@ def pruning(curves: pd.DataFrame, tol: float = PRUNING_TOLERANCE) -> Finding:
         f"{r} {g['params']:,.0f} parameters, max-F {g['max_f']:.3f}" for r, g in smallest.items()))
     tuned = "max_f_finetuned" in curves and curves["max_f_finetuned"].notna().any()
     if tuned:
-        rows = {r: prunable_share(g.dropna(subset=["max_f_finetuned"]).assign(max_f=lambda d: d.max_f_finetuned), tol)
-                for r, g in curves.groupby("regularizer")}
-        lines.append("- after fine-tuning (against the unpruned model fine-tuned alike), removable within the same "
-                     "tolerance: " + "; ".join(f"{r} {s:.0%} (unpruned {mf:.3f})" for r, (s, mf) in rows.items()))
+        groups = dict(list(curves.groupby("regularizer")))
+        rows = {r: prunable_share(g.dropna(subset=["max_f_finetuned"]).assign(max_f=lambda d: d.max_f_finetuned), tol,
+                                  reference=rows[r][1]) for r, g in groups.items()}
+        lines.append("- after fine-tuning, removable within the same tolerance of the unpruned model: "
+                     + "; ".join(f"{r} {s:.0%}" for r, (s, _) in rows.items()))
+        # the unpruned point fine-tuned alike tells whether the fine-tuning recipe itself helps or harms
+        full = {r: g.sort_values("params", ascending=False).iloc[0] for r, g in groups.items()}
+        lines.append("- the unpruned model fine-tuned the same way: " + "; ".join(
+            f"{r} {f['max_f']:.3f} -> {f['max_f_finetuned']:.3f}" for r, f in full.items() if not pd.isna(f["max_f_finetuned"])))
     when = "after fine-tuning" if tuned else "without fine-tuning"
     dwd = rows.get("dwd", (float("nan"), 0))[0]
     others = {r: s for r, (s, _) in rows.items() if r != "dwd"}

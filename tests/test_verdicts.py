@@ -45,6 +45,7 @@ def test_prunable_share_reads_the_curve_within_tolerance():
     share, full = verdicts.prunable_share(curve)
     assert share == pytest.approx(0.8) and full == 0.80
     assert verdicts.prunable_share(curve, tol=0.01)[0] == pytest.approx(0.5)
+    assert verdicts.prunable_share(curve, reference=0.9) == (0.0, 0.9)
 
 
 def _curves(dwd_f, l2_f, tuned=None):
@@ -64,12 +65,16 @@ def test_pruning_verdicts_without_fine_tuning():
     assert verdicts.pruning(_curves([0.8, 0.7, 0.6, 0.5], [0.8, 0.79, 0.7, 0.6])).outcome == "did not hold"
 
 
-def test_pruning_verdict_judges_fine_tuned_curves_when_present():
+def test_pruning_verdict_judges_fine_tuned_curves_against_the_original_model():
     # pruned alone DWD looks best, but after fine-tuning L2 recovers more: the verdict follows fine-tuning
-    tuned = {"dwd": [0.82, 0.75, 0.7, 0.6], "l2": [0.81, 0.80, 0.80, 0.79]}
+    tuned = {"dwd": [0.82, 0.75, 0.7, 0.6], "l2": [0.81, 0.80, 0.79, 0.70]}
     f = verdicts.pruning(_curves([0.8, 0.8, 0.79, 0.7], [0.8, 0.7, 0.6, 0.5], tuned))
-    assert f.verdict == "did not hold in this run: after fine-tuning, DWD 0% of the parameters prunable within 0.02 max-F (L2 90%)"
-    assert "dwd 0% (unpruned 0.820); l2 90% (unpruned 0.810)" in f.text
+    assert f.verdict == "did not hold in this run: after fine-tuning, DWD 0% of the parameters prunable within 0.02 max-F (L2 80%)"
+    assert "removable within the same tolerance of the unpruned model: dwd 0%; l2 80%" in f.text
+    assert "fine-tuned the same way: dwd 0.800 -> 0.820; l2 0.800 -> 0.810" in f.text
+    # a fine-tuning recipe that damages every model cannot make pruning look free
+    hurt = {"dwd": [0.6, 0.6, 0.6, 0.6], "l2": [0.6, 0.6, 0.6, 0.6]}
+    assert "(L2 0%)" in verdicts.pruning(_curves([0.8, 0.8, 0.79, 0.7], [0.8, 0.7, 0.6, 0.5], hurt)).verdict
 
 
 def _category_tables(gap, low, high, rel, cls_low=0.1):
