@@ -147,7 +147,7 @@ def pruning(curves: pd.DataFrame, tol: float = PRUNING_TOLERANCE) -> Finding:
     dwd = rows.get("dwd", (float("nan"), 0))[0]
     others = {r: s for r, (s, _) in rows.items() if r != "dwd"}
     best = max(others.values(), default=0.0)
-    rivals = ", ".join(f"{r.upper()} {s:.0%}" for r, s in others.items()) or "no other regulariser run"
+    rivals = ", ".join(f"{r.upper() if r != 'none' else 'no regulariser'} {s:.0%}" for r, s in others.items()) or "no other regulariser run"
     if dwd >= 0.7 and dwd >= best:
         verdict = f"held: DWD lets {dwd:.0%} of the parameters go within {tol:g} max-F {when} ({rivals})"
     elif dwd > best:

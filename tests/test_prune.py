@@ -340,3 +340,24 @@ def test_curve_rows(monkeypatch):
     assert df.max_f_finetuned.isna().all()
     with pytest.raises(ConfigError, match="train_data"):
         P.curve(model, None, keep_fractions=[0.5], finetune_epochs=1)
+
+
+def test_finetune_defaults_are_gentle_and_overridable(tmp_path, monkeypatch):
+    import sodlab.train as train_mod
+
+    seen = {}
+
+    def fake_fit(model, train, val, config, run_dir, **kw):
+        seen["config"] = config
+        sodlab.save(model, run_dir / "last.pt")
+
+    import sodlab.prune as P
+
+    monkeypatch.setattr(train_mod, "fit", fake_fit)
+    torch.manual_seed(0)
+    model = sodlab.create_model("csnet", width=4)
+    P.finetune(model, [], 1, run_dir=tmp_path / "a")
+    c = seen["config"]
+    assert (c.optimizer, c.lr, c.weight_decay, c.schedule) == ("adam", 3e-4, 0.0, "cosine")
+    P.finetune(model, [], 1, run_dir=tmp_path / "b", lr=1e-5, weight_decay=1e-4)
+    assert (seen["config"].lr, seen["config"].weight_decay, seen["config"].schedule) == (1e-5, 1e-4, "cosine")
