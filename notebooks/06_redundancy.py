@@ -64,9 +64,7 @@ res["width_sweep"]
 
 # %%
 sweep = res["width_sweep"]
-main = sweep[sweep.metric.isin(["max_f", "accuracy"])].copy()
-widest = main.loc[main.groupby("task")["width"].idxmax()].set_index("task")["value"]
-main["relative"] = main["value"] / main["task"].map(widest)
+main = ex.task_scores(sweep)
 fig, axes = plt.subplots(1, 2, figsize=(11, 4), layout="constrained")
 viz.metric_curves(main, x="params", y="value", hue="task", logx=True, xlabel="parameters (count, log scale)",
                   ylabel="max-F (SOD) / accuracy (classification), 0-1", title="Task metric", ax=axes[0])

@@ -65,8 +65,7 @@ res["overlap"]
 # ## Overlap of the important channels
 
 # %%
-ov = res["overlap"].copy()
-ov["excess_jaccard"] = ov["jaccard"] - ov["chance_jaccard"]
+ov = res["overlap"]
 fig, axes = plt.subplots(1, 2, figsize=(11, 4), layout="constrained")
 viz.bar_plot(ov, x="layer", y="jaccard", hue="method", xlabel="layer",
              ylabel="Jaccard overlap of top channels (0-1)", title="Top-channel overlap (line: chance)", ax=axes[0])

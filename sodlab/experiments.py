@@ -139,7 +139,7 @@ def _train_config(**kw: Any) -> Any:
     caller, so the recipe's input side is dropped unless given."""
     from .train import load_recipe
 
-    return load_recipe("quick").replace(image_size=None, **kw)
+    return load_recipe("quick").replace(**{"image_size": None, **kw})
 
 
 def _loader(ds: Dataset, batch_size: int) -> DataLoader:
@@ -602,6 +602,16 @@ def redundancy_study(
     }
 
 
+def task_scores(sweep: pd.DataFrame) -> pd.DataFrame:
+    """The headline metric rows of a ``width_sweep`` (max-F for SOD, accuracy for
+    classification) with ``relative``: each value over its task's value at the widest width,
+    so that the two tasks share one axis."""
+    main = sweep[sweep.metric.isin(["max_f", "accuracy"])].copy()
+    widest = main.loc[main.groupby("task")["width"].idxmax()].set_index("task")["value"]
+    main["relative"] = main["value"] / main["task"].map(widest)
+    return main
+
+
 def _spread(n: int, k: int, seed: int) -> list[int]:
     if k >= n:
         return list(range(n))
@@ -688,6 +698,7 @@ def mechanisms_study(
                 a, b = vals[("sod", meth)], vals[("classification", meth)]
                 overlap.append({"encoder": enc_name, "layer": layer, "method": meth, "channels": n, "k": k, "jaccard": imp.topk_jaccard(a, b, k),
                                 "chance_jaccard": imp.chance_topk_jaccard(n, k), "spearman": imp.rank_correlation(a, b)})
+                overlap[-1]["excess_jaccard"] = overlap[-1]["jaccard"] - overlap[-1]["chance_jaccard"]
             # cross-ablation: remove one task's top-k channels, measure both targets
             module_sod = imp.resolve_layer(t_sod, layer)
             module_cls = imp.resolve_layer(t_cls, layer)

@@ -240,11 +240,10 @@ REDUNDANCY_CLAIM = "SOD needs far fewer parameters than classification; its feat
 def redundancy(res: Mapping[str, pd.DataFrame]) -> Finding:
     """The tables of `sodlab.experiments.redundancy_study` (``width_sweep``, ``layers``,
     ``pruning``, ``cka_twins``); compares the widest and the narrowest width swept."""
+    from .experiments import task_scores
+
     sweep = res["width_sweep"]
-    main = sweep[sweep.metric.isin(["max_f", "accuracy"])].copy()
-    if "relative" not in main:
-        widest = main.loc[main.groupby("task")["width"].idxmax()].set_index("task")["value"]
-        main["relative"] = main["value"] / main["task"].map(widest)
+    main = task_scores(sweep)
     wmin, wmax = int(main.width.min()), int(main.width.max())
     rel = main.set_index(["task", "width"])["relative"]
     par = sweep.drop_duplicates(["task", "width"]).set_index(["task", "width"])["params"]
@@ -292,12 +291,11 @@ MECHANISMS_CLAIM = "SOD and classification use different mechanisms: different c
 
 def mechanisms(overlap: pd.DataFrame, cross: pd.DataFrame, gradcam: pd.DataFrame) -> Finding:
     """Tables of `sodlab.experiments.mechanisms_study`: ``overlap`` (per layer and method:
-    k, channels, jaccard, chance_jaccard, spearman), ``cross`` (cross-ablation
+    k, channels, jaccard, chance_jaccard, excess_jaccard, spearman), ``cross`` (cross-ablation
     relative drops) and ``gradcam`` (per image: cam_of, r_cam_gt). Channel ablation is the
     method judged when present (it measures what a channel does, not a gradient's guess)."""
     m = "ablation" if (overlap.method == "ablation").any() else overlap.method.iloc[0]
     o = overlap[overlap.method == m].set_index("layer")
-    o = o.assign(excess_jaccard=o["jaccard"] - o["chance_jaccard"])
     cr = cross.set_index(["layer", "removed"])
     lines = [f"- {layer}: top-{int(r.k)} of {int(r.channels)} channels overlap with Jaccard {r.jaccard:.2f} "
              f"(chance {r.chance_jaccard:.2f}); Spearman {r.spearman:+.2f} ({m})." for layer, r in o.iterrows()]

@@ -190,6 +190,7 @@ def test_mechanisms_study(bench, tmp_path):
     o = out["overlap"]
     assert set(o["method"]) == {"grad_x_act", "ablation"} and o["jaccard"].between(0, 1).all()
     assert (o["chance_jaccard"] > 0).all()
+    np.testing.assert_allclose(o["excess_jaccard"], o["jaccard"] - o["chance_jaccard"])
     imp = out["importance"]
     assert set(imp["task"]) == {"sod", "classification"}
     assert len(imp[(imp.layer == "stage4") & (imp.task == "sod") & (imp.method == "ablation")]) == 16
@@ -198,3 +199,18 @@ def test_mechanisms_study(bench, tmp_path):
     assert gc["r_cam_gt"].dropna().between(-1, 1).all()
     f = verdicts.mechanisms(o, out["cross_ablation"], gc)
     assert f.outcome in verdicts.OUTCOMES and "stage3" in f.text and "stage4" in f.text
+
+
+def test_train_config_is_the_quick_recipe_with_overrides():
+    c = ex._train_config(epochs=3, batch_size=4, seed=1)
+    assert (c.optimizer, c.lr, c.schedule, c.image_size, c.epochs) == ("adam", 3e-3, "cosine", None, 3)
+    assert ex._train_config(epochs=3, image_size=64).image_size == 64
+
+
+def test_task_scores_are_relative_to_each_tasks_widest_model():
+    sweep = pd.DataFrame({"task": ["sod", "sod", "classification", "classification", "sod"],
+                          "width": [4, 16, 4, 16, 16], "metric": ["max_f", "max_f", "accuracy", "accuracy", "mae"],
+                          "value": [0.4, 0.8, 0.1, 0.5, 0.05]})
+    out = ex.task_scores(sweep)
+    assert len(out) == 4 and set(out.metric) == {"max_f", "accuracy"}
+    np.testing.assert_allclose(out["relative"], [0.5, 1.0, 0.2, 1.0])

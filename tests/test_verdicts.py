@@ -143,7 +143,7 @@ def test_redundancy_verdicts():
 
 def _mechanism_tables(excess, rho, selective=True):
     ov = pd.DataFrame([{"layer": l, "method": "ablation", "k": 4, "channels": 16, "jaccard": 0.14 + excess,
-                        "chance_jaccard": 0.14, "spearman": rho} for l in ("s3", "s4")])
+                        "chance_jaccard": 0.14, "excess_jaccard": excess, "spearman": rho} for l in ("s3", "s4")])
     own, other = (0.5, 0.1) if selective else (0.1, 0.5)
     cross = pd.DataFrame([{"layer": l, "removed": r, "sod_rel_drop": a, "classification_rel_drop": b}
                           for l in ("s3", "s4") for r, a, b in (("sod_top", own, other), ("classification_top", other, own))])
