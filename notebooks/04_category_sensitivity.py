@@ -110,5 +110,5 @@ if len(loo):
 # ## What we found
 
 # %%
-finding = verdicts.category_sensitivity(summary, gaps, drops if len(loo) else None)
+finding = verdicts.category_sensitivity(summary, gaps, drops if len(loo) else None, classifiers=res["classifiers"])
 study.findings(finding.claim, finding.verdict, finding.text, key_figure="seen_unseen_gap.png")

@@ -92,5 +92,5 @@ eff
 # ## What we found
 
 # %%
-finding = verdicts.pretraining(res["final"], eff)
+finding = verdicts.pretraining(res["final"], eff, classifiers=res["classifiers"])
 study.findings(finding.claim, finding.verdict, finding.text, key_figure="data_efficiency.png")

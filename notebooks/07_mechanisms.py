@@ -139,5 +139,5 @@ study.savefig(fig, "channel_explorer")
 # ## What we found
 
 # %%
-finding = verdicts.mechanisms(ov, cross, gc)
+finding = verdicts.mechanisms(ov, cross, gc, classifiers=res["classifiers"])
 study.findings(finding.claim, finding.verdict, finding.text, key_figure="importance_overlap.png")

@@ -209,6 +209,15 @@ def _summary(scores: Mapping[str, np.ndarray], idx: Optional[np.ndarray] = None)
     return {"n_images": int(len(idx)), "max_f": max_f_from_curves(scores["curves"][idx]), "mae": float(scores["mae"][idx].mean())}
 
 
+def _classifier_row(name: str, model: nn.Module, ds: Dataset, device: torch.device, n_classes: int, **extra: Any) -> dict[str, Any]:
+    """Test accuracy of a classifier next to chance, for the verdicts: a comparison with a
+    classifier that has barely left chance says nothing about classification."""
+    out = _collect(model, ds, device, what="cls")
+    acc = float((out["out"].argmax(1) == out["label"]).mean())
+    return {"model": name, **extra, "classes": int(n_classes), "n_images": int(len(out["label"])), "accuracy": acc,
+            "chance": 1.0 / n_classes, "above_chance": probes.chance_normalised(acc, n_classes)}
+
+
 def _log_frame(log_df: pd.DataFrame, **cols: Any) -> pd.DataFrame:
     df = log_df.copy()
     for k, v in cols.items():
@@ -346,7 +355,8 @@ def category_sensitivity(
     model per held-out category (at most ``loo_max``), scored on every test category.
 
     Returns ``split``, ``sod_per_category``, ``summary`` (task x group), ``gaps`` (one row per
-    task/metric: gap, CI, relative gap), ``loo`` (long matrix) and ``classifier_log``/``sod_log``.
+    task/metric: gap, CI, relative gap), ``loo`` (long matrix), ``classifiers`` (the twin's test
+    accuracy on the seen categories next to chance) and ``classifier_log``/``sod_log``.
     """
     dev = _device(device)
     train, test = _datasets(data_root, image_size)
@@ -427,6 +437,7 @@ def category_sensitivity(
         "summary": summary_df,
         "gaps": gaps_df,
         "loo": pd.DataFrame(loo_rows, columns=["held_out", "category", "is_held_out", "n_images", "max_f", "mae"]),
+        "classifiers": pd.DataFrame([_classifier_row("classifier", cls, cls_val, dev, len(seen))]),
         "sod_log": sod_log,
         "classifier_log": cls_log,
     }
@@ -483,8 +494,9 @@ def pretraining_effect(
     (the stand-in for ImageNet), on ``fractions`` of the training set (stratified by category).
 
     Returns ``pretrain_log``, ``curves`` (training logs by init and fraction), ``final``
-    (max-F/MAE per init and fraction) and ``efficiency`` (pretrained minus scratch per
-    fraction with a bootstrap interval over test images).
+    (max-F/MAE per init and fraction), ``efficiency`` (pretrained minus scratch per
+    fraction with a bootstrap interval over test images) and ``classifiers`` (the
+    pre-training classifier's test accuracy next to chance).
     """
     dev = _device(device)
     train, test = _datasets(data_root, image_size)
@@ -512,7 +524,8 @@ def pretraining_effect(
         d = max_f_from_curves(scores["pretrained"]["curves"]) - max_f_from_curves(scores["scratch"]["curves"])
         eff.append({"fraction": frac, "n_train": len(sub), "max_f_gain": d, "low": float(np.quantile(diffs, 0.025)), "high": float(np.quantile(diffs, 0.975)),
                     "mae_gain": float(scores["scratch"]["mae"].mean() - scores["pretrained"]["mae"].mean())})
-    return {"pretrain_log": pre_log, "curves": pd.concat(curves, ignore_index=True), "final": pd.DataFrame(finals), "efficiency": pd.DataFrame(eff)}
+    return {"pretrain_log": pre_log, "curves": pd.concat(curves, ignore_index=True), "final": pd.DataFrame(finals), "efficiency": pd.DataFrame(eff),
+            "classifiers": pd.DataFrame([_classifier_row("pretraining_classifier", cls, test, dev, len(names))])}
 
 
 # ================================================================ 6: redundancy
@@ -547,7 +560,8 @@ def redundancy_study(
     ``cka_layers`` (layer x layer CKA within each twin at the largest width), ``cka_twins``
     (CKA between the SOD and classification encoders, same layer, per width) and
     ``pruning`` (share of regularised channels whose |gamma| falls below a fraction of its
-    block's largest, for both tasks).
+    block's largest, for both tasks) and ``classifiers`` (each width's classifier: test
+    accuracy next to chance).
     """
     dev = _device(device)
     train, test = _datasets(data_root, image_size)
@@ -555,15 +569,15 @@ def redundancy_study(
     test_sub = Subset(test, _spread(len(test), n_images, seed))
     images = torch.stack([test_sub[i]["image"] for i in range(len(test_sub))])
     work = Path(work_dir) / f"seed{seed}"
-    sweep, layer_rows, spectra, cka_layers, cka_twins, pruning = [], [], [], [], [], []
+    sweep, layer_rows, spectra, cka_layers, cka_twins, pruning, classifiers = [], [], [], [], [], [], []
     for width in widths:
         sod, _ = _fit(_sod_model(width, seed), train, test, work / f"sod_w{width}", epochs, batch_size, seed, dev, regularizer=regularizer, progress=progress)
         cls = _cls_model(width, len(names), seed)
         transfer_encoder(_sod_model(width, seed), cls)  # the same initial encoder as the SOD model
         cls, _ = _fit(cls, train, test, work / f"cls_w{width}", epochs, batch_size, seed, dev, task="classification", regularizer=regularizer, progress=progress)
         s = _summary(_sod_scores(sod, test, dev))
-        cr = _collect(cls, test, dev, what="cls")
-        acc = float((cr["out"].argmax(1) == cr["label"]).mean())
+        classifiers.append(_classifier_row(f"classifier_w{width}", cls, test, dev, len(names), width=width))
+        acc = classifiers[-1]["accuracy"]
         enc = lambda m: sum(v.numel() for k, v in m.named_parameters() if k.startswith(("stem.", "stage")))  # noqa: E731
         sweep.append({"width": width, "task": "sod", "params": sum(p.numel() for p in sod.parameters()), "encoder_params": enc(sod), "metric": "max_f", "value": s["max_f"]})
         sweep.append({"width": width, "task": "sod", "params": sum(p.numel() for p in sod.parameters()), "encoder_params": enc(sod), "metric": "mae", "value": s["mae"]})
@@ -599,6 +613,7 @@ def redundancy_study(
         "cka_layers": pd.DataFrame(cka_layers),
         "cka_twins": pd.DataFrame(cka_twins),
         "pruning": pd.DataFrame(pruning),
+        "classifiers": pd.DataFrame(classifiers),
     }
 
 
@@ -656,7 +671,9 @@ def mechanisms_study(
     through permutation-free measures: how concentrated its importance is, and Grad-CAM of
     its class logit against the SOD model's saliency map and the ground truth, per image.
 
-    Returns ``importance``, ``overlap``, ``cross_ablation``, ``concentration`` and ``gradcam``.
+    Returns ``importance``, ``overlap``, ``cross_ablation``, ``concentration``, ``gradcam`` and
+    ``classifiers`` (test accuracy next to chance of the twin and of the SOD encoder's class
+    head: a class target that has barely left chance makes the channel comparison weak).
     """
     dev = _device(device)
     train, test = _datasets(data_root, image_size)
@@ -735,7 +752,10 @@ def mechanisms_study(
     r_sg = imp.map_correlation(sal, gt)
     for i in range(len(x)):
         gc.append({"image": idx[i], "category": names[int(labels[i])], "cam_of": "saliency", "r_cam_saliency": 1.0, "r_cam_gt": float(r_sg[i])})
+    classifiers = [_classifier_row("classifier_twin", cls, test, dev, len(names)),
+                   _classifier_row("sod_encoder_probe", probe, test, dev, len(names))]
     return {
+        "classifiers": pd.DataFrame(classifiers),
         "importance": pd.DataFrame(imp_rows),
         "overlap": pd.DataFrame(overlap),
         "cross_ablation": pd.DataFrame(cross),

@@ -39,6 +39,50 @@ def _finding(claim: str, verdict: str, lines: list[str]) -> Finding:
     return Finding(claim, outcome, verdict, tuple(lines))
 
 
+# ------------------------------------------------------------------------ classifiers
+# A classifier that closes less than a fifth of the distance from chance to perfect accuracy has
+# not learned the categories: what its features or its gradients do says little about how
+# classification works, so a comparison with it is weak whatever the SOD side shows.
+CLASSIFIER_MIN_ABOVE_CHANCE = 0.2
+
+_CLASSIFIER_NAMES = {"classifier": "the classification twin", "classifier_twin": "the classification twin",
+                     "pretraining_classifier": "the pre-training classifier",
+                     "sod_encoder_probe": "the SOD encoder's linear class head"}
+
+
+def _classifier_name(model: str) -> str:
+    if model.startswith("classifier_w"):
+        return f"the width-{model[len('classifier_w'):]} classifier"
+    return _CLASSIFIER_NAMES.get(model, model)
+
+
+def classifier_check(classifiers: Optional[pd.DataFrame]) -> tuple[list[str], Optional[str]]:
+    """From a ``classifiers`` table (model, classes, accuracy, chance, above_chance; as the
+    experiments return it): one line per classifier, and a caveat naming those that stayed
+    within `CLASSIFIER_MIN_ABOVE_CHANCE` of chance (None when every one learned)."""
+    if classifiers is None or not len(classifiers):
+        return [], None
+    lines = ["- Classifiers on the test split: " + "; ".join(
+        f"{_classifier_name(r.model)} accuracy {r.accuracy:.3f} on {int(r.classes)} classes (chance {r.chance:.3f})"
+        for r in classifiers.itertuples()) + "."]
+    weak = classifiers[classifiers.above_chance < CLASSIFIER_MIN_ABOVE_CHANCE]
+    if not len(weak):
+        return lines, None
+    names = [f"{_classifier_name(r.model)} ({r.accuracy:.2f}, chance {r.chance:.2f})" for r in weak.itertuples()]
+    who = names[0] if len(names) == 1 else ", ".join(names[:-1]) + " and " + names[-1]
+    return lines, f"caveat: {who} barely learned the categories, so the comparison with classification is weak"
+
+
+def _with_caveat(verdict: str, caveat: Optional[str], downgrade: bool) -> str:
+    """Append ``caveat``; with ``downgrade`` a plain "held" becomes "held weakly", since the
+    classification side of the evidence is missing."""
+    if caveat is None:
+        return verdict
+    if downgrade and verdict.startswith("held:"):
+        verdict = "held weakly:" + verdict[len("held:"):]
+    return f"{verdict}; {caveat}"
+
+
 # ------------------------------------------------------------------------ 1: quickstart
 QUICKSTART_CLAIM = "The model detects salient objects better than a centre-bias guess."
 # A model must beat the centre-bias guess by more than noise between runs of a small model.
@@ -161,9 +205,12 @@ def pruning(curves: pd.DataFrame, tol: float = PRUNING_TOLERANCE) -> Finding:
 CATEGORY_CLAIM = "SOD models are category-insensitive: trained on some categories, they segment unseen categories about as well."
 
 
-def category_sensitivity(summary: pd.DataFrame, gaps: pd.DataFrame, drops: Optional[pd.DataFrame] = None) -> Finding:
-    """Tables of `sodlab.experiments.category_sensitivity` (``summary``, ``gaps``) and
-    `sodlab.experiments.loo_drop` of its leave-one-out matrix (``drops``, optional)."""
+def category_sensitivity(summary: pd.DataFrame, gaps: pd.DataFrame, drops: Optional[pd.DataFrame] = None,
+                         classifiers: Optional[pd.DataFrame] = None) -> Finding:
+    """Tables of `sodlab.experiments.category_sensitivity` (``summary``, ``gaps``,
+    ``classifiers``, optional) and `sodlab.experiments.loo_drop` of its leave-one-out matrix
+    (``drops``, optional). The claim is about SOD; a classifier that barely learned only
+    removes the contrast with classification."""
     g = gaps.set_index(["task", "metric"])
     sod_f = g.loc[("sod", "max_f")]
     sod_m = g.loc[("sod", "mae")]
@@ -191,28 +238,31 @@ def category_sensitivity(summary: pd.DataFrame, gaps: pd.DataFrame, drops: Optio
         lines.append(f"- Leave-one-out ({len(drops)} categories held out in turn): max-F when seen minus max-F when held out, "
                      f"mean {drops['drop'].mean():+.3f} (positive: worse when unseen; largest {worst['drop']:+.3f}, "
                      f"`{worst['category']}`).")
+    cls_lines, caveat = classifier_check(classifiers)
+    lines += cls_lines
     rel = abs(sod_f.relative_gap)
     zero_in_ci = sod_f.low <= 0 <= sod_f.high
     # under 2% of the seen score is below what separates two SOD models in the literature
     if zero_in_ci or rel < 0.02:
         verdict = "held: the SOD gap between seen and unseen categories is " + (
             "indistinguishable from zero" if zero_in_ci else f"only {rel:.1%} of the seen score")
-        if cls_gap is not None and cls_gap.low > 0:
+        if cls_gap is not None and cls_gap.low > 0 and caveat is None:
             verdict += ", while the classifier's gap is clearly positive (strong contrast)"
     elif rel < 0.05:
         verdict = f"held weakly: SOD is {rel:.1%} worse on unseen categories, and the interval excludes zero"
     else:
         verdict = f"did not hold: SOD is {rel:.1%} worse on unseen categories (CI {sod_f.low:+.3f} .. {sod_f.high:+.3f})"
-    return _finding(CATEGORY_CLAIM, verdict, lines)
+    return _finding(CATEGORY_CLAIM, _with_caveat(verdict, caveat, downgrade=False), lines)
 
 
 # ------------------------------------------------------------------------ 5: pre-training
 PRETRAINING_CLAIM = "Classification pre-training is not necessary for SOD: from scratch is about as good."
 
 
-def pretraining(final: pd.DataFrame, efficiency: pd.DataFrame) -> Finding:
-    """Tables of `sodlab.experiments.pretraining_effect`: ``final`` (init, fraction, max_f) and
-    ``efficiency`` (per fraction: n_train, max_f_gain with its CI low/high, mae_gain)."""
+def pretraining(final: pd.DataFrame, efficiency: pd.DataFrame, classifiers: Optional[pd.DataFrame] = None) -> Finding:
+    """Tables of `sodlab.experiments.pretraining_effect`: ``final`` (init, fraction, max_f),
+    ``efficiency`` (per fraction: n_train, max_f_gain with its CI low/high, mae_gain) and
+    ``classifiers`` (the pre-training classifier's accuracy, optional)."""
     fin = final.set_index(["init", "fraction"])["max_f"]
     eff = efficiency.sort_values("fraction")
     top, low = eff.iloc[-1], eff.iloc[0]
@@ -230,7 +280,12 @@ def pretraining(final: pd.DataFrame, efficiency: pd.DataFrame) -> Finding:
         verdict = f"did not hold: pre-training helps by {top.max_f_gain:+.3f} max-F (95% CI {top.low:+.3f} .. {top.high:+.3f})"
     if len(eff) > 1 and low.max_f_gain > top.max_f_gain:
         verdict += f"; with {low.fraction:.0%} of the data the gain is larger ({low.max_f_gain:+.3f})"
-    return _finding(PRETRAINING_CLAIM, verdict, lines)
+    cls_lines, caveat = classifier_check(classifiers)
+    if caveat is not None:
+        # the SOD comparison stands; what it pre-trained on is what the caveat qualifies
+        caveat = caveat.replace("so the comparison with classification is weak",
+                                "so this measures a barely trained encoder, not classification features")
+    return _finding(PRETRAINING_CLAIM, _with_caveat(verdict, caveat, downgrade=False), lines + cls_lines)
 
 
 # ------------------------------------------------------------------------ 6: redundancy
@@ -239,7 +294,8 @@ REDUNDANCY_CLAIM = "SOD needs far fewer parameters than classification; its feat
 
 def redundancy(res: Mapping[str, pd.DataFrame]) -> Finding:
     """The tables of `sodlab.experiments.redundancy_study` (``width_sweep``, ``layers``,
-    ``pruning``, ``cka_twins``); compares the widest and the narrowest width swept."""
+    ``pruning``, ``cka_twins``, ``classifiers`` optional); compares the widest and the
+    narrowest width swept. A classifier near chance at the widest width downgrades "held"."""
     from .experiments import task_scores
 
     sweep = res["width_sweep"]
@@ -282,18 +338,23 @@ def redundancy(res: Mapping[str, pd.DataFrame]) -> Finding:
     else:
         verdict = (f"did not hold: SOD keeps {sod_keep:.1%} of its score when shrunk, classification {cls_keep:.1%} "
                    "(SOD needs to keep at least 2 points more)")
-    return _finding(REDUNDANCY_CLAIM, verdict, lines)
+    cls = res.get("classifiers")
+    if cls is not None and len(cls) and "width" in cls:
+        cls = cls[cls.width == wmax]
+    cls_lines, caveat = classifier_check(cls)
+    return _finding(REDUNDANCY_CLAIM, _with_caveat(verdict, caveat, downgrade=True), lines + cls_lines)
 
 
 # ------------------------------------------------------------------------ 7: mechanisms
 MECHANISMS_CLAIM = "SOD and classification use different mechanisms: different channels matter for each."
 
 
-def mechanisms(overlap: pd.DataFrame, cross: pd.DataFrame, gradcam: pd.DataFrame) -> Finding:
+def mechanisms(overlap: pd.DataFrame, cross: pd.DataFrame, gradcam: pd.DataFrame, classifiers: Optional[pd.DataFrame] = None) -> Finding:
     """Tables of `sodlab.experiments.mechanisms_study`: ``overlap`` (per layer and method:
     k, channels, jaccard, chance_jaccard, excess_jaccard, spearman), ``cross`` (cross-ablation
-    relative drops) and ``gradcam`` (per image: cam_of, r_cam_gt). Channel ablation is the
-    method judged when present (it measures what a channel does, not a gradient's guess)."""
+    relative drops), ``gradcam`` (per image: cam_of, r_cam_gt) and ``classifiers`` (optional;
+    a class target near chance downgrades "held"). Channel ablation is the method judged
+    when present (it measures what a channel does, not a gradient's guess)."""
     m = "ablation" if (overlap.method == "ablation").any() else overlap.method.iloc[0]
     o = overlap[overlap.method == m].set_index("layer")
     cr = cross.set_index(["layer", "removed"])
@@ -320,5 +381,6 @@ def mechanisms(overlap: pd.DataFrame, cross: pd.DataFrame, gradcam: pd.DataFrame
             "is selective" if selective else "is not selective")
     else:
         verdict = f"did not hold: the important channels are shared (excess Jaccard {excess:+.2f}, Spearman {rho:+.2f})"
-    return _finding(MECHANISMS_CLAIM, verdict, lines)
+    cls_lines, caveat = classifier_check(classifiers)
+    return _finding(MECHANISMS_CLAIM, _with_caveat(verdict, caveat, downgrade=True), lines + cls_lines)
 

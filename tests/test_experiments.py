@@ -151,7 +151,12 @@ def test_category_sensitivity(bench, tmp_path):
     loo = out["loo"]
     assert loo["held_out"].nunique() == 2 and loo.groupby("held_out")["is_held_out"].sum().eq(1).all()
     assert len(ex.loo_drop(loo)) == 2
-    assert verdicts.category_sensitivity(s, g, ex.loo_drop(loo)).outcome in verdicts.OUTCOMES
+    c = out["classifiers"].iloc[0]
+    assert c.classes == 6 and c.n_images == int(out["sod_per_category"].query("seen")["n_images"].sum())
+    # the twin's accuracy is the one its training log reports for the last epoch (same images)
+    assert abs(c.accuracy - out["classifier_log"]["val_acc"].iloc[-1]) <= 1.5 / c.n_images
+    assert c.above_chance == pytest.approx((c.accuracy - 1 / 6) / (5 / 6))
+    assert verdicts.category_sensitivity(s, g, ex.loo_drop(loo), classifiers=out["classifiers"]).outcome in verdicts.OUTCOMES
     # resumable: a second call reuses the finished runs and gives the same numbers
     again = ex.category_sensitivity(bench, n_seen=6, n_boot=50, work_dir=tmp_path, loo=False, **TINY)
     pd.testing.assert_frame_equal(again["summary"], s)
@@ -166,7 +171,9 @@ def test_pretraining_effect(bench, tmp_path):
     assert (f[f.fraction == 0.5]["n_train"].to_numpy() < f[f.fraction == 1.0]["n_train"].to_numpy()).all()
     e = out["efficiency"]
     assert (e["low"] <= e["high"]).all() and len(e) == 2
-    assert verdicts.pretraining(f, e).outcome in verdicts.OUTCOMES
+    c = out["classifiers"].iloc[0]
+    assert c.model == "pretraining_classifier" and abs(c.accuracy - out["pretrain_log"]["val_acc"].iloc[-1]) <= 1.5 / c.n_images
+    assert verdicts.pretraining(f, e, classifiers=out["classifiers"]).outcome in verdicts.OUTCOMES
 
 
 @pytest.mark.slow
@@ -181,7 +188,10 @@ def test_redundancy_study(bench, tmp_path):
     diag = out["cka_layers"].query("task == 'sod' and layer_a == layer_b")["cka"]
     np.testing.assert_allclose(diag, 1.0)
     assert out["pruning"]["frac_channels_below"].between(0, 1).all()
-    assert "Width 6 -> 4" in verdicts.redundancy(out).text
+    c = out["classifiers"]
+    assert list(c["width"]) == [4, 6] and (c["chance"] == c["chance"].iloc[0]).all()
+    np.testing.assert_allclose(c["accuracy"], w[w.task == "classification"]["value"])
+    assert "Width 6 -> 4" in verdicts.redundancy(out).text and "the width-6 classifier accuracy" in verdicts.redundancy(out).text
 
 
 @pytest.mark.slow
@@ -197,7 +207,10 @@ def test_mechanisms_study(bench, tmp_path):
     assert set(out["cross_ablation"]["removed"]) == {"sod_top", "classification_top", "random"}
     gc = out["gradcam"]
     assert gc["r_cam_gt"].dropna().between(-1, 1).all()
-    f = verdicts.mechanisms(o, out["cross_ablation"], gc)
+    c = out["classifiers"]
+    assert list(c["model"]) == ["classifier_twin", "sod_encoder_probe"] and c["accuracy"].between(0, 1).all()
+    assert (c["n_images"] == c["n_images"].iloc[0]).all() and c["n_images"].iloc[0] > 8  # the whole test split, not the probe images
+    f = verdicts.mechanisms(o, out["cross_ablation"], gc, classifiers=c)
     assert f.outcome in verdicts.OUTCOMES and "stage3" in f.text and "stage4" in f.text
 
 

@@ -157,3 +157,43 @@ def test_mechanism_verdicts():
     assert "gradcam 0.10, saliency 0.60" in f.text
     assert verdicts.mechanisms(*_mechanism_tables(0.05, 0.1, selective=False)).verdict.endswith("is not selective")
     assert verdicts.mechanisms(*_mechanism_tables(0.3, 0.6)).outcome == "did not hold"
+
+
+def _classifiers(accuracy, classes=12, model="classifier_twin", **extra):
+    chance = 1 / classes
+    return pd.DataFrame([{"model": model, **extra, "classes": classes, "n_images": 300, "accuracy": accuracy, "chance": chance,
+                          "above_chance": (accuracy - chance) / (1 - chance)}])
+
+
+def test_classifier_check_names_classifiers_near_chance():
+    lines, caveat = verdicts.classifier_check(_classifiers(0.157))
+    assert lines == ["- Classifiers on the test split: the classification twin accuracy 0.157 on 12 classes (chance 0.083)."]
+    assert caveat == ("caveat: the classification twin (0.16, chance 0.08) barely learned the categories, "
+                      "so the comparison with classification is weak")
+    # (0.27 - 1/12) / (11/12) = 0.204: just past the bar
+    assert verdicts.classifier_check(_classifiers(0.27))[1] is None
+    assert verdicts.classifier_check(None) == ([], None)
+    two = pd.concat([_classifiers(0.1), _classifiers(0.12, model="sod_encoder_probe")])
+    assert verdicts.classifier_check(two)[1].startswith(
+        "caveat: the classification twin (0.10, chance 0.08) and the SOD encoder's linear class head (0.12, chance 0.08) barely")
+
+
+def test_a_classifier_near_chance_weakens_the_comparisons_with_classification():
+    # mechanisms and redundancy rest on the classification side: "held" becomes "held weakly"
+    f = verdicts.mechanisms(*_mechanism_tables(-0.02, 0.1), classifiers=_classifiers(0.157, model="sod_encoder_probe"))
+    assert f.outcome == "held weakly"
+    assert f.verdict.endswith("; caveat: the SOD encoder's linear class head (0.16, chance 0.08) barely learned the categories, "
+                              "so the comparison with classification is weak")
+    assert verdicts.mechanisms(*_mechanism_tables(-0.02, 0.1), classifiers=_classifiers(0.6)).outcome == "held"
+    res = _redundancy_tables(0.78, 0.4)
+    res["classifiers"] = pd.concat([_classifiers(0.6, model="classifier_w4", width=4), _classifiers(0.1, model="classifier_w16", width=16)])
+    f = verdicts.redundancy(res)
+    assert f.outcome == "held weakly" and "the width-16 classifier (0.10, chance 0.08) barely learned" in f.verdict
+    assert "width-4" not in f.text  # only the widest width is judged
+    # the category claim is about SOD: the outcome stands, the contrast with classification goes
+    f = verdicts.category_sensitivity(*_category_tables(0.01, -0.01, 0.03, 0.0125), classifiers=_classifiers(0.25, classes=5, model="classifier"))
+    assert f.outcome == "held" and "strong contrast" not in f.verdict and f.verdict.endswith("comparison with classification is weak")
+    f = verdicts.pretraining(*_pretraining_tables(0.05, 0.03, 0.07), classifiers=_classifiers(0.1, model="pretraining_classifier"))
+    assert f.outcome == "did not hold" and f.verdict.endswith(
+        "the pre-training classifier (0.10, chance 0.08) barely learned the categories, so this measures a barely trained "
+        "encoder, not classification features")
