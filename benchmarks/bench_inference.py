@@ -483,8 +483,7 @@ def main(argv=None) -> int:
         lines += [
             f"- parity before timing, max |logit - baseline's| on 2x3x{size}x{size}: " + "; ".join(f"{k}: {v:.1e}" for k, v in errs.items()),
             "- MMAC/image: multiply-accumulates the implementation executes (sodlab.profiling.count_macs; onnxruntime runs "
-            "the folded graph, counted as optimize_for_inference). The fused gOctConv up-samples before some 1x1 "
-            "convolutions, so it executes more MACs than the per-branch model, in fewer and larger calls.",
+            "the folded graph, counted as optimize_for_inference).",
             *[f"- {n}" for n in inf.notes],
             "",
             "## Inference",

@@ -141,9 +141,10 @@ def test_optimized_structure_and_input_untouched(reference_dir):
     assert {FoldedGOctConvAct, FoldedDepthwiseAct, FoldedMultiDilation} <= kinds
     assert not any(isinstance(m, nn.BatchNorm2d) for m in fast.modules())
     assert not any(p.requires_grad for p in fast.parameters())
-    # One convolution per output scale: the 2-scale 1x1 blocks hold exactly w0 and w1.
+    # One convolution over the joined fine and pooled inputs per output scale (w0, w1), plus
+    # one at the coarse scale for the fine output (w0_1), up-sampled afterwards.
     blk = fast.inner.stage1[1].conv
-    assert sorted(n for n, _ in blk.named_buffers() if n.startswith("w")) == ["w0", "w1"]
+    assert sorted(n for n, _ in blk.named_buffers() if n.startswith("w")) == ["w0", "w0_1", "w1"]
     assert [type(m) for m in model.modules()] == types_before
     for k, v in model.state_dict().items():
         assert torch.equal(v, before[k]), k
