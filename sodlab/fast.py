@@ -113,6 +113,18 @@ def _is_foldable_bn(m: Optional[nn.Module]) -> bool:
     return isinstance(m, nn.BatchNorm2d) and m.running_mean is not None and m.running_var is not None
 
 
+def _max_pool2(x: Tensor) -> Tensor:
+    """``F.max_pool2d(x, 2, 2)``, as the maximum of the four strided views where the sides are
+    even: the same numbers, 1.5-2.9x faster on channels-last maps on 2 cores (oneDNN's pooling
+    also computes indices nobody reads). Not when a gradient is wanted (on ties max_pool2d sends
+    it to one element, torch.maximum splits it, and the training path must match the plain
+    model), nor in an ONNX export (onnxruntime's MaxPool is faster than slices and Max)."""
+    if (x.shape[-1] % 2 or x.shape[-2] % 2 or (x.requires_grad and torch.is_grad_enabled())
+            or torch.onnx.is_in_onnx_export()):
+        return F.max_pool2d(x, 2, 2)
+    return torch.maximum(torch.maximum(x[..., ::2, ::2], x[..., 1::2, ::2]), torch.maximum(x[..., ::2, 1::2], x[..., 1::2, 1::2]))
+
+
 class _Resampler:
     """Resampled versions of the inputs of one forward call, each computed once."""
 
@@ -125,10 +137,8 @@ class _Resampler:
             return self.xs[i]
         key = (i, how)
         if key not in self.cache:
-            if how == 2:
-                y = F.max_pool2d(self.xs[i], 2, 2)
-            else:  # nested windows: max over a 4x4 window is the max of its 2x2 maxima
-                y = F.max_pool2d(self.get(i, how // 2), 2, 2)
+            # nested windows: max over a 4x4 window is the max of its 2x2 maxima
+            y = _max_pool2(self.xs[i] if how == 2 else self.get(i, how // 2))
             self.cache[key] = y
         return self.cache[key]
 
