@@ -706,6 +706,7 @@ def plot_allocation(config: CSNetConfig | nn.Module, reference: Optional[CSNetCo
 FINETUNE_DEFAULTS: dict[str, Any] = {"optimizer": "adam", "lr": 3e-4, "betas": [0.9, 0.99], "weight_decay": 0.0,
                                      "schedule": "cosine", "channels_last": True}
 
+
 def finetune(
     model: nn.Module,
     train_data: Any,

@@ -56,10 +56,12 @@ def _classifier_name(model: str) -> str:
     return _CLASSIFIER_NAMES.get(model, model)
 
 
-def classifier_check(classifiers: Optional[pd.DataFrame]) -> tuple[list[str], Optional[str]]:
+def classifier_check(classifiers: Optional[pd.DataFrame],
+                     consequence: str = "the comparison with classification is weak") -> tuple[list[str], Optional[str]]:
     """From a ``classifiers`` table (model, classes, accuracy, chance, above_chance; as the
     experiments return it): one line per classifier, and a caveat naming those that stayed
-    within `CLASSIFIER_MIN_ABOVE_CHANCE` of chance (None when every one learned)."""
+    within `CLASSIFIER_MIN_ABOVE_CHANCE` of chance and saying what follows (``consequence``);
+    None when every one learned."""
     if classifiers is None or not len(classifiers):
         return [], None
     lines = ["- Classifiers on the test split: " + "; ".join(
@@ -70,7 +72,7 @@ def classifier_check(classifiers: Optional[pd.DataFrame]) -> tuple[list[str], Op
         return lines, None
     names = [f"{_classifier_name(r.model)} ({r.accuracy:.2f}, chance {r.chance:.2f})" for r in weak.itertuples()]
     who = names[0] if len(names) == 1 else ", ".join(names[:-1]) + " and " + names[-1]
-    return lines, f"caveat: {who} barely learned the categories, so the comparison with classification is weak"
+    return lines, f"caveat: {who} barely learned the categories, so {consequence}"
 
 
 def _with_caveat(verdict: str, caveat: Optional[str], downgrade: bool) -> str:
@@ -280,11 +282,8 @@ def pretraining(final: pd.DataFrame, efficiency: pd.DataFrame, classifiers: Opti
         verdict = f"did not hold: pre-training helps by {top.max_f_gain:+.3f} max-F (95% CI {top.low:+.3f} .. {top.high:+.3f})"
     if len(eff) > 1 and low.max_f_gain > top.max_f_gain:
         verdict += f"; with {low.fraction:.0%} of the data the gain is larger ({low.max_f_gain:+.3f})"
-    cls_lines, caveat = classifier_check(classifiers)
-    if caveat is not None:
-        # the SOD comparison stands; what it pre-trained on is what the caveat qualifies
-        caveat = caveat.replace("so the comparison with classification is weak",
-                                "so this measures a barely trained encoder, not classification features")
+    # the SOD comparison stands; what it pre-trained on is what the caveat qualifies
+    cls_lines, caveat = classifier_check(classifiers, "this measures a barely trained encoder, not classification features")
     return _finding(PRETRAINING_CLAIM, _with_caveat(verdict, caveat, downgrade=False), lines + cls_lines)
 
 

@@ -308,3 +308,19 @@ def test_training_path_float32_channels_last_close():
     # is the exact one); 1e-3 of the output range still catches any wrong term.
     assert b.is_contiguous()
     assert float((a - b).abs().max()) < 1e-3 * max(1.0, float(a.abs().max()))
+
+
+@pytest.mark.parametrize("shape", [(2, 5, 8, 6), (1, 3, 7, 8), (1, 4, 6, 5)])
+def test_max_pool2_equals_max_pool2d(shape):
+    from sodlab import fast
+
+    x = torch.randn(*shape).contiguous(memory_format=torch.channels_last)
+    x[0, 0, :2, :2] = 0.5  # a tie inside one window
+    with torch.no_grad():
+        y = fast._max_pool2(x)
+    assert torch.equal(y, torch.nn.functional.max_pool2d(x, 2, 2))  # odd sides fall back to it
+    # under autograd the pooling routes a tie's gradient as max_pool2d does
+    a, b = x.clone().requires_grad_(), x.clone().requires_grad_()
+    fast._max_pool2(a).sum().backward()
+    torch.nn.functional.max_pool2d(b, 2, 2).sum().backward()
+    assert torch.equal(a.grad, b.grad)
