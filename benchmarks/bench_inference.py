@@ -62,6 +62,7 @@ from sodlab import create_model  # noqa: E402
 from sodlab.atomic import atomic_path  # noqa: E402
 from sodlab.export import export_onnx, onnx_session  # noqa: E402
 from sodlab.fast import optimize_for_inference, optimize_for_training  # noqa: E402
+from sodlab.norm_act import numba_available  # noqa: E402
 from sodlab.models.official import csnet_to_official, load_official_csnet, read_layer_config  # noqa: E402
 from sodlab.profiling import count_macs  # noqa: E402
 
@@ -423,7 +424,8 @@ def main(argv=None) -> int:
     repeats = args.repeats or (3 if args.quick else 10)
     repeats_b8 = args.repeats or (2 if args.quick else 6)
     warmup = 1 if args.quick else 2
-    train_repeats = 2 if args.quick else max(2, repeats // 2)
+    # steps are memory-bound and the VM's bandwidth drifts: as many turns as batch-1 calls
+    train_repeats = 2 if args.quick else max(2, repeats)
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
@@ -511,6 +513,9 @@ def main(argv=None) -> int:
             f"parameters: float32 on this batch (relative: divided by the largest gradient, {train.scale:.3g}) and float64 "
             f"on 2x3x64x64. For scale: on that small batch the plain float32 model's gradients are {f64['plain32']:.1e} "
             f"from its own float64 ones (largest gradient {f64['scale']:.3g}).",
+            "",
+            "BatchNorm + PReLU in the channels-last path: "
+            + ("numba kernels (sodlab._norm_act_kernels)." if numba_available() else "torch operations (numba unavailable)."),
             "",
             "| implementation | batch | images/s | vs plain | peak RSS (MiB) | max abs grad diff, float32 | relative | float64 |",
             "|---|---:|---:|---:|---:|---:|---:|---:|",

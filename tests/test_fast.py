@@ -268,11 +268,14 @@ def _grads_after_step(net: nn.Module, params, x: torch.Tensor, target: torch.Ten
     return [p.grad.clone() for p in params]
 
 
-@pytest.mark.parametrize("seed", [0, 1])
-def test_training_path_gives_same_gradients_and_statistics(seed):
+@pytest.mark.parametrize("seed, channels_last", [(0, False), (1, False), (0, True), (1, True)])
+def test_training_path_gives_same_gradients_and_statistics(seed, channels_last, monkeypatch):
     """Identical maths: in float64 gradients and BN statistics agree to 1e-9. (In float32,
     training-mode BatchNorm over a tiny random batch amplifies rounding too much for a
-    meaningful tight bound.)"""
+    meaningful tight bound.) Channels-last runs BatchNorm+PReLU through `sodlab.norm_act`,
+    which must be called for every pair."""
+    from sodlab import norm_act
+
     torch.manual_seed(seed)
     config = random_config(10 + seed) if seed else csnet_config(8, (0.5, 0.5))
     plain = CSNet(config)
@@ -280,13 +283,21 @@ def test_training_path_gives_same_gradients_and_statistics(seed):
     randomise(plain, seed, calibrate_input=x)
     plain, x = plain.double(), x.double()
     twin = copy.deepcopy(plain)
-    fast = optimize_for_training(twin, channels_last=False)
+    fast = optimize_for_training(twin, channels_last=channels_last)
     assert {id(p) for p in fast.parameters()} == {id(p) for p in twin.parameters()}
     assert any(isinstance(m, FusedGOctConvBNAct) for m in fast.modules())
     assert not any(isinstance(m, FusedGOctConvBNAct) for m in twin.modules())  # twin's tree untouched
     target = torch.rand(2, 1, 64, 96, dtype=torch.float64)
+    calls = []
+    real = norm_act._BatchNormPReLU.apply
+    monkeypatch.setattr(norm_act._BatchNormPReLU, "apply", lambda *a: calls.append(1) or real(*a))
     g_plain = _grads_after_step(plain, list(plain.parameters()), x, target)
     g_fast = _grads_after_step(fast, list(twin.parameters()), x, target)
+    n_pairs = sum(isinstance(m, nn.BatchNorm2d) for m in plain.modules())
+    if channels_last:
+        assert len(calls) == n_pairs
+    else:  # only maps whose strides are channels-last as well (one channel, or 1x1)
+        assert len(calls) < n_pairs
     for (name, _), a, b in zip(plain.named_parameters(), g_plain, g_fast):
         assert float((a - b).abs().max()) <= 1e-9 * max(1.0, float(a.abs().max())), name
     for (name, b), c in zip(plain.named_buffers(), twin.buffers()):

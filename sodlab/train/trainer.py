@@ -51,7 +51,7 @@ TASKS = {"sod": "sod", "saliency": "sod", "classification": "classification"}
 RUN_FILES = ("config.json", "last.pt", "best.pt", "log.csv")
 # Settings that may differ when a run is resumed: they change how long or how fast it
 # runs, not what an epoch computes.
-RESUMABLE_CHANGES = ("epochs", "num_workers", "val_batch_size", "val_every")
+RESUMABLE_CHANGES = ("epochs", "num_workers", "val_batch_size", "val_every", "fused")
 F_BETA2 = 0.3
 
 
@@ -87,7 +87,11 @@ class TrainConfig:
     Device: ``amp`` mixed precision on CUDA (``amp_dtype`` ``"bfloat16"`` or
     ``"float16"`` with loss scaling); ``sync_bn`` converts BatchNorm to SyncBatchNorm when
     training on several CUDA processes; ``channels_last`` trains in NHWC memory format
-    (about 20% faster for CSNet on CPU).
+    (about 20% faster for CSNet on CPU); ``fused`` (with ``channels_last``, on a CPU, one
+    process) trains through `sodlab.fast.optimize_for_training`: the same parameters and
+    maths, gOctConvs fused and BatchNorm + PReLU computed in one step (CSNet: 1.2-1.4x faster
+    per step than channels-last alone). It changes no result beyond float rounding, so a run
+    resumes with it on or off.
     """
 
     task: str = "sod"
@@ -123,6 +127,7 @@ class TrainConfig:
     amp_dtype: str = "bfloat16"
     sync_bn: bool = False
     channels_last: bool = False
+    fused: bool = True
 
     def __post_init__(self) -> None:
         self.validate()
@@ -656,6 +661,10 @@ def fit(
         _write_config(out, net, config, info)
 
     ddp = net
+    if config.fused and config.channels_last and dev.type == "cpu" and not info.distributed:
+        from ..fast import optimize_for_training
+
+        ddp = optimize_for_training(net, channels_last=True)
     if info.distributed:
         from torch.nn.parallel import DistributedDataParallel
 
