@@ -16,10 +16,12 @@
   - finer output: convolve at the input's resolution, then up-sample the result bilinearly
     and add it in place, as `GOctConv.forward` does. For a 1x1 convolution the two orders
     commute (bilinear interpolation and a 1x1 convolution are both linear, bias included),
-    so the input could instead be up-sampled and joined to the concatenation; measured on 2
-    cores that is slower (CSNet-L-x2: 11-12% at batch 1, 16-20% at batch 8), because the
-    up-sampled copy and the concatenation at the fine scale move more memory than the extra
-    small convolution costs.
+    so the input could instead be up-sampled first: joined to the concatenation, that was
+    measured slower on 2 cores (CSNet-L-x2: 11-12% at batch 1, 16-20% at batch 8), because
+    the up-sampled copy and the concatenation at the fine scale move more memory than the
+    extra small convolution costs; up-sampling only where the 1x1 convolution widens the
+    channels (the CSF merge: 24 and 18 channels to 79), with a separate convolution at the
+    fine scale or in the concatenation, was 3-6% slower too.
 * Activations run in channels-last layout, which oneDNN's small depthwise and pointwise
   convolutions need to be fast on a CPU.
 
@@ -33,8 +35,9 @@ are updated as usual), with the gOctConv blocks fused as above. In channels-last
 training-mode BatchNorm and the PReLU after it run as one step (`sodlab.norm_act`): PyTorch's
 channels-last kernels for these two layers are slow on a CPU, while its convolutions are
 2-4x faster there than in the default layout. Gradients equal the plain model's to float
-rounding. Blocks (or BatchNorm/PReLU modules) with forward hooks are left unfused, so hooks
-such as the dynamic weight decay's activation recording still run.
+rounding. A fused block calls the original block's forward hooks with its output (the dynamic
+weight decay records activations that way); blocks with forward pre-hooks, and BatchNorm or
+PReLU modules with any hooks, are left unfused.
 
 Modules sodlab does not know (a Res2Net backbone, GroupNorm heads, bilinear-resampling
 gOctConvs) are kept as they are, except that a BatchNorm directly following a convolution
@@ -390,13 +393,13 @@ class FusedGOctConvBNAct(nn.Module):
         self.plans = [_OutputPlan(0, conv.out_channels[0], [(0, 0)])] if conv.plain else _plan(conv)
         self.in_off, self.out_off = conv.offsets(conv.in_channels), conv.offsets(conv.out_channels)
 
-    def forward(self, xs: Tensor | Sequence[Optional[Tensor]]) -> Scales:
+    def forward(self, inputs: Tensor | Sequence[Optional[Tensor]]) -> Scales:
         conv = self.block.conv
-        xs = _prepare_inputs(conv, xs)
+        xs = _prepare_inputs(conv, inputs)
         w_all = conv.weight if conv.gain == 1.0 else conv.weight * conv.gain
         if conv.plain:
             ys: list[Optional[Tensor]] = [F.conv2d(xs[0], w_all, conv.bias, conv.stride, conv.padding, conv.dilation)]
-            return _norm_act(self.block, ys)
+            return _run_hooks(self.block, inputs, _norm_act(self.block, ys))
         if conv.stride == 2:
             xs = [None if x is None else F.avg_pool2d(x, 2, 2) for x in xs]
         rs = _Resampler(xs)
@@ -419,7 +422,7 @@ class FusedGOctConvBNAct(nn.Module):
                 z = F.interpolate(z, scale_factor=k, mode="bilinear", align_corners=False)
                 y = z if y is None else y.add_(z)  # conv and up-sampling outputs are not saved for backward
             ys.append(y)
-        return _norm_act(self.block, ys)
+        return _run_hooks(self.block, inputs, _norm_act(self.block, ys))
 
 
 def _norm_act_one(norm: nn.Module, act: nn.Module, y: Tensor) -> Tensor:
@@ -429,9 +432,20 @@ def _norm_act_one(norm: nn.Module, act: nn.Module, y: Tensor) -> Tensor:
 
 
 def _has_hooks(m: nn.Module) -> bool:
-    """Forward hooks would not run if the module's forward is bypassed (a regulariser
-    recording activations relies on them), so such modules are left as they are."""
+    """Forward hooks would not run if the module's forward is bypassed, so such modules are
+    left as they are."""
     return bool(m._forward_hooks or m._forward_pre_hooks)
+
+
+def _run_hooks(block: nn.Module, inputs, out):
+    """Calls ``block``'s forward hooks as ``block(inputs)`` would (a fused block replaces
+    its forward; the dynamic weight decay records activations through such hooks)."""
+    for key, hook in list(block._forward_hooks.items()):
+        with_kwargs = key in block._forward_hooks_with_kwargs
+        r = hook(block, (inputs,), {}, out) if with_kwargs else hook(block, (inputs,), out)
+        if r is not None:
+            out = r
+    return out
 
 
 def _norm_act(block: nn.Module, ys: Scales) -> Scales:
@@ -449,7 +463,8 @@ class FusedDepthwiseBNAct(nn.Module):
     def forward(self, xs: Tensor | Sequence[Optional[Tensor]]) -> Scales:
         xs = as_scales(xs)
         convs = self.block.convs
-        return _norm_act(self.block, [None if (x is None or str(i) not in convs) else convs[str(i)](x) for i, x in enumerate(xs)])
+        ys = [None if (x is None or str(i) not in convs) else convs[str(i)](x) for i, x in enumerate(xs)]
+        return _run_hooks(self.block, xs, _norm_act(self.block, ys))
 
 
 class FusedMultiDilationTrain(nn.Module):
@@ -461,12 +476,12 @@ class FusedMultiDilationTrain(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         b = self.block
-        return _norm_act_one(b.norm, b.act, torch.cat([conv(x) for conv in b.convs.values()], dim=1))
+        return _run_hooks(b, x, _norm_act_one(b.norm, b.act, torch.cat([conv(x) for conv in b.convs.values()], dim=1)))
 
 
 def _swap_training(module: nn.Module) -> None:
     for name, child in list(module.named_children()):
-        if _has_hooks(child):
+        if child._forward_pre_hooks:  # they may change the input: the block's own forward must run
             continue
         if isinstance(child, GOctConvBNAct) and _fusable_goct(child.conv):
             module._modules[name] = FusedGOctConvBNAct(child)

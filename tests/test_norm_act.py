@@ -94,17 +94,29 @@ def test_not_fusable_falls_back():
     assert not fusable(bn.train().double(), act, x)  # mixed precision
 
 
-def test_hooks_keep_blocks_unfused(path):
-    """A forward hook on a block (the dynamic weight decay records activations that way) must
-    still run: such blocks are not replaced, and the hook sees the same output."""
+def test_fused_blocks_call_forward_hooks(path):
+    """The dynamic weight decay records activations through forward hooks on the blocks: a
+    fused block calls them with the output the plain block gives. A forward pre-hook (which
+    may change the input) keeps its block unfused."""
+    from sodlab.fast import FusedGOctConvBNAct
     from sodlab.models.csnet import CSNet, csnet_config
 
     torch.manual_seed(0)
     model = CSNet(csnet_config(8, (0.5, 0.5))).train()
-    seen = []
-    handle = model.stem.conv.register_forward_hook(lambda m, i, o: seen.append(o[0].detach().clone()))
+    x = torch.randn(2, 3, 32, 32)
+    seen: dict[str, list] = {"plain": [], "fused": []}
+    key = ["plain"]
+    handle = model.stage1[0].conv.register_forward_hook(lambda m, i, o: seen[key[0]].append((m, [t.detach().clone() for t in o])))
+    model(x.contiguous(memory_format=torch.channels_last))
+    key[0] = "fused"
     fast = optimize_for_training(model)
-    assert fast.inner.stem.conv is model.stem.conv
-    fast(torch.randn(2, 3, 32, 32))
-    assert len(seen) == 1 and seen[0].shape[:2] == (2, model.stem.conv.out_channels[0])
+    assert isinstance(fast.inner.stage1[0].conv, FusedGOctConvBNAct)
+    fast(x)
+    (m0, plain), (m1, fused) = seen["plain"][0], seen["fused"][0]
+    assert m0 is m1 is model.stage1[0].conv
+    assert len(plain) == len(fused)
+    for a, b in zip(plain, fused):
+        assert float((a - b).abs().max()) < 1e-4
     handle.remove()
+    model.stem.conv.register_forward_pre_hook(lambda m, i: None)
+    assert optimize_for_training(model).inner.stem.conv is model.stem.conv

@@ -185,9 +185,8 @@ def test_fused_channels_last_training_equals_the_plain_path(tmp_path, monkeypatc
     BatchNorm + PReLU in one step. Training-mode BN over a few values (the deepest maps here
     are 1x1) amplifies float rounding, so the yardstick is the plain model's own rounding
     spread: the default layout against channels-last, one SGD step each from the same
-    weights. (The exact check, in float64, is in test_fast.) DWD's activation hooks would
-    keep their blocks unfused, so ``regularizer="none"`` lets every pair take the fused step;
-    a run resumes across the switch."""
+    weights. (The exact check, in float64, is in test_fast.) DWD records activations
+    through forward hooks, which the fused blocks call; a run resumes across the switch."""
     from sodlab import norm_act
 
     calls = []
@@ -195,7 +194,7 @@ def test_fused_channels_last_training_equals_the_plain_path(tmp_path, monkeypatc
     monkeypatch.setattr(norm_act._BatchNormPReLU, "apply", lambda *a: calls.append(1) or real(*a))
     data = Blobs(8)
     plain, fused, nchw, init = tiny(), tiny(), tiny(), tiny()
-    step = dict(epochs=1, batch_size=8, optimizer="sgd", lr=5e-4, regularizer="none")
+    step = dict(epochs=1, batch_size=8, optimizer="sgd", lr=5e-4, regularizer="dwd")
     fit(plain, data, None, cfg(fused=False, channels_last=True, **step), tmp_path / "plain", progress=False)
     fit(nchw, data, None, cfg(channels_last=False, **step), tmp_path / "nchw", progress=False)
     assert not calls  # fused needs channels-last
