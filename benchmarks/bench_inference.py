@@ -9,6 +9,8 @@ Implementations timed in the same run, on the same weights and the same input:
   calls, the x100 weight gain applied on every call): the baseline of every ratio;
 * sodlab CSNet (plain): sodlab's model as the checkpoint loaders build it;
 * sodlab optimize_for_inference (eager): `sodlab.fast.optimize_for_inference`;
+* the same run as TorchScript graphs traced once per input shape (``jit=True``, what
+  ``sodlab predict`` and ``sodlab eval`` use; tracing happens before any measurement);
 * the same under ``torch.compile`` (only with ``--compile``: the first call compiles C++ kernels,
   minutes on two cores);
 * onnxruntime: the file `sodlab.export.export_onnx` writes (dynamic axes), run by onnxruntime's
@@ -74,6 +76,7 @@ TARGETS = {1: 3.0, 8: 2.5, "train": 1.5}  # issue 7: speed-up over the baseline 
 BASELINE = "authors (per-branch, baseline)"
 PLAIN = "sodlab CSNet (plain)"
 EAGER = "sodlab optimize_for_inference (eager)"
+TRACED = "sodlab optimize_for_inference(jit=True) (TorchScript; predict/eval)"
 COMPILED = "sodlab optimize_for_inference + torch.compile"
 ORT = "onnxruntime (sodlab export, CPU provider)"
 TRAIN_PATHS = {
@@ -252,11 +255,12 @@ class InferenceBench:
     def __init__(self, baseline: nn.Module, ours: nn.Module, size: int, threads: int, compile: bool, workdir: Path) -> None:
         self.size, self.threads = size, threads
         fast = optimize_for_inference(ours)
-        self.models: dict[str, nn.Module] = {BASELINE: baseline, PLAIN: ours, EAGER: fast}
+        self.models: dict[str, nn.Module] = {BASELINE: baseline, PLAIN: ours, EAGER: fast,
+                                             TRACED: optimize_for_inference(ours, jit=True)}
         if compile:
             self.models[COMPILED] = optimize_for_inference(ours, compile=True)
         # MACs each implementation executes per image (onnxruntime runs the folded graph).
-        self.macs = {k: count_macs(fast if k == COMPILED else m, size) for k, m in self.models.items()}
+        self.macs = {k: count_macs(fast if k in (COMPILED, TRACED) else m, size) for k, m in self.models.items()}
         self.macs[ORT] = self.macs[EAGER]
         self.onnx = export_onnx(ours, workdir / "csnet.onnx", size=size, dynamic=True, check=False)
         self.names = [*self.models, ORT]
@@ -280,6 +284,11 @@ class InferenceBench:
         errs = check_parity(fns, self.models[BASELINE], torch.randn(2, 3, self.size, self.size, generator=torch.Generator().manual_seed(2)))
         if COMPILED in self.models:
             self.notes.append(f"torch.compile: the parity check (its first calls, compilation included) took {time.perf_counter() - t0:.0f} s")
+        t1 = time.perf_counter()
+        with torch.inference_mode():
+            for x in self.inputs.values():  # one trace per input shape, before any measurement
+                self.models[TRACED](x)
+        self.notes.append(f"TorchScript: tracing and freezing at batch 1 and 8 took {time.perf_counter() - t1:.1f} s")
         return errs
 
     def runners(self, batch: int, arena: bool = True) -> dict[str, Callable[[], object]]:

@@ -231,7 +231,7 @@ def test_cli_exports_the_authors_checkpoint(reference_dir, tmp_path):
 def test_predict_and_eval_optimise_by_default(checkpoint, tmp_path, monkeypatch, flag):
     from PIL import Image
 
-    from sodlab.fast import OptimizedModel
+    from sodlab.fast import TracedModel
 
     seen: list[nn.Module] = []
 
@@ -252,5 +252,5 @@ def test_predict_and_eval_optimise_by_default(checkpoint, tmp_path, monkeypatch,
     Image.fromarray(np.zeros((32, 32), np.uint8)).save(data / "GT" / "a.png")
     assert main(["predict", str(data / "images"), "--weights", str(checkpoint), "--out", str(tmp_path / "o"), "--size", "32"] + flag) == 0
     assert main(["eval", "--weights", str(checkpoint), "--data", str(data), "--size", "32", "--json"] + flag) == 0
-    expected = CSNet if flag else OptimizedModel
+    expected = CSNet if flag else TracedModel
     assert [type(m) for m in seen] == [expected, expected]

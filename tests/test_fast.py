@@ -151,6 +151,37 @@ def test_optimized_structure_and_input_untouched(reference_dir):
     assert model.stem.conv.norms["0"].weight.requires_grad
 
 
+def test_traced_model_matches_per_shape_and_follows_new_weights():
+    """jit=True: TorchScript graphs traced per input shape give the eager module's outputs,
+    also where a shape takes the other branch of the 2x2 max-pooling (odd sides deeper
+    down); gradients and state changes go through the eager module / a fresh trace."""
+    from sodlab.fast import TracedModel
+
+    torch.manual_seed(0)
+    model = randomise(CSNet(csnet_config(8, (0.5, 0.5))), 0, calibrate_input=torch.randn(2, 3, 64, 64))
+    traced = optimize_for_inference(model, jit=True)
+    assert isinstance(traced, TracedModel) and isinstance(traced.inner, OptimizedModel)
+    for shape in [(1, 3, 64, 64), (3, 3, 64, 64), (1, 3, 80, 48), (1, 3, 64, 64)]:  # 80/16 = 5: odd sides
+        x = torch.randn(*shape)
+        with torch.inference_mode():
+            got = traced(x)
+        assert got.shape == (shape[0], 1, *shape[2:])
+        assert float((got - model(x).detach()).abs().max()) < ATOL, shape
+    assert len(traced._graphs) == 3  # the repeated shape reused its graph
+    assert all(isinstance(g, torch.jit.ScriptModule) for g in traced._graphs.values())
+    x = torch.randn(1, 3, 64, 64, requires_grad=True)
+    traced(x).sum().backward()  # eager: the folded weights take no gradient, the input does
+    assert x.grad is not None and x.grad.abs().sum() > 0
+    # new weights: the frozen graphs are dropped, not reused with stale constants
+    state = {k: v * 2 if k.endswith("w0") else v for k, v in traced.state_dict().items()}
+    traced.load_state_dict(state)
+    assert not traced._graphs
+    with torch.no_grad():
+        x = torch.randn(1, 3, 64, 64)
+        assert torch.allclose(traced(x), traced.inner(x), atol=1e-6)
+        assert not torch.allclose(traced(x), model(x), atol=1e-3)
+
+
 # --- random configurations ------------------------------------------------------------------
 @pytest.mark.parametrize("seed", range(6))
 def test_random_configs_match(seed):
