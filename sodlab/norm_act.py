@@ -10,6 +10,9 @@ them. `batch_norm_prelu` computes the same maths in as few passes over memory as
   then the input gradient in the backward;
 * without it, large elementwise torch operations and matrix-vector products for the sums.
 
+numba's default thread pool must not be entered from two Python threads at once; to train
+in several threads of one process, set ``NUMBA_THREADING_LAYER=omp`` (or ``SODLAB_NUMBA=0``).
+
 The gradients are those of ``prelu(batch_norm(x))``:
 
 * PReLU: ``dy = g * where(y > 0, 1, a)``; ``da = sum(g * min(y, 0))`` per channel.
@@ -51,8 +54,8 @@ def _kernels() -> Optional[ModuleType]:
         try:
             from . import _norm_act_kernels
             _KERNELS = _norm_act_kernels
-        except ImportError as exc:  # numba is a dependency, but sodlab works without it
-            log.info("numba unavailable (%s): BatchNorm+PReLU uses the torch-ops path", exc)
+        except Exception as exc:  # noqa: BLE001 - no numba, or no writable cache folder for it: the torch path is exact
+            log.info("numba kernels unavailable (%s: %s): BatchNorm+PReLU uses the torch-ops path", type(exc).__name__, exc)
     return _KERNELS
 
 
