@@ -568,7 +568,8 @@ def optimize_for_training(model: nn.Module, channels_last: Optional[bool] = None
 
 
 def _shallow_tree_copy(module: nn.Module) -> nn.Module:
-    """Copies of the container modules down to each `GOctConvBNAct`; leaves are shared."""
+    """Copies of the container modules down to each block `_swap_training` may replace
+    (`GOctConvBNAct`, `ScaleDepthwiseBNAct`, `MultiDilationBlock`); those and leaves are shared."""
     if isinstance(module, (GOctConvBNAct, ScaleDepthwiseBNAct, MultiDilationBlock)) or not module._modules:
         return module
     clone = copy.copy(module)

@@ -129,13 +129,14 @@ class _BatchNormPReLU(torch.autograd.Function):
         if kernels is not None:
             _set_threads()
             chunks = _n_chunks(m)
-            mean64, var64 = kernels.batch_stats(_np(_rows(x)), chunks)
+            x2 = _np(_rows(x))
+            mean64, var64 = kernels.batch_stats(x2, chunks)
             mean64, var64 = torch.from_numpy(mean64), torch.from_numpy(var64)
             mean, var = mean64.to(x.dtype), var64.to(x.dtype)
             invstd = torch.rsqrt(var64 + eps).to(x.dtype)
             scale = weight.detach() * invstd
             out = torch.empty_like(x, memory_format=torch.channels_last)
-            kernels.forward(_np(_rows(x)), mean.numpy(), scale.numpy(), _np(bias), a.numpy(), _np(_rows(out)), chunks)
+            kernels.forward(x2, mean.numpy(), scale.numpy(), _np(bias), a.numpy(), _np(_rows(out)), chunks)
             ctx.save_for_backward(x, mean, invstd, scale, bias, a)
         else:
             mean = _channel_sums(x).div_(m)
@@ -165,8 +166,8 @@ class _BatchNormPReLU(torch.autograd.Function):
             sums = ctx.kernels.backward(_np(_rows(g)), _np(_rows(x)), mean.numpy(), scale.numpy(), _np(bias), a.numpy(),
                                         invstd.numpy(), _np(_rows(dx)), _n_chunks(n * h * w))
             sums = torch.from_numpy(sums)
-            d_bias, dot, d_slope = (sums[i].to(x.dtype) for i in range(3))
-            d_weight = (sums[1] * invstd.double()).to(x.dtype)
+            d_bias, d_slope = sums[0].to(x.dtype), sums[2].to(x.dtype)
+            d_weight = (sums[1] * invstd.double()).to(x.dtype)  # sums[1] = sum(dy * (x - mean))
         else:
             dx, d_weight, d_bias, d_slope = _backward_torch(g, *ctx.saved_tensors)
         if ctx.slope_shape.numel() == 1:
