@@ -31,6 +31,9 @@ backward, Adam step) of the plain model against `sodlab.fast.optimize_for_traini
 largest gradient difference between them on one step from identical weights (float32 at the
 benchmark size, float64 on a small batch).
 
+oneDNN's kernel cache is raised to 8192 entries (``ONEDNN_PRIMITIVE_CACHE_CAPACITY``, unless set)
+so that the implementations timed in turns do not evict each other's compiled kernels.
+
 The report is printed and written to ``results/benchmarks/inference.md``.
 """
 from __future__ import annotations
@@ -49,10 +52,17 @@ import time
 from pathlib import Path
 from typing import Any, Callable, Optional
 
-import numpy as np
-import torch
-import torch.nn.functional as F
-from torch import nn
+# oneDNN keeps its compiled convolution kernels in an LRU cache of 1024 by default. The paths timed
+# here in turns need more than that together (plain + fused training step: about 1200), so each
+# turn would evict and recompile the kernels of the path before it, which a process running one
+# model never does (it cost the fused step 0.5-0.7 s of its 2.0 s). Read when oneDNN creates its
+# first kernel, so it must be set before torch runs anything.
+PRIMITIVE_CACHE = int(os.environ.setdefault("ONEDNN_PRIMITIVE_CACHE_CAPACITY", "8192"))
+
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+import torch.nn.functional as F  # noqa: E402
+from torch import nn  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
@@ -482,6 +492,8 @@ def main(argv=None) -> int:
                     + ([f"training: median of {train_repeats} steps per path after one, in turns"] if do_train else [])),
         f"- machine load before the run (1-minute load average): {load:.2f}; OMP_WAIT_POLICY="
         f"{os.environ.get('OMP_WAIT_POLICY', '(unset)')}",
+        f"- oneDNN primitive cache: {PRIMITIVE_CACHE} kernels (ONEDNN_PRIMITIVE_CACHE_CAPACITY; oneDNN's default 1024 "
+        "is fewer than the implementations timed in turns use together, and each turn would recompile the others' kernels)",
         f"- float32 matmul (2048x2048, same threads): {gmacs_peak:.1f} GMAC/s: the hardware reference for the GMAC/s column",
         "- peak RSS: resident-set growth during the first call at that batch size, after the parity check at batch 2 "
         "(a few MiB more than a steady-state call; training: during the first step, Adam's state included), MiB: Linux VmHWM, reset through /proc/self/clear_refs, minus VmRSS before the call, measured "
