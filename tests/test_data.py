@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
+import subprocess
+import sys
 from collections import Counter
 from pathlib import Path
 
@@ -271,6 +274,24 @@ def test_generator_parallel_equals_serial(tmp_path):
     serial = synthetic.generate(tmp_path / "serial", workers=1, **kw)
     parallel = synthetic.generate(tmp_path / "parallel", workers=2, **kw)
     assert _digest(serial) == _digest(parallel)
+
+
+def test_generator_from_an_unguarded_script_finishes_in_one_process(tmp_path):
+    """A script calling generate() at its top level, without the __main__ guard: each spawned
+    worker re-runs it while starting and fails, the parent writes the images itself (the same
+    files), and no worker leaves a temporary folder behind."""
+    kw = dict(n_train=40, n_test=0, size=32, seed=3, progress=False)
+    script = tmp_path / "unguarded.py"
+    script.write_text(f"from sodlab.data import synthetic\nsynthetic.generate({str(tmp_path / 'out')!r}, workers=2, **{kw!r})\n")
+    repo = str(Path(__file__).resolve().parents[1])
+    env = {**os.environ, "PYTHONPATH": repo}
+    proc = subprocess.run([sys.executable, str(script)], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "worker processes could not start" in proc.stderr
+    assert "writing the remaining 40 images in this process" in proc.stderr
+    assert "called while a worker process was starting" in proc.stderr
+    assert _digest(tmp_path / "out") == _digest(synthetic.generate(tmp_path / "serial", workers=1, **kw))
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out", "serial", "unguarded.py"]
 
 
 def test_generator_never_overwrites_by_default(tmp_path):

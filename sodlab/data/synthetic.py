@@ -37,6 +37,8 @@ import multiprocessing
 import os
 import shutil
 import tempfile
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Optional, Sequence
@@ -422,6 +424,27 @@ def _is_nonempty_dir(path: Path) -> bool:
     return path.is_dir() and any(path.iterdir())
 
 
+def _write_in_processes(left: dict[int, tuple], workers: int, bar: Any) -> None:
+    """Write the tasks in ``left`` in worker processes, removing each one written. A pool that
+    breaks (a worker that could not start) leaves the rest in ``left`` for the caller."""
+    # spawn: the parent may have started torch's thread pools, which fork would copy in a
+    # broken state; the workers only need numpy, Pillow and scikit-image. An executor rather
+    # than multiprocessing.Pool: Pool replaces a worker that dies while starting, forever (an
+    # unguarded script re-runs its generate() call in every new worker), where the executor
+    # reports a broken pool.
+    ctx = multiprocessing.get_context("spawn")
+    try:
+        with ProcessPoolExecutor(workers, mp_context=ctx) as pool:
+            futures = {pool.submit(_write_chunk, t): k for k, t in left.items()}
+            for fut in as_completed(futures):
+                bar.update(fut.result())
+                del left[futures[fut]]
+    except BrokenProcessPool:
+        log.warning("synthetic benchmark: the worker processes could not start (a script that calls generate() "
+                    "must do so under `if __name__ == \"__main__\":` for them to start); writing the remaining "
+                    "%d images in this process", sum(len(t[3]) for t in left.values()))
+
+
 def _write_all(params: SynthParams, tmp: Path, progress: bool, workers: int) -> None:
     from tqdm import tqdm
 
@@ -438,16 +461,11 @@ def _write_all(params: SynthParams, tmp: Path, progress: bool, workers: int) -> 
         items = list(enumerate(cats))
         tasks += [(pj, str(tmp), split, items[k:k + chunk]) for k in range(0, n, chunk)]
     with tqdm(total=total, unit="img", desc="synthetic benchmark", disable=not progress) as bar:
-        if workers <= 1 or len(tasks) <= 1:
-            for t in tasks:
-                bar.update(_write_chunk(t))
-        else:
-            # spawn: the parent may have started torch's thread pools, which fork would copy
-            # in a broken state; the workers only need numpy, Pillow and scikit-image.
-            ctx = multiprocessing.get_context("spawn")
-            with ctx.Pool(min(workers, len(tasks))) as pool:
-                for done in pool.imap_unordered(_write_chunk, tasks):
-                    bar.update(done)
+        left = dict(enumerate(tasks))
+        if workers > 1 and len(tasks) > 1:
+            _write_in_processes(left, min(workers, len(tasks)), bar)
+        for k in sorted(left):
+            bar.update(_write_chunk(left.pop(k)))
     (tmp / "synth.json").write_text(json.dumps({"generator": "sodlab.data.synthetic", **pj}, indent=2, sort_keys=True) + "\n",
                                     encoding="utf-8")
 
@@ -461,13 +479,20 @@ def generate(out_dir: str | Path, n_train: int = DEFAULT_TRAIN, n_test: int = DE
     The files are written into a temporary folder beside ``out_dir`` and renamed into place
     at the end, so ``out_dir`` is either complete or untouched. An existing non-empty
     ``out_dir`` raises `DataError` unless ``overwrite=True``. ``workers`` processes render
-    in parallel (default: the usable cores; jobs under 256 images run in this process). Returns
+    in parallel (default: the usable cores; jobs under 256 images run in this process); they
+    are spawned, so a script must call this under ``if __name__ == "__main__":`` (otherwise
+    the workers fail to start, a warning says so, and this process writes every image). Returns
     ``out_dir``.
     """
     params = SynthParams(n_train=int(n_train), n_test=int(n_test), size=int(size), seed=int(seed),
                          categories=tuple(categories) if categories else CATEGORIES,
                          difficulty=float(difficulty), image_format=image_format)
     params.validate()
+    if getattr(multiprocessing.current_process(), "_inheriting", False):
+        # a worker process starting up is re-running an unguarded script's top level: leave the
+        # folder to the parent (which then writes the images itself)
+        raise DataError("generate() was called while a worker process was starting: call it under "
+                        "`if __name__ == \"__main__\":` in a script")
     out = Path(out_dir).expanduser()
     if _is_nonempty_dir(out) and not overwrite:
         raise DataError(f"{out}: folder exists and is not empty; pass overwrite=True (--overwrite) to replace it")
