@@ -196,6 +196,15 @@ def test_folder_missing_layout(tmp_path):
         SODFolder(tmp_path / "nope")
 
 
+def test_folder_names_the_split_folders_of_a_benchmark_root(small_bench):
+    with pytest.raises(DataError) as info:
+        SODFolder(small_bench)
+    msg = str(info.value)
+    assert msg.startswith(f"{small_bench}: not a dataset folder: missing an image folder")
+    assert msg.endswith(f"its sub-folders test, train are dataset folders: pass one of them, e.g. {small_bench / 'test'}")
+    assert len(SODFolder(small_bench / "test")) == 12
+
+
 # --- transforms --------------------------------------------------------------------------------
 def test_train_transform_is_seeded():
     image, mask = _rgb(40, 50), np.zeros((40, 50), bool)

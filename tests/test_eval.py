@@ -156,3 +156,13 @@ def test_data_cli(tmp_path, capsys):
     assert "not empty" in capsys.readouterr().err
     assert main(["data", "check", str(out), "--split", "test", "--json"]) == 0
     assert json.loads(capsys.readouterr().out)["items"] == 2
+    # the benchmark root itself: every split checked
+    assert main(["data", "check", str(out), "--json"]) == 0
+    both = json.loads(capsys.readouterr().out)
+    assert {k: v["items"] for k, v in both["splits"].items()} == {"test": 2, "train": 3}
+    assert both["splits"]["train"]["root"] == str(out / "train")
+    assert main(["data", "check", str(out)]) == 0
+    text = capsys.readouterr().out
+    assert f"{out / 'test'}: 2 image/mask pairs" in text and f"{out / 'train'}: 3 image/mask pairs" in text
+    assert main(["data", "check", str(tmp_path)]) == 2  # no dataset and no split folders
+    assert "not a dataset folder" in capsys.readouterr().err

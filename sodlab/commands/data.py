@@ -4,6 +4,7 @@ from __future__ import annotations
 import argparse
 import json
 from pathlib import Path
+from typing import Optional
 
 from ..errors import DataError
 
@@ -37,7 +38,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     c = sub.add_parser("check", help="validate a dataset folder and summarise it",
                        description="Validate a dataset folder (pairing, readability, sizes) and summarise it.")
     c.add_argument("root", help="dataset folder (images/ + GT/, DUTS, ECSSD ...)")
-    c.add_argument("--split", default=None, help="sub-folder to check (e.g. train, test)")
+    c.add_argument("--split", default=None,
+                   help="sub-folder to check (e.g. train, test; default: the folder itself, or each split "
+                        "sub-folder of a benchmark root such as `sodlab data synth` writes)")
     c.add_argument("--lenient", action="store_true", help="report problems as warnings and count the usable pairs")
     c.add_argument("--json", action="store_true", help="print one JSON object")
 
@@ -62,24 +65,34 @@ def _synth(args: argparse.Namespace) -> int:
 
 
 def _check(args: argparse.Namespace) -> int:
+    from ..data.folder import is_dataset_folder, split_folders
+
+    root = Path(args.root).expanduser()
+    splits = split_folders(root) if args.split is None and not is_dataset_folder(root) else []
+    summaries = [_check_one(root, s, args.lenient) for s in (splits or [args.split])]
+    if args.json:
+        print(json.dumps(summaries[0] if not splits else {"root": str(root), "splits": dict(zip(splits, summaries))}))
+    else:
+        for summary in summaries:
+            counts = summary["categories"]
+            print(f"{summary['root']}: {summary['items']} image/mask pairs, {len(counts)} categories"
+                  f"{', ' + str(summary['unlabelled']) + ' unlabelled' if counts and summary['unlabelled'] else ''}")
+            for name, n in counts.items():
+                print(f"  {name:16s} {n:6d}")
+            print(f"  image sizes (WxH, first 10): {', '.join(summary['sizes'])}")
+    return 0
+
+
+def _check_one(root: Path, split: Optional[str], lenient: bool) -> dict:
     from collections import Counter
 
     from ..data.folder import SODFolder
 
-    ds = SODFolder(args.root, split=args.split, lenient=args.lenient)
+    ds = SODFolder(root, split=split, lenient=lenient)
     counts = Counter(c for c in ds.categories if c is not None)
-    summary = {"root": str(ds.root), "items": len(ds), "categories": dict(sorted(counts.items())),
-               "unlabelled": sum(c is None for c in ds.categories),
-               "sizes": sorted({f"{w}x{h}" for h, w in ds.sizes})[:10]}
-    if args.json:
-        print(json.dumps(summary))
-    else:
-        print(f"{summary['root']}: {summary['items']} image/mask pairs, {len(counts)} categories"
-              f"{', ' + str(summary['unlabelled']) + ' unlabelled' if counts and summary['unlabelled'] else ''}")
-        for name, n in summary["categories"].items():
-            print(f"  {name:16s} {n:6d}")
-        print(f"  image sizes (WxH, first 10): {', '.join(summary['sizes'])}")
-    return 0
+    return {"root": str(ds.root), "items": len(ds), "categories": dict(sorted(counts.items())),
+            "unlabelled": sum(c is None for c in ds.categories),
+            "sizes": sorted({f"{w}x{h}" for h, w in ds.sizes})[:10]}
 
 
 def _samples(args: argparse.Namespace) -> int:

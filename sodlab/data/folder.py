@@ -48,6 +48,21 @@ def _find_dir(root: Path, names: Sequence[str]) -> Optional[Path]:
     return None
 
 
+def split_folders(root: str | Path) -> list[str]:
+    """Sub-folders of ``root`` that are dataset folders themselves (a benchmark's ``train/``
+    and ``test/``, DUTS's ``DUTS-TR/`` ...), by name."""
+    root = Path(root)
+    if not root.is_dir():
+        return []
+    return sorted(p.name for p in root.iterdir() if is_dataset_folder(p))
+
+
+def is_dataset_folder(root: str | Path) -> bool:
+    """Whether ``root`` holds an image folder and a mask folder (see `SODFolder`)."""
+    root = Path(root)
+    return root.is_dir() and _find_dir(root, IMAGE_DIRS) is not None and _find_dir(root, MASK_DIRS) is not None
+
+
 def _resolve_root(root: Path, split: Optional[str]) -> Path:
     if split is None:
         return root
@@ -126,7 +141,10 @@ class SODFolder(Dataset):
         if image_dir is None or mask_dir is None:
             missing = [f"an image folder ({', '.join(IMAGE_DIRS)})"] if image_dir is None else []
             missing += [f"a mask folder ({', '.join(MASK_DIRS)})"] if mask_dir is None else []
-            raise DataError(f"{self.root}: not a dataset folder: missing {' and '.join(missing)}")
+            splits = split_folders(self.root)
+            hint = (f"; its sub-folders {', '.join(splits)} are dataset folders: pass one of them, "
+                    f"e.g. {self.root / splits[0]}" if splits else "")
+            raise DataError(f"{self.root}: not a dataset folder: missing {' and '.join(missing)}{hint}")
 
         problems: list[str] = []
         images = _list_files(image_dir, problems)
