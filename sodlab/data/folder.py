@@ -51,10 +51,10 @@ def _find_dir(root: Path, names: Sequence[str]) -> Optional[Path]:
 def split_folders(root: str | Path) -> list[str]:
     """Sub-folders of ``root`` that are dataset folders themselves (a benchmark's ``train/``
     and ``test/``, DUTS's ``DUTS-TR/`` ...), by name."""
-    root = Path(root)
-    if not root.is_dir():
+    try:
+        return sorted(p.name for p in Path(root).iterdir() if is_dataset_folder(p))
+    except OSError:  # not a folder, or one we may not list: no split folders to offer
         return []
-    return sorted(p.name for p in root.iterdir() if is_dataset_folder(p))
 
 
 def is_dataset_folder(root: str | Path) -> bool:
