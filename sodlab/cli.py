@@ -1,8 +1,9 @@
 """The `sodlab` command line.
 
 Every module in `sodlab.commands` is one subcommand: it defines `NAME`, `HELP`,
-`add_arguments(parser)` and `run(args) -> int`. Modules are discovered, so adding a
-command never means editing this file.
+`add_arguments(parser)` and `run(args) -> int`, and may define `resume_hint(args) -> str`
+(what to run after an interruption). Modules are discovered, so adding a command never means
+editing this file.
 """
 from __future__ import annotations
 
@@ -34,7 +35,7 @@ def build_parser() -> argparse.ArgumentParser:
     for mod in _command_modules():
         p = sub.add_parser(mod.NAME, help=mod.HELP, description=mod.HELP)
         mod.add_arguments(p)
-        p.set_defaults(_run=mod.run)
+        p.set_defaults(_run=mod.run, _resume_hint=getattr(mod, "resume_hint", None))
     return parser
 
 
@@ -48,7 +49,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"sodlab {args.command}: error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print(f"sodlab {args.command}: interrupted", file=sys.stderr)
+        hint = args._resume_hint(args) if args._resume_hint is not None else ""
+        print(f"sodlab {args.command}: interrupted{'; ' + hint if hint else ''}", file=sys.stderr)
         return 130
 
 

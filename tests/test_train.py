@@ -291,3 +291,19 @@ def test_cli_trains_resumes_and_refuses_to_overwrite(tmp_path, capsys):
     assert json.loads((run / "config.json").read_text())["train"]["epochs"] == 2
     best = sodlab.load(run / "best.pt")
     assert isinstance(best, CSNet) and best.input_size == 32  # predict/eval default to the training side
+
+
+def test_cli_train_interrupted_says_how_to_resume(tmp_path, monkeypatch, capsys):
+    from sodlab.cli import main
+    from sodlab.data import synthetic
+
+    data = synthetic.generate(tmp_path / "d", n_train=4, n_test=2, size=24, progress=False)
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(sodlab.train, "fit", interrupted)
+    run = tmp_path / "run"
+    assert main(["train", "--data", str(data / "train"), "--out", str(run), "--no-progress"]) == 130
+    assert capsys.readouterr().err.strip() == (
+        f"sodlab train: interrupted; add --resume to the same command to continue {run} from its last finished epoch")

@@ -78,3 +78,7 @@ def run(args: argparse.Namespace) -> int:
         path = studies.regenerate_docs(args.results, notebooks_dir=args.notebooks, readme=studies.default_readme())
         print(f"wrote {path}")
     return 1 if failed else 0
+
+
+def resume_hint(args: argparse.Namespace) -> str:
+    return "add --resume to the same command to skip the notebooks that already finished"

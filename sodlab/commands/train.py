@@ -100,3 +100,7 @@ def run(args: argparse.Namespace) -> int:
             msg += f"; best epoch {int(df['epoch'][best])}: {metric} {df[metric][best]:.4f}{extra}"
         print(msg)
     return 0
+
+
+def resume_hint(args: argparse.Namespace) -> str:
+    return f"add --resume to the same command to continue {args.out} from its last finished epoch"
