@@ -302,7 +302,9 @@ def execute_notebook(
 ) -> NotebookRun:
     """Execute one notebook with ``params`` injected and save it (outputs included, also on
     failure) as ``out_dir/<name>.ipynb``, plus ``out_dir/run.json``. Never raises for an error
-    inside the notebook: the returned record says where it failed."""
+    inside the notebook: the returned record says where it failed. An interruption (Ctrl-C,
+    which reaches this process, the kernel or both) is recorded the same way and then raised
+    as `KeyboardInterrupt`."""
     import nbformat
     from nbclient import NotebookClient
 
@@ -332,6 +334,9 @@ def execute_notebook(
         client.execute()
     except Exception as exc:  # CellExecutionError, CellTimeoutError, DeadKernelError, ...
         failure = _find_failure(nb, exc)
+    except KeyboardInterrupt as exc:  # in this process; nbclient shuts the kernel down on the way out
+        failure = _find_failure(nb, exc)
+    interrupted = failure is not None and failure.exception.startswith("KeyboardInterrupt")
     seconds = time.perf_counter() - t0
     executed = out_dir / f"{script.stem}.ipynb"
     with atomic_path(executed) as tmp:
@@ -339,6 +344,8 @@ def execute_notebook(
     run = NotebookRun(script.stem, failure is None, seconds, str(params.get("mode", "")), str(executed), failure)
     record = dataclasses.asdict(run) | {"params": dict(params), "finished": _dt.datetime.now().isoformat(timespec="seconds")}
     write_text_atomic(out_dir / RUN_RECORD, json.dumps(record, indent=1, default=str) + "\n")
+    if interrupted:
+        raise KeyboardInterrupt(f"{script.stem} interrupted at {failure}")
     return run
 
 
@@ -365,8 +372,9 @@ def run_studies(
     show_progress: bool = True,
 ) -> list[NotebookRun]:
     """Run the selected notebooks one after another; a failing notebook does not stop the
-    others. ``resume`` skips notebooks whose last run in ``results_dir`` succeeded with the
-    same parameters."""
+    others, an interruption (Ctrl-C) does (`KeyboardInterrupt`, raised after ``summary.csv``
+    is written). ``resume`` skips notebooks whose last run in ``results_dir`` succeeded with
+    the same parameters."""
     from tqdm.auto import tqdm
 
     if mode not in MODES:
@@ -382,32 +390,36 @@ def run_studies(
         raise ConfigError(f"--param {', '.join(unknown)}: no selected notebook has such a parameter")
 
     runs: list[NotebookRun] = []
-    for script in scripts:
-        out_dir = (results / script.stem).resolve()
-        params = {
-            "mode": mode,
-            "data_root": str(Path(data_root).resolve()) if data_root is not None else None,
-            "device": device,
-            "results_dir": str(out_dir),
-        } | {k: v for k, v in extra.items() if k in known[script.stem]}
-        if resume and (prev := _already_done(out_dir, params)) is not None:
-            log.info("%s: already done in %s mode, skipped (--resume)", script.stem, mode)
-            runs.append(prev)
-            continue
-        bar = tqdm(total=1, desc=script.stem, unit="cell", disable=not show_progress, leave=True)
+    try:
+        for script in scripts:
+            out_dir = (results / script.stem).resolve()
+            params = {
+                "mode": mode,
+                "data_root": str(Path(data_root).resolve()) if data_root is not None else None,
+                "device": device,
+                "results_dir": str(out_dir),
+            } | {k: v for k, v in extra.items() if k in known[script.stem]}
+            if resume and (prev := _already_done(out_dir, params)) is not None:
+                log.info("%s: already done in %s mode, skipped (--resume)", script.stem, mode)
+                runs.append(prev)
+                continue
+            bar = tqdm(total=1, desc=script.stem, unit="cell", disable=not show_progress, leave=True)
 
-        def progress(i: int, n: int, bar=bar) -> None:
-            bar.total = n
-            bar.n = i
-            bar.refresh()
+            def progress(i: int, n: int, bar=bar) -> None:
+                bar.total = n
+                bar.n = i
+                bar.refresh()
 
-        run = execute_notebook(script, params, out_dir, timeout=timeout, progress=progress)
-        bar.set_postfix_str(f"{run.seconds:.0f}s " + ("ok" if run.ok else "FAILED"))
-        bar.close()
-        if not run.ok:
-            log.error("%s failed at %s (executed notebook: %s)", run.name, run.failure, run.executed)
-        runs.append(run)
-    write_summary(results)
+            try:
+                run = execute_notebook(script, params, out_dir, timeout=timeout, progress=progress)
+                bar.set_postfix_str(f"{run.seconds:.0f}s " + ("ok" if run.ok else "FAILED"))
+            finally:
+                bar.close()
+            if not run.ok:
+                log.error("%s failed at %s (executed notebook: %s)", run.name, run.failure, run.executed)
+            runs.append(run)
+    finally:
+        write_summary(results)
     return runs
 
 

@@ -76,6 +76,29 @@ def test_runner_reports_failing_notebook_and_runs_the_others(nbdir: Path, tmp_pa
     assert [line.split(",")[2] for line in summary[1:]] == ["ok", "failed"]
 
 
+INTERRUPTED = BAD.replace('raise ValueError("deliberate failure " + mode)', "raise KeyboardInterrupt  # as Ctrl-C does in the kernel")
+
+
+def test_an_interruption_stops_the_run(tmp_path: Path, capsys):
+    """Ctrl-C reaches the kernel as a KeyboardInterrupt in the running cell: the runner saves
+    that notebook as failed, runs none after it, writes the summary and says how to resume."""
+    nbdir = tmp_path / "notebooks"
+    nbdir.mkdir()
+    (nbdir / "01_stops.py").write_text(INTERRUPTED)
+    (nbdir / "02_works.py").write_text(OK)
+    results = tmp_path / "results"
+    rc = cli_main(["studies", "--notebooks", str(nbdir), "--results", str(results)])
+    assert rc == 130
+    assert capsys.readouterr().err.strip().endswith(
+        "sodlab studies: interrupted; add --resume to the same command to skip the notebooks that already finished")
+    assert not (results / "02_works").exists()  # after the interrupted one: never started
+    rec = json.loads((results / "01_stops" / "run.json").read_text())
+    assert rec["ok"] is False and rec["failure"]["cell"] == 5 and rec["failure"]["exception"].startswith("KeyboardInterrupt")
+    assert (results / "01_stops" / "01_stops.ipynb").is_file()
+    summary = (results / "summary.csv").read_text().splitlines()
+    assert len(summary) == 2 and summary[1].startswith("01_stops,quick,failed,")
+
+
 def test_all_passing_returns_zero_and_resume_skips(nbdir: Path, tmp_path: Path):
     results = tmp_path / "r"
     runs = studies.run_studies(only=["works"], results_dir=results, notebooks_dir=nbdir, show_progress=False)
