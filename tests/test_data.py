@@ -303,6 +303,41 @@ def test_generator_from_an_unguarded_script_finishes_in_one_process(tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["out", "serial", "unguarded.py"]
 
 
+def test_generator_interrupted_stops_its_workers_and_leaves_nothing(tmp_path):
+    """Ctrl-C (SIGINT to the whole process group, as a terminal sends it) while worker
+    processes write: the command exits, no process of the group is left, and neither the
+    output folder nor the temporary one exists."""
+    import signal
+    import time
+
+    out = tmp_path / "big"
+    code = ("import sys\nfrom sodlab.cli import main\n"
+            f"sys.exit(main(['data', 'synth', '--out', {str(out)!r}, '--train', '4000', '--test', '0', '--size', '64', "
+            "'--workers', '2', '--no-progress']))\n")
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+    proc = subprocess.Popen([sys.executable, "-c", code], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True, start_new_session=True)
+    try:
+        deadline = time.monotonic() + 120
+        while not any(tmp_path.glob(".big.*.tmp/train/images/*.jpg")):  # the workers are writing
+            assert proc.poll() is None and time.monotonic() < deadline, "generation never started"
+            time.sleep(0.1)
+        os.killpg(proc.pid, signal.SIGINT)
+        _, err = proc.communicate(timeout=60)
+        assert proc.returncode == 130 and err.strip().endswith("sodlab data: interrupted"), err[-2000:]
+        deadline = time.monotonic() + 15  # exited workers are reaped by init once their parent is gone
+        with pytest.raises(ProcessLookupError):  # every worker (and the resource tracker) is gone
+            while time.monotonic() < deadline:
+                os.killpg(proc.pid, 0)
+                time.sleep(0.2)
+    finally:
+        try:
+            os.killpg(proc.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_generator_never_overwrites_by_default(tmp_path):
     out = tmp_path / "mine"
     out.mkdir()

@@ -36,6 +36,7 @@ import math
 import multiprocessing
 import os
 import shutil
+import signal
 import tempfile
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from concurrent.futures.process import BrokenProcessPool
@@ -433,16 +434,39 @@ def _write_in_processes(left: dict[int, tuple], workers: int, bar: Any) -> None:
     # unguarded script re-runs its generate() call in every new worker), where the executor
     # reports a broken pool.
     ctx = multiprocessing.get_context("spawn")
+    pool = ProcessPoolExecutor(workers, mp_context=ctx, initializer=_ignore_interrupts)
     try:
-        with ProcessPoolExecutor(workers, mp_context=ctx) as pool:
-            futures = {pool.submit(_write_chunk, t): k for k, t in left.items()}
-            for fut in as_completed(futures):
-                bar.update(fut.result())
-                del left[futures[fut]]
+        futures = {pool.submit(_write_chunk, t): k for k, t in left.items()}
+        for fut in as_completed(futures):
+            bar.update(fut.result())
+            del left[futures[fut]]
     except BrokenProcessPool:
         log.warning("synthetic benchmark: the worker processes could not start (a script that calls generate() "
                     "must do so under `if __name__ == \"__main__\":` for them to start); writing the remaining "
                     "%d images in this process", sum(len(t[3]) for t in left.values()))
+    except BaseException:  # Ctrl-C or an error: stop the workers before the caller removes their folder
+        _terminate(pool)
+        raise
+    pool.shutdown(wait=True)
+
+
+def _ignore_interrupts() -> None:
+    # Ctrl-C reaches every process of the terminal's group: the parent stops the workers
+    # itself, where a worker dying on its own would leave the executor waiting forever
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+def _terminate(pool: ProcessPoolExecutor) -> None:
+    """Stop ``pool``'s workers now (`ProcessPoolExecutor.terminate_workers` from Python 3.14)."""
+    if hasattr(pool, "terminate_workers"):
+        pool.terminate_workers()
+        return
+    procs = list((getattr(pool, "_processes", None) or {}).values())
+    for p in procs:
+        p.terminate()
+    for p in procs:
+        p.join(10)
+    pool.shutdown(wait=False, cancel_futures=True)
 
 
 def _write_all(params: SynthParams, tmp: Path, progress: bool, workers: int) -> None:
