@@ -61,6 +61,40 @@ def test_existing_outputs_are_kept_unless_overwrite(folder, weights, tmp_path, c
     assert Image.open(out / "rgb.png").size == (60, 40)
 
 
+def test_skip_existing_finishes_an_interrupted_run(folder, weights, tmp_path, capsys, monkeypatch):
+    (folder / "broken.jpg").unlink()
+    out = tmp_path / "out"
+    args = ["predict", str(folder), "--weights", str(weights), "--out", str(out), "--size", "64", "--batch-size", "2"]
+    import sodlab.inference
+
+    real, calls = sodlab.inference.predict_batch, []
+
+    def interrupted_after_one_batch(*a, **k):
+        if calls:
+            raise KeyboardInterrupt
+        calls.append(1)
+        return real(*a, **k)
+
+    monkeypatch.setattr(sodlab.inference, "predict_batch", interrupted_after_one_batch)
+    assert main(args) == 130
+    assert capsys.readouterr().err.strip().endswith(
+        "sodlab predict: interrupted; add --skip-existing to the same command to write only the maps still missing")
+    first = {p.name: p.read_bytes() for p in out.iterdir()}
+    assert len(first) == 2  # one batch written, nothing partial
+    monkeypatch.setattr(sodlab.inference, "predict_batch", real)
+    assert main(args) == 2
+    assert "pass --overwrite to replace them, or --skip-existing to write only the missing ones" in capsys.readouterr().err
+    assert main(args + ["--skip-existing"]) == 0
+    assert sorted(p.name for p in out.iterdir()) == ["deep16.png", "gray.png", "rgb.png", "rgba.png", "rotated.png"]
+    assert all((out / name).read_bytes() == data for name, data in first.items())  # left as they were
+    fresh = tmp_path / "fresh"
+    assert main(args[:5] + [str(fresh)] + args[6:]) == 0
+    for p in fresh.iterdir():  # batches differ between the runs: float rounding may move a level
+        a, b = (np.asarray(Image.open(d / p.name), dtype=int) for d in (out, fresh))
+        assert a.shape == b.shape and np.abs(a - b).max() <= 1
+    assert main(args + ["--skip-existing"]) == 0  # nothing left to do
+
+
 def test_bad_arguments_are_reported(weights, tmp_path, capsys):
     assert main(["predict", str(tmp_path / "nothing.jpg"), "--weights", str(weights), "--out", str(tmp_path / "o")]) == 2
     assert "nothing.jpg: no such file or folder" in capsys.readouterr().err

@@ -24,7 +24,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--size", type=int, default=None, help="network input side (multiple of 16; default: the side a sodlab checkpoint was trained at, else 224)")
     p.add_argument("--batch-size", type=int, default=8)
     p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1 ...")
-    p.add_argument("--overwrite", action="store_true", help="replace maps that already exist in --out")
+    again = p.add_mutually_exclusive_group()
+    again.add_argument("--overwrite", action="store_true", help="replace maps that already exist in --out")
+    again.add_argument("--skip-existing", action="store_true",
+                       help="leave maps that already exist in --out and write the missing ones (to finish an "
+                            "interrupted run: each map is written whole or not at all)")
     p.add_argument("--no-optimize", action="store_true", help="run the plain model instead of the inference-optimised one")
 
 
@@ -82,8 +86,14 @@ def run(args: argparse.Namespace) -> int:
     out_dir = Path(args.out)
     targets = {f: out_dir / f"{f.stem}.png" for f in files}
     existing = [t for t in targets.values() if t.exists()]
-    if existing and not args.overwrite:
-        raise SodlabError(f"{len(existing)} output(s) already exist, first {existing[0]}; pass --overwrite to replace them")
+    if existing and args.skip_existing:
+        files = [f for f in files if not targets[f].exists()]
+        log.info("%d of %d map(s) already in %s: skipped (--skip-existing)", len(existing), len(targets), out_dir)
+        if not files:
+            return 0
+    elif existing and not args.overwrite:
+        raise SodlabError(f"{len(existing)} output(s) already exist, first {existing[0]}; pass --overwrite to replace "
+                          "them, or --skip-existing to write only the missing ones")
     model = load_weights(args.weights, args.model, args.layer_config)
     size = input_side(args.size, model)
     model = maybe_optimize(model, not args.no_optimize)
@@ -110,3 +120,7 @@ def run(args: argparse.Namespace) -> int:
     written = len(files) - failed
     log.info("wrote %d map(s) to %s%s", written, out_dir, f"; {failed} input(s) failed" if failed else "")
     return 1 if failed else 0
+
+
+def resume_hint(args: argparse.Namespace) -> str:
+    return "add --skip-existing to the same command to write only the maps still missing"
