@@ -332,9 +332,7 @@ def execute_notebook(
     failure = None
     try:
         client.execute()
-    except Exception as exc:  # CellExecutionError, CellTimeoutError, DeadKernelError, ...
-        failure = _find_failure(nb, exc)
-    except KeyboardInterrupt as exc:  # in this process; nbclient shuts the kernel down on the way out
+    except (Exception, KeyboardInterrupt) as exc:  # cell errors, timeouts, a dead kernel; Ctrl-C here
         failure = _find_failure(nb, exc)
     interrupted = failure is not None and failure.exception.startswith("KeyboardInterrupt")
     seconds = time.perf_counter() - t0

@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 import torch
 
-REFERENCE_DIR = Path(os.environ.get("SODLAB_REFERENCE", Path(__file__).resolve().parents[2] / "shared" / "reference"))
+REPO = Path(__file__).resolve().parents[1]
+REFERENCE_DIR = Path(os.environ.get("SODLAB_REFERENCE", REPO.parent / "shared" / "reference"))
 
 
 @pytest.fixture(scope="session")
@@ -16,6 +17,12 @@ def reference_dir() -> Path:
     if not (REFERENCE_DIR / "README.md").is_file():
         pytest.skip(f"reference data not found at {REFERENCE_DIR}")
     return REFERENCE_DIR
+
+
+@pytest.fixture
+def repo_env() -> dict[str, str]:
+    """The environment for a Python subprocess that imports this checkout's sodlab."""
+    return {**os.environ, "PYTHONPATH": str(REPO)}
 
 
 @pytest.fixture(autouse=True)

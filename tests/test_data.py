@@ -5,8 +5,10 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import signal
 import subprocess
 import sys
+import time
 from collections import Counter
 from pathlib import Path
 
@@ -285,16 +287,14 @@ def test_generator_parallel_equals_serial(tmp_path):
     assert _digest(serial) == _digest(parallel)
 
 
-def test_generator_from_an_unguarded_script_finishes_in_one_process(tmp_path):
+def test_generator_from_an_unguarded_script_finishes_in_one_process(tmp_path, repo_env):
     """A script calling generate() at its top level, without the __main__ guard: each spawned
     worker re-runs it while starting and fails, the parent writes the images itself (the same
     files), and no worker leaves a temporary folder behind."""
     kw = dict(n_train=40, n_test=0, size=32, seed=3, progress=False)
     script = tmp_path / "unguarded.py"
     script.write_text(f"from sodlab.data import synthetic\nsynthetic.generate({str(tmp_path / 'out')!r}, workers=2, **{kw!r})\n")
-    repo = str(Path(__file__).resolve().parents[1])
-    env = {**os.environ, "PYTHONPATH": repo}
-    proc = subprocess.run([sys.executable, str(script)], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+    proc = subprocess.run([sys.executable, str(script)], cwd=tmp_path, env=repo_env, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert "worker processes could not start" in proc.stderr
     assert "writing the remaining 40 images in this process" in proc.stderr
@@ -303,19 +303,15 @@ def test_generator_from_an_unguarded_script_finishes_in_one_process(tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["out", "serial", "unguarded.py"]
 
 
-def test_generator_interrupted_stops_its_workers_and_leaves_nothing(tmp_path):
+def test_generator_interrupted_stops_its_workers_and_leaves_nothing(tmp_path, repo_env):
     """Ctrl-C (SIGINT to the whole process group, as a terminal sends it) while worker
     processes write: the command exits, no process of the group is left, and neither the
     output folder nor the temporary one exists."""
-    import signal
-    import time
-
     out = tmp_path / "big"
     code = ("import sys\nfrom sodlab.cli import main\n"
             f"sys.exit(main(['data', 'synth', '--out', {str(out)!r}, '--train', '4000', '--test', '0', '--size', '64', "
             "'--workers', '2', '--no-progress']))\n")
-    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
-    proc = subprocess.Popen([sys.executable, "-c", code], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+    proc = subprocess.Popen([sys.executable, "-c", code], env=repo_env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                             text=True, start_new_session=True)
     try:
         deadline = time.monotonic() + 120

@@ -1,7 +1,6 @@
 """The README's Python blocks run as written (the quickstart on a smaller built-in benchmark)."""
 from __future__ import annotations
 
-import os
 import re
 import subprocess
 import sys
@@ -20,13 +19,13 @@ def _python_blocks() -> list[str]:
     return re.findall(r"```python\n(.*?)```", (REPO / "README.md").read_text(encoding="utf-8"), re.S)
 
 
-def test_readme_quickstart_runs(tmp_path):
+def test_readme_quickstart_runs(tmp_path, repo_env):
     block = _python_blocks()[0]
     small = block.replace("ensure_benchmark()", "ensure_benchmark(n_train=48, n_test=16)")
     assert small != block, "the quickstart no longer calls ensure_benchmark(): update this test"
     script = tmp_path / "quickstart.py"
     script.write_text(small + "\nprint('MAP', sal.shape, sal.dtype, int(sal.min()), int(sal.max()))\n", encoding="utf-8")
-    env = {**os.environ, "PYTHONPATH": str(REPO), "SODLAB_DATA": str(tmp_path / "data")}
+    env = {**repo_env, "SODLAB_DATA": str(tmp_path / "data")}
     proc = subprocess.run([sys.executable, str(script)], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=900)
     assert proc.returncode == 0, proc.stderr[-3000:]
     m = re.search(r"MAP \((\d+), (\d+)\) (\w+) (\d+) (\d+)", proc.stdout)

@@ -87,7 +87,8 @@ def run(args: argparse.Namespace) -> int:
     targets = {f: out_dir / f"{f.stem}.png" for f in files}
     existing = [t for t in targets.values() if t.exists()]
     if existing and args.skip_existing:
-        files = [f for f in files if not targets[f].exists()]
+        done = set(existing)
+        files = [f for f in files if targets[f] not in done]
         log.info("%d of %d map(s) already in %s: skipped (--skip-existing)", len(existing), len(targets), out_dir)
         if not files:
             return 0
