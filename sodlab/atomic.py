@@ -5,7 +5,7 @@ import os
 import tempfile
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator
+from typing import Callable, Iterator
 
 
 def current_umask() -> int:
@@ -13,6 +13,22 @@ def current_umask() -> int:
     mask = os.umask(0o022)
     os.umask(mask)
     return mask
+
+
+def finish_cleanup(cleanup: Callable[[], None]) -> None:
+    """Run an idempotent ``cleanup`` to its end even if Ctrl-C comes again meanwhile (an
+    impatient user; `timeout -s INT` signals the process and then its whole group, i.e. twice),
+    then raise that KeyboardInterrupt. A cleanup cut short leaves half a folder behind, or a
+    worker process writing into one."""
+    interrupted = False
+    while True:
+        try:
+            cleanup()
+            break
+        except KeyboardInterrupt:
+            interrupted = True
+    if interrupted:
+        raise KeyboardInterrupt
 
 
 @contextmanager
@@ -36,8 +52,7 @@ def atomic_path(path: str | Path, fsync: bool = False) -> Iterator[Path]:
         os.chmod(tmp, 0o666 & ~current_umask())
         os.replace(tmp, path)
     finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+        finish_cleanup(lambda: os.path.exists(tmp) and os.unlink(tmp))
 
 
 def write_text_atomic(path: str | Path, text: str) -> Path:

@@ -119,6 +119,27 @@ def test_write_png_atomic(tmp_path, monkeypatch):
     assert sorted(p.name for p in (tmp_path / "sub").iterdir()) == ["x.png"]  # no temp left
 
 
+
+def test_a_second_ctrl_c_does_not_cut_a_cleanup_short(tmp_path):
+    """An interrupt during the removal of a temporary file: the removal still finishes, then
+    the interrupt is raised."""
+    from sodlab.atomic import finish_cleanup
+
+    calls = []
+
+    def cleanup():
+        calls.append(1)
+        if len(calls) == 1:
+            raise KeyboardInterrupt  # arrives in the middle of the first attempt
+        (tmp_path / "t").unlink()
+
+    (tmp_path / "t").write_text("x")
+    with pytest.raises(KeyboardInterrupt):
+        finish_cleanup(cleanup)
+    assert len(calls) == 2 and not (tmp_path / "t").exists()
+    finish_cleanup(lambda: calls.append(1))  # no interrupt: runs once, raises nothing
+    assert len(calls) == 3
+
 # --- SODFolder ---------------------------------------------------------------------------------
 def _make_folder(root: Path, stems, size=(12, 10), image_dir="images", mask_dir="GT", categories=None):
     (root / image_dir).mkdir(parents=True, exist_ok=True)
@@ -287,20 +308,30 @@ def test_generator_parallel_equals_serial(tmp_path):
     assert _digest(serial) == _digest(parallel)
 
 
-def test_generator_from_an_unguarded_script_finishes_in_one_process(tmp_path, repo_env):
-    """A script calling generate() at its top level, without the __main__ guard: each spawned
-    worker re-runs it while starting and fails, the parent writes the images itself (the same
-    files), and no worker leaves a temporary folder behind."""
+def test_generator_from_an_unguarded_script_runs_it_once(tmp_path, repo_env):
+    """A script calling generate() at its top level, without the __main__ guard: the worker
+    processes do not re-run it (multiprocessing's spawn did: the script's output twice more, a
+    traceback per worker), and the files are those of a serial run."""
     kw = dict(n_train=40, n_test=0, size=32, seed=3, progress=False)
     script = tmp_path / "unguarded.py"
-    script.write_text(f"from sodlab.data import synthetic\nsynthetic.generate({str(tmp_path / 'out')!r}, workers=2, **{kw!r})\n")
+    script.write_text("print('SCRIPT RAN')\nfrom sodlab.data import synthetic\n"
+                      f"synthetic.generate({str(tmp_path / 'out')!r}, workers=2, **{kw!r})\n")
     proc = subprocess.run([sys.executable, str(script)], cwd=tmp_path, env=repo_env, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-2000:]
-    assert "worker processes could not start" in proc.stderr
-    assert "writing the remaining 40 images in this process" in proc.stderr
-    assert "called while a worker process was starting" in proc.stderr
+    assert proc.stdout == "SCRIPT RAN\n" and proc.stderr == ""
     assert _digest(tmp_path / "out") == _digest(synthetic.generate(tmp_path / "serial", workers=1, **kw))
     assert sorted(p.name for p in tmp_path.iterdir()) == ["out", "serial", "unguarded.py"]
+
+
+def test_generator_writes_in_this_process_what_a_failed_worker_left(tmp_path, monkeypatch, caplog):
+    kw = dict(n_train=40, n_test=0, size=32, seed=3, progress=False)
+    monkeypatch.setattr(synthetic, "_WORKER_CODE", "import sys; sys.exit('worker broke')")
+    with caplog.at_level("WARNING", logger="sodlab.data.synthetic"):
+        out = synthetic.generate(tmp_path / "out", workers=2, **kw)
+    assert ("a worker process failed (exit code 1: worker broke; exit code 1: worker broke); "
+            "writing the remaining 40 images in this process") in caplog.text
+    assert _digest(out) == _digest(synthetic.generate(tmp_path / "serial", workers=1, **kw))
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out", "serial"]
 
 
 def test_generator_interrupted_stops_its_workers_and_leaves_nothing(tmp_path, repo_env):
@@ -318,7 +349,8 @@ def test_generator_interrupted_stops_its_workers_and_leaves_nothing(tmp_path, re
         while not any(tmp_path.glob(".big.*.tmp/train/images/*.jpg")):  # the workers are writing
             assert proc.poll() is None and time.monotonic() < deadline, "generation never started"
             time.sleep(0.1)
-        os.killpg(proc.pid, signal.SIGINT)
+        os.kill(proc.pid, signal.SIGINT)  # twice, as `timeout -s INT` does (or an impatient user):
+        os.killpg(proc.pid, signal.SIGINT)  # the second one comes while the first is being cleaned up
         _, err = proc.communicate(timeout=60)
         assert proc.returncode == 130 and err.strip().endswith("sodlab data: interrupted"), err[-2000:]
         deadline = time.monotonic() + 15  # exited workers are reaped by init once their parent is gone

@@ -21,7 +21,9 @@ def _python_blocks() -> list[str]:
 
 def test_readme_quickstart_runs(tmp_path, repo_env):
     block = _python_blocks()[0]
-    small = block.replace("ensure_benchmark()", "ensure_benchmark(n_train=48, n_test=16)")
+    # 20 steps of batch 16: after 3 (48 images) BatchNorm's running statistics are still mostly
+    # their defaults and the eval-mode map can saturate to one value (seen once in CI: all 255)
+    small = block.replace("ensure_benchmark()", "ensure_benchmark(n_train=320, n_test=16)")
     assert small != block, "the quickstart no longer calls ensure_benchmark(): update this test"
     script = tmp_path / "quickstart.py"
     script.write_text(small + "\nprint('MAP', sal.shape, sal.dtype, int(sal.min()), int(sal.max()))\n", encoding="utf-8")
@@ -32,7 +34,7 @@ def test_readme_quickstart_runs(tmp_path, repo_env):
     assert m, proc.stdout[-2000:]
     h, w, dtype, lo, hi = m.groups()
     assert (h, w, dtype) == ("512", "512", "uint8")  # skimage's astronaut is 512x512
-    assert int(hi) > int(lo)  # a map, not a constant
+    assert int(hi) - int(lo) > 64, (lo, hi)  # a map, not a constant: 120-180 levels apart in 6 runs
     assert (tmp_path / "my_csnet.pt").is_file() and (tmp_path / "runs" / "first" / "best.pt").is_file()
 
 

@@ -33,22 +33,22 @@ import hashlib
 import json
 import logging
 import math
-import multiprocessing
 import os
+import queue
 import shutil
-import signal
+import subprocess
+import sys
 import tempfile
-from concurrent.futures import ProcessPoolExecutor, as_completed
-from concurrent.futures.process import BrokenProcessPool
+import threading
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Iterable, Optional, Sequence
+from typing import Any, Callable, Iterable, Optional, Sequence
 
 import numpy as np
 from PIL import Image, ImageDraw, ImageFilter, ImageFont
 
+from ..atomic import current_umask, finish_cleanup
 from ..errors import DataError
-from .io import current_umask
 
 log = logging.getLogger(__name__)
 
@@ -397,7 +397,8 @@ def _stem(split: str, index: int) -> str:
     return f"{split}-{index:05d}"
 
 
-def _write_chunk(task: tuple[dict[str, Any], str, str, list[tuple[int, str]]]) -> int:
+def _write_chunk(task: tuple[dict[str, Any], str, str, list[tuple[int, str]]],
+                 on_image: Optional[Callable[[], None]] = None) -> int:
     """Render and write the images of one task; returns how many were written."""
     pj, out, split, items = task
     params = SynthParams(**{**pj, "categories": tuple(pj["categories"]), "photos": tuple(pj["photos"])})
@@ -411,6 +412,8 @@ def _write_chunk(task: tuple[dict[str, Any], str, str, list[tuple[int, str]]]) -
         else:
             Image.fromarray(image).save(root / "images" / f"{stem}.png", format="PNG")
         Image.fromarray(mask.astype(np.uint8) * 255).save(root / "GT" / f"{stem}.png", format="PNG")
+        if on_image is not None:
+            on_image()
     return len(items)
 
 
@@ -425,48 +428,103 @@ def _is_nonempty_dir(path: Path) -> bool:
     return path.is_dir() and any(path.iterdir())
 
 
-def _write_in_processes(left: dict[int, tuple], workers: int, bar: Any) -> None:
-    """Write the tasks in ``left`` in worker processes, removing each one written. A pool that
-    breaks (a worker that could not start) leaves the rest in ``left`` for the caller."""
-    # spawn: the parent may have started torch's thread pools, which fork would copy in a
-    # broken state; the workers only need numpy, Pillow and scikit-image. An executor rather
-    # than multiprocessing.Pool: Pool replaces a worker that dies while starting, forever (an
-    # unguarded script re-runs its generate() call in every new worker), where the executor
-    # reports a broken pool.
-    ctx = multiprocessing.get_context("spawn")
-    pool = ProcessPoolExecutor(workers, mp_context=ctx, initializer=_ignore_interrupts)
+# A worker is a fresh interpreter running this, not a multiprocessing child: multiprocessing
+# (spawn) re-runs the caller's main script in every worker, so a script calling generate()
+# without the `if __name__ == "__main__":` guard printed its output again and failed in each
+# worker. Ctrl-C reaches every process of the terminal's group: the workers ignore it and the
+# parent stops them, so that none is left writing into a folder the parent removes.
+_WORKER_CODE = ("import signal; signal.signal(signal.SIGINT, signal.SIG_IGN)\n"
+                "from sodlab.data.synthetic import _worker_main; _worker_main()\n")
+
+
+def _worker_main() -> None:
+    """Body of a worker process: reads its job (JSON) from stdin, writes its tasks, and prints
+    the key of the task of every image written."""
+    job = json.load(sys.stdin)
+    for key, split, items in job["tasks"]:
+        _write_chunk((job["params"], job["out"], split, [(int(i), c) for i, c in items]),
+                     on_image=lambda: print(key, flush=True))
+
+
+def _start_worker() -> tuple[subprocess.Popen, Any]:
+    package_root = str(Path(__file__).resolve().parents[2])  # the workers import this very sodlab
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in (package_root, os.environ.get("PYTHONPATH")) if p)}
+    err = tempfile.TemporaryFile(mode="w+", encoding="utf-8", errors="replace")
+    proc = subprocess.Popen([sys.executable, "-c", _WORKER_CODE], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                            stderr=err, env=env, text=True, encoding="utf-8")
+    return proc, err
+
+
+def _relay(proc: subprocess.Popen, job: str, events: queue.Queue) -> None:
+    """Send ``job`` to a worker, then pass on the task key of each image it writes and finally
+    None (always: the parent counts the workers that are done)."""
     try:
-        futures = {pool.submit(_write_chunk, t): k for k, t in left.items()}
-        for fut in as_completed(futures):
-            bar.update(fut.result())
-            del left[futures[fut]]
-    except BrokenProcessPool:
-        log.warning("synthetic benchmark: the worker processes could not start (a script that calls generate() "
-                    "must do so under `if __name__ == \"__main__\":` for them to start); writing the remaining "
-                    "%d images in this process", sum(len(t[3]) for t in left.values()))
-    except BaseException:  # Ctrl-C or an error: stop the workers before the caller removes their folder
-        _terminate(pool)
-        raise
-    pool.shutdown(wait=True)
+        try:
+            proc.stdin.write(job)
+            proc.stdin.close()
+        except OSError:  # the worker died at once; its exit code tells the parent
+            pass
+        for line in proc.stdout:
+            if line.strip().isdigit():  # anything else a library prints is not ours
+                events.put(int(line))
+    finally:
+        events.put(None)
 
 
-def _ignore_interrupts() -> None:
-    # Ctrl-C reaches every process of the terminal's group: the parent stops the workers
-    # itself, where a worker dying on its own would leave the executor waiting forever
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
+def _write_in_processes(left: dict[int, tuple], workers: int, bar: Any) -> None:
+    """Write the tasks in ``left`` in worker processes, removing each one written. Tasks of
+    a worker that failed stay in ``left`` for the caller, with a warning."""
+    keys = sorted(left)
+    done = dict.fromkeys(keys, 0)
+    events: queue.Queue = queue.Queue()
+    started: list[tuple[subprocess.Popen, Any, threading.Thread]] = []
+    try:
+        for w in range(workers):
+            mine = keys[w::workers]
+            job = {"params": left[mine[0]][0], "out": left[mine[0]][1],
+                   "tasks": [[k, left[k][2], left[k][3]] for k in mine]}
+            proc, err = _start_worker()
+            relay = threading.Thread(target=_relay, args=(proc, json.dumps(job), events), daemon=True)
+            started.append((proc, err, relay))
+            relay.start()
+        running = len(started)
+        while running:
+            try:
+                key = events.get(timeout=0.5)  # a timeout keeps Ctrl-C deliverable on every platform
+            except queue.Empty:
+                continue
+            if key is None:
+                running -= 1
+                continue
+            done[key] += 1
+            bar.update(1)
+            if done[key] == len(left[key][3]):
+                del left[key]
+        failed = []
+        for proc, err, _ in started:
+            if proc.wait() != 0:
+                err.seek(0)
+                lines = [ln for ln in err.read().splitlines() if ln.strip()]
+                failed.append(f"exit code {proc.returncode}" + (f": {lines[-1].strip()}" if lines else ""))
+        if left:
+            partial = sum(done[k] for k in left)
+            bar.update(-partial)  # those tasks are written again, whole
+            log.warning("synthetic benchmark: %s; writing the remaining %d images in this process",
+                        "a worker process failed (" + "; ".join(failed) + ")" if failed else "the worker processes stopped early",
+                        sum(len(t[3]) for t in left.values()))
+    finally:  # Ctrl-C or an error: stop the workers before the caller removes their folder
+        finish_cleanup(lambda: _stop(started))
 
 
-def _terminate(pool: ProcessPoolExecutor) -> None:
-    """Stop ``pool``'s workers now (`ProcessPoolExecutor.terminate_workers` from Python 3.14)."""
-    if hasattr(pool, "terminate_workers"):
-        pool.terminate_workers()
-        return
-    procs = list((getattr(pool, "_processes", None) or {}).values())
-    for p in procs:
-        p.terminate()
-    for p in procs:
-        p.join(10)
-    pool.shutdown(wait=False, cancel_futures=True)
+def _stop(started: list[tuple[subprocess.Popen, Any, threading.Thread]]) -> None:
+    for proc, _, _ in started:
+        if proc.poll() is None:
+            proc.kill()
+    for proc, err, relay in started:
+        proc.wait()
+        relay.join()  # it reads the pipe to its end, which has come with the process
+        for f in (proc.stdin, proc.stdout, err):
+            f.close()
 
 
 def _write_all(params: SynthParams, tmp: Path, progress: bool, workers: int) -> None:
@@ -486,7 +544,7 @@ def _write_all(params: SynthParams, tmp: Path, progress: bool, workers: int) -> 
         tasks += [(pj, str(tmp), split, items[k:k + chunk]) for k in range(0, n, chunk)]
     with tqdm(total=total, unit="img", desc="synthetic benchmark", disable=not progress) as bar:
         left = dict(enumerate(tasks))
-        if workers > 1 and len(tasks) > 1:
+        if workers > 1 and len(tasks) > 1 and sys.executable:
             _write_in_processes(left, min(workers, len(tasks)), bar)
         for k in sorted(left):
             bar.update(_write_chunk(left.pop(k)))
@@ -503,20 +561,14 @@ def generate(out_dir: str | Path, n_train: int = DEFAULT_TRAIN, n_test: int = DE
     The files are written into a temporary folder beside ``out_dir`` and renamed into place
     at the end, so ``out_dir`` is either complete or untouched. An existing non-empty
     ``out_dir`` raises `DataError` unless ``overwrite=True``. ``workers`` processes render
-    in parallel (default: the usable cores; jobs under 256 images run in this process); they
-    are spawned, so a script must call this under ``if __name__ == "__main__":`` (otherwise
-    the workers fail to start, a warning says so, and this process writes every image). Returns
-    ``out_dir``.
+    in parallel (default: the usable cores; jobs under 256 images run in this process). They
+    are fresh interpreters that import only sodlab, so a script needs no ``__main__`` guard; if
+    one fails, a warning says why and this process writes its images. Returns ``out_dir``.
     """
     params = SynthParams(n_train=int(n_train), n_test=int(n_test), size=int(size), seed=int(seed),
                          categories=tuple(categories) if categories else CATEGORIES,
                          difficulty=float(difficulty), image_format=image_format)
     params.validate()
-    if getattr(multiprocessing.current_process(), "_inheriting", False):
-        # a worker process starting up is re-running an unguarded script's top level: leave the
-        # folder to the parent (which then writes the images itself)
-        raise DataError("generate() was called while a worker process was starting: call it under "
-                        "`if __name__ == \"__main__\":` in a script")
     out = Path(out_dir).expanduser()
     if _is_nonempty_dir(out) and not overwrite:
         raise DataError(f"{out}: folder exists and is not empty; pass overwrite=True (--overwrite) to replace it")
@@ -541,8 +593,7 @@ def generate(out_dir: str | Path, n_train: int = DEFAULT_TRAIN, n_test: int = DE
         else:
             os.replace(tmp, out)
     finally:
-        if tmp.exists():
-            shutil.rmtree(tmp, ignore_errors=True)
+        finish_cleanup(lambda: tmp.exists() and shutil.rmtree(tmp, ignore_errors=True))
     log.info("wrote %d training and %d test images (%dpx, seed %d, difficulty %.2f) to %s",
              params.n_train, params.n_test, params.size, params.seed, params.difficulty, out)
     return out
