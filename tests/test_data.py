@@ -323,6 +323,19 @@ def test_generator_from_an_unguarded_script_runs_it_once(tmp_path, repo_env):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["out", "serial", "unguarded.py"]
 
 
+def test_generator_workers_import_this_sodlab_not_one_in_the_working_folder(tmp_path, monkeypatch, caplog):
+    """Run from a folder holding another `sodlab` (a checkout of another version, say): the
+    workers still run the sodlab the caller imported."""
+    (tmp_path / "sodlab").mkdir()
+    (tmp_path / "sodlab" / "__init__.py").write_text("raise ImportError('the wrong sodlab')\n")
+    monkeypatch.chdir(tmp_path)
+    kw = dict(n_train=40, n_test=0, size=32, seed=3, progress=False)
+    with caplog.at_level("WARNING", logger="sodlab.data.synthetic"):
+        out = synthetic.generate(tmp_path / "out", workers=2, **kw)
+    assert caplog.text == ""
+    assert _digest(out) == _digest(synthetic.generate(tmp_path / "serial", workers=1, **kw))
+
+
 def test_generator_writes_in_this_process_what_a_failed_worker_left(tmp_path, monkeypatch, caplog):
     kw = dict(n_train=40, n_test=0, size=32, seed=3, progress=False)
     monkeypatch.setattr(synthetic, "_WORKER_CODE", "import sys; sys.exit('worker broke')")

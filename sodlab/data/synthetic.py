@@ -433,7 +433,10 @@ def _is_nonempty_dir(path: Path) -> bool:
 # without the `if __name__ == "__main__":` guard printed its output again and failed in each
 # worker. Ctrl-C reaches every process of the terminal's group: the workers ignore it and the
 # parent stops them, so that none is left writing into a folder the parent removes.
+# `python -c` puts the working folder first on sys.path: the worker replaces it with the folder
+# this sodlab lives in, so that it never imports another sodlab that happens to be there.
 _WORKER_CODE = ("import signal; signal.signal(signal.SIGINT, signal.SIG_IGN)\n"
+                "import sys; sys.path[0] = {root!r}\n"
                 "from sodlab.data.synthetic import _worker_main; _worker_main()\n")
 
 
@@ -447,11 +450,10 @@ def _worker_main() -> None:
 
 
 def _start_worker() -> tuple[subprocess.Popen, Any]:
-    package_root = str(Path(__file__).resolve().parents[2])  # the workers import this very sodlab
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in (package_root, os.environ.get("PYTHONPATH")) if p)}
+    code = _WORKER_CODE.format(root=str(Path(__file__).resolve().parents[2]))
     err = tempfile.TemporaryFile(mode="w+", encoding="utf-8", errors="replace")
-    proc = subprocess.Popen([sys.executable, "-c", _WORKER_CODE], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                            stderr=err, env=env, text=True, encoding="utf-8")
+    proc = subprocess.Popen([sys.executable, "-c", code], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                            stderr=err, text=True, encoding="utf-8")
     return proc, err
 
 
