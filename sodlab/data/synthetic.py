@@ -397,10 +397,10 @@ def _stem(split: str, index: int) -> str:
     return f"{split}-{index:05d}"
 
 
-def _write_chunk(task: tuple[dict[str, Any], str, str, list[tuple[int, str]]],
+def _write_chunk(pj: dict[str, Any], out: str, split: str, items: Sequence[tuple[int, str]],
                  on_image: Optional[Callable[[], None]] = None) -> int:
-    """Render and write the images of one task; returns how many were written."""
-    pj, out, split, items = task
+    """Render and write the images ``items`` (index, category) of ``split``; returns how many
+    were written."""
     params = SynthParams(**{**pj, "categories": tuple(pj["categories"]), "photos": tuple(pj["photos"])})
     assets = _Assets(params.photos)
     root = Path(out) / split
@@ -445,8 +445,7 @@ def _worker_main() -> None:
     the key of the task of every image written."""
     job = json.load(sys.stdin)
     for key, split, items in job["tasks"]:
-        _write_chunk((job["params"], job["out"], split, [(int(i), c) for i, c in items]),
-                     on_image=lambda: print(key, flush=True))
+        _write_chunk(job["params"], job["out"], split, items, on_image=lambda: print(key, flush=True))
 
 
 def _start_worker() -> tuple[subprocess.Popen, Any]:
@@ -473,9 +472,9 @@ def _relay(proc: subprocess.Popen, job: str, events: queue.Queue) -> None:
         events.put(None)
 
 
-def _write_in_processes(left: dict[int, tuple], workers: int, bar: Any) -> None:
-    """Write the tasks in ``left`` in worker processes, removing each one written. Tasks of
-    a worker that failed stay in ``left`` for the caller, with a warning."""
+def _write_in_processes(pj: dict[str, Any], out: str, left: dict[int, tuple[str, list]], workers: int, bar: Any) -> None:
+    """Write the tasks (split, items) in ``left`` in worker processes, removing each one
+    written. Tasks of a worker that failed stay in ``left`` for the caller, with a warning."""
     keys = sorted(left)
     done = dict.fromkeys(keys, 0)
     events: queue.Queue = queue.Queue()
@@ -483,8 +482,7 @@ def _write_in_processes(left: dict[int, tuple], workers: int, bar: Any) -> None:
     try:
         for w in range(workers):
             mine = keys[w::workers]
-            job = {"params": left[mine[0]][0], "out": left[mine[0]][1],
-                   "tasks": [[k, left[k][2], left[k][3]] for k in mine]}
+            job = {"params": pj, "out": out, "tasks": [[k, *left[k]] for k in mine]}
             proc, err = _start_worker()
             relay = threading.Thread(target=_relay, args=(proc, json.dumps(job), events), daemon=True)
             started.append((proc, err, relay))
@@ -500,20 +498,20 @@ def _write_in_processes(left: dict[int, tuple], workers: int, bar: Any) -> None:
                 continue
             done[key] += 1
             bar.update(1)
-            if done[key] == len(left[key][3]):
+            if done[key] == len(left[key][1]):
                 del left[key]
-        failed = []
-        for proc, err, _ in started:
-            if proc.wait() != 0:
-                err.seek(0)
-                lines = [ln for ln in err.read().splitlines() if ln.strip()]
-                failed.append(f"exit code {proc.returncode}" + (f": {lines[-1].strip()}" if lines else ""))
         if left:
+            failed = []
+            for proc, err, _ in started:
+                if proc.wait() != 0:
+                    err.seek(0)
+                    lines = [ln for ln in err.read().splitlines() if ln.strip()]
+                    failed.append(f"exit code {proc.returncode}" + (f": {lines[-1].strip()}" if lines else ""))
             partial = sum(done[k] for k in left)
             bar.update(-partial)  # those tasks are written again, whole
             log.warning("synthetic benchmark: %s; writing the remaining %d images in this process",
                         "a worker process failed (" + "; ".join(failed) + ")" if failed else "the worker processes stopped early",
-                        sum(len(t[3]) for t in left.values()))
+                        sum(len(items) for _, items in left.values()))
     finally:  # Ctrl-C or an error: stop the workers before the caller removes their folder
         finish_cleanup(lambda: _stop(started))
 
@@ -543,13 +541,13 @@ def _write_all(params: SynthParams, tmp: Path, progress: bool, workers: int) -> 
         rows = ["stem,category"] + [f"{_stem(split, i)},{c}" for i, c in enumerate(cats)]
         (tmp / split / "categories.csv").write_text("\n".join(rows) + "\n", encoding="utf-8")
         items = list(enumerate(cats))
-        tasks += [(pj, str(tmp), split, items[k:k + chunk]) for k in range(0, n, chunk)]
+        tasks += [(split, items[k:k + chunk]) for k in range(0, n, chunk)]
     with tqdm(total=total, unit="img", desc="synthetic benchmark", disable=not progress) as bar:
         left = dict(enumerate(tasks))
         if workers > 1 and len(tasks) > 1 and sys.executable:
-            _write_in_processes(left, min(workers, len(tasks)), bar)
+            _write_in_processes(pj, str(tmp), left, min(workers, len(tasks)), bar)
         for k in sorted(left):
-            bar.update(_write_chunk(left.pop(k)))
+            bar.update(_write_chunk(pj, str(tmp), *left.pop(k)))
     (tmp / "synth.json").write_text(json.dumps({"generator": "sodlab.data.synthetic", **pj}, indent=2, sort_keys=True) + "\n",
                                     encoding="utf-8")
 
