@@ -31,7 +31,8 @@ from torch.utils.data import Subset
 
 from sodlab.models.registry import create_model
 from sodlab.prune import DEFAULT_THRESHOLD, compare_regularizers, plot_allocation, slim
-from sodlab.viz.io import save_table, savefig, write_text_atomic
+from sodlab.atomic import write_text_atomic
+from sodlab.viz.io import save_table, savefig
 
 log = logging.getLogger("prune_claim")
 

@@ -22,7 +22,7 @@ from .analysis import categories as cat
 from .analysis import importance as imp
 from .analysis import probes, redundancy as red
 from .errors import ConfigError, DataError
-from .inference import resolve_device
+from .device import resolve_device
 from .models.classifier import CSNetClassifier, classifier_from_sod, transfer_encoder
 from .models.csnet import CSNet, CSNetConfig
 from .models.registry import create_model, list_models
@@ -769,7 +769,7 @@ def channel_explorer_data(sod_model: nn.Module, cls_model: nn.Module, images: Te
     ``activations_sod``/``activations_cls`` (N,C,h,w), ``importance_sod``/``importance_cls``
     (N,C: gradient x activation per image for the SOD target and the class logit),
     ``saliency`` (N,H,W), ``class_pred`` (N,), ``images`` (N,H,W,3 in [0,1]), ``layer``."""
-    from .inference import IMAGENET_MEAN, IMAGENET_STD
+    from .data.transforms import IMAGENET_MEAN, IMAGENET_STD
 
     dev = next(sod_model.parameters()).device
     x = images.to(dev)

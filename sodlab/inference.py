@@ -14,26 +14,17 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from .data.io import read_image
+from .data.transforms import IMAGENET_MEAN, IMAGENET_STD
+from .device import resolve_device
 from .errors import SodlabError
 
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
-
 ImageLike = "np.ndarray | PIL.Image.Image | str | Path"
-
-
-def resolve_device(device: Optional[str | torch.device] = None) -> torch.device:
-    """``None``/``"auto"``: CUDA when present, else CPU."""
-    if device is None or device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(device)
 
 
 def as_rgb_array(image) -> np.ndarray:
     """An (H, W, 3) uint8 array from an array, a PIL image or a path."""
     if isinstance(image, (str, Path)):
-        from .data.io import read_image
-
         return read_image(image)
     if not isinstance(image, np.ndarray):  # PIL image
         from PIL import Image

@@ -26,7 +26,8 @@ from pathlib import Path
 from typing import Any, Callable, Mapping, Optional, Sequence
 
 from .errors import ConfigError, DataError
-from .viz.io import atomic_path, save_table, savefig, write_text_atomic
+from .atomic import atomic_path, write_text_atomic
+from .viz.io import save_table, savefig
 
 log = logging.getLogger(__name__)
 
@@ -559,7 +560,7 @@ def start_study(
     when ``needs_data`` is false)."""
     import torch
 
-    from .inference import resolve_device
+    from .device import resolve_device
 
     if mode not in MODES:
         raise ConfigError(f"mode {mode!r}: expected one of {', '.join(MODES)}")

@@ -29,7 +29,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from ..checkpoint import load_weights, save
     from ..prune import DEFAULT_THRESHOLD, prune
-    from ..viz.io import write_text_atomic
+    from ..atomic import write_text_atomic
 
     out = Path(args.out)
     config_out = Path(args.config_out) if args.config_out else None

@@ -1,8 +1,7 @@
 """Datasets, image I/O, transforms and the built-in synthetic benchmark.
 
 ``SODFolder`` reads a folder of images and masks; ``sodlab.data.io`` reads images robustly
-and writes files atomically (the one shared helper for that: `atomic_path`,
-`write_png_atomic`); ``sodlab.data.transforms`` holds the training and evaluation
+and writes PNGs atomically (`write_png_atomic`, through `sodlab.atomic`); ``sodlab.data.transforms`` holds the training and evaluation
 transforms; ``sodlab.data.synthetic`` generates the built-in benchmark.
 
 Names are imported lazily so that the generator's worker processes do not import torch.
@@ -15,7 +14,6 @@ from typing import Any
 _PUBLIC = {
     "SODFolder": "sodlab.data.folder",
     "read_categories": "sodlab.data.folder",
-    "atomic_path": "sodlab.data.io",
     "image_size": "sodlab.data.io",
     "read_gray": "sodlab.data.io",
     "read_image": "sodlab.data.io",

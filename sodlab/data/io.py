@@ -1,9 +1,8 @@
-"""Reading images and masks robustly, and writing files atomically.
+"""Reading images and masks robustly, and writing PNGs atomically.
 
 Every reader here turns "this file cannot be decoded" into `sodlab.errors.ImageReadError`
-naming the file, never a raw PIL traceback. `atomic_path` is the one place in sodlab that
-implements "write to a temporary file beside the target, then rename": use it for any
-output that must appear whole or not at all.
+naming the file, never a raw PIL traceback. Writing goes through `sodlab.atomic.atomic_path`,
+the one place that implements "write to a temporary file beside the target, then rename".
 """
 from __future__ import annotations
 
@@ -13,7 +12,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageOps
 
-from ..atomic import atomic_path, current_umask  # noqa: F401  (re-exported)
+from ..atomic import atomic_path
 from ..errors import ImageReadError
 
 # PIL raises a zoo of exception types for bad files (OSError for truncated data,

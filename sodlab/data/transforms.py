@@ -22,7 +22,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from ..inference import IMAGENET_MEAN, IMAGENET_STD
+# ImageNet normalisation, which every model here (and the authors') was trained with.
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
 
 
 def _image_tensor(image: np.ndarray) -> Tensor:

@@ -15,7 +15,7 @@ from typing import Optional
 import torch
 import torch.distributed as dist
 
-from ..inference import resolve_device
+from ..device import resolve_device
 
 
 @dataclass(frozen=True)

@@ -39,9 +39,10 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.utils.data import DataLoader, Dataset, DistributedSampler, Subset
 
+from ..atomic import write_text_atomic
 from ..checkpoint import atomic_torch_save, model_record, read_checkpoint
 from ..errors import CheckpointError, ConfigError, DataError, SodlabError
-from ..inference import resolve_device
+from ..device import resolve_device
 from . import distributed as D
 from .regularizers import DEFAULT_WEIGHTS, REGULARIZERS, Regularizer, build_regularizer
 
@@ -541,14 +542,12 @@ def _validate(model: nn.Module, ds: Dataset, config: TrainConfig, info: D.DistIn
 
 
 def _write_log(out: Path, rows: list[dict]) -> None:
-    from ..viz.io import write_text_atomic
 
     write_text_atomic(out / "log.csv", pd.DataFrame(rows).to_csv(index=False))
 
 
 def _write_config(out: Path, model: nn.Module, config: TrainConfig, info: D.DistInfo) -> None:
     from .. import __version__
-    from ..viz.io import write_text_atomic
 
     rec = model_record(model)
     doc = {

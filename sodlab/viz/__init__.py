@@ -9,7 +9,6 @@ import importlib
 from typing import Any
 
 _PUBLIC = {
-    "atomic_path": "sodlab.viz.io",
     "savefig": "sodlab.viz.io",
     "save_table": "sodlab.viz.io",
     "saliency_grid": "sodlab.viz.maps",

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ..atomic import atomic_path, write_text_atomic  # noqa: F401  (re-exported)
+from ..atomic import atomic_path
 
 
 def savefig(fig, path: str | Path, dpi: int = 120, close: bool = False) -> Path:
