@@ -25,6 +25,7 @@ from .errors import ConfigError, DataError
 from .device import resolve_device
 from .models.classifier import CSNetClassifier, classifier_from_sod, transfer_encoder
 from .models.csnet import CSNet, CSNetConfig
+from .metrics import max_f_from_curves, per_image_curves
 from .models.registry import create_model, list_models
 
 log = logging.getLogger(__name__)
@@ -166,33 +167,6 @@ def _collect(model: nn.Module, ds: Dataset, device: torch.device, batch_size: in
     if out["mask"]:
         res["mask"] = torch.cat(out["mask"]).numpy()
     return res
-
-
-# --- per-image saliency scores --------------------------------------------------------
-def per_image_curves(pred: np.ndarray, mask: np.ndarray) -> np.ndarray:
-    """(N, 3, 256): per image and threshold t = 0..255, true positives, predicted positives
-    (prediction*255 > t) and mask positives; what a max-F over any subset of images needs."""
-    n = len(pred)
-    p = np.clip(pred.reshape(n, -1) * 255.0, 0, 255).astype(np.uint8)
-    g = mask.reshape(n, -1) > 0.5
-    out = np.zeros((n, 3, 256))
-    for i in range(n):
-        hist_all = np.bincount(p[i], minlength=256)
-        hist_fg = np.bincount(p[i][g[i]], minlength=256)
-        # predicted > t  <=>  value >= t + 1: reverse cumulative sums, shifted by one
-        out[i, 0] = np.concatenate([np.cumsum(hist_fg[::-1])[::-1][1:], [0]])
-        out[i, 1] = np.concatenate([np.cumsum(hist_all[::-1])[::-1][1:], [0]])
-        out[i, 2] = g[i].sum()
-    return out
-
-
-def max_f_from_curves(curves: np.ndarray, beta2: float = 0.3) -> float:
-    """Max over thresholds of F(mean precision, mean recall) over images (the authors' SalMetric form)."""
-    tp, pp, pos = curves[:, 0], curves[:, 1], curves[:, 2]
-    prec = ((tp + 1e-4) / (pp + 1e-4)).mean(0)
-    rec = ((tp + 1e-4) / (pos + 1e-4)).mean(0)
-    f = (1 + beta2) * prec * rec / (beta2 * prec + rec + 1e-12)
-    return float(f.max())
 
 
 def _sod_scores(model: nn.Module, ds: Dataset, device: torch.device, batch_size: int = 32) -> dict[str, np.ndarray]:

@@ -28,6 +28,12 @@ within one protocol, and say which one you used. ``data/README.md`` shows an exa
 
 Inputs: ``pred`` an (H, W) uint8 map (0..255); ``gt`` an (H, W) uint8 (foreground > 128)
 or bool mask of the same size.
+
+Two more forms of the same numbers, for code that scores many models or subsets:
+`SaliencyStats` (the standard protocol's max-F and MAE on batches of torch tensors, summable
+over processes: the trainer's validation) and `per_image_curves` + `max_f_from_curves` (the
+SalMetric counts kept per image, so that max-F of any subset of images is a sum away: the
+studies' bootstraps over images).
 """
 from __future__ import annotations
 
@@ -36,6 +42,8 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+import torch
+from torch import Tensor
 
 from .errors import DataError
 
@@ -60,6 +68,45 @@ def _check_inputs(pred: np.ndarray, gt: np.ndarray) -> tuple[np.ndarray, np.ndar
     return pred, gt > 128
 
 
+def salmetric_counts(pred: np.ndarray, gt: np.ndarray) -> np.ndarray:
+    """(3, 256): per threshold t = 0..255, true positives, predicted positives (``pred > t``)
+    and mask positives, for one uint8 map and its bool mask."""
+    fg_hist = np.bincount(pred[gt], minlength=256).astype(np.float64)
+    all_hist = np.bincount(pred.ravel(), minlength=256).astype(np.float64)
+    # Pixels with value > t for t = 0..255: everything above bin t.
+    tp = fg_hist.sum() - np.cumsum(fg_hist)
+    predicted = all_hist.sum() - np.cumsum(all_hist)
+    return np.stack([tp, predicted, np.full(256, float(gt.sum()))])
+
+
+def _salmetric_pr(counts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Smoothed per-image precision and recall from `salmetric_counts` rows (..., 3, 256)."""
+    tp, predicted, positives = counts[..., 0, :], counts[..., 1, :], counts[..., 2, :]
+    return (tp + SALMETRIC_EPS) / (predicted + SALMETRIC_EPS), (tp + SALMETRIC_EPS) / (positives + SALMETRIC_EPS)
+
+
+def f_measure(precision: np.ndarray, recall: np.ndarray) -> np.ndarray:
+    """F with beta^2 = `BETA2` (precision and recall are never both 0 under SalMetric's smoothing)."""
+    return (1 + BETA2) * precision * recall / (BETA2 * precision + recall)
+
+
+def per_image_curves(pred: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """(N, 3, 256) `salmetric_counts` of N float maps in [0, 1] (quantised x255, truncated, as
+    `sodlab.predict`) against masks (foreground > 0.5): what SalMetric's max-F over any subset
+    of the images needs."""
+    n = len(pred)
+    p = np.clip(pred.reshape(n, -1) * 255.0, 0, 255).astype(np.uint8)
+    g = mask.reshape(n, -1) > 0.5
+    return np.stack([salmetric_counts(p[i], g[i]) for i in range(n)]) if n else np.zeros((0, 3, 256))
+
+
+def max_f_from_curves(curves: np.ndarray) -> float:
+    """SalMetric's max-F of the images whose `per_image_curves` are given: precision and
+    recall averaged over images, F from the averages, maximum over thresholds."""
+    precision, recall = _salmetric_pr(curves)
+    return float(f_measure(precision.mean(0), recall.mean(0)).max())
+
+
 class _SalMetric:
     """The SalMetric protocol (see the module docstring), from histograms."""
 
@@ -70,22 +117,16 @@ class _SalMetric:
         self.count = 0
 
     def step(self, pred: np.ndarray, gt: np.ndarray) -> None:
-        fg_hist = np.bincount(pred[gt], minlength=256).astype(np.float64)
-        all_hist = np.bincount(pred.ravel(), minlength=256).astype(np.float64)
-        # Pixels with value > t for t = 0..255: everything above bin t.
-        tp = fg_hist.sum() - np.cumsum(fg_hist)
-        predicted = all_hist.sum() - np.cumsum(all_hist)
-        positives = float(gt.sum())
-        self.precision_sum += (tp + SALMETRIC_EPS) / (predicted + SALMETRIC_EPS)
-        self.recall_sum += (tp + SALMETRIC_EPS) / (positives + SALMETRIC_EPS)
+        precision, recall = _salmetric_pr(salmetric_counts(pred, gt))
+        self.precision_sum += precision
+        self.recall_sum += recall
         self.mae_sum += float(np.abs(pred / 255.0 - gt).mean())
         self.count += 1
 
     def _prf(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         p = self.precision_sum / self.count
         r = self.recall_sum / self.count
-        f = (1 + BETA2) * p * r / (BETA2 * p + r)
-        return p, r, f
+        return p, r, f_measure(p, r)
 
     def results(self) -> dict[str, float]:
         _, _, f = self._prf()
@@ -191,3 +232,51 @@ class SODMetrics:
         for standard, ``pred > t`` for salmetric)."""
         self._require_data()
         return self._impl.curves()
+
+
+class SaliencyStats:
+    """Standard max-F (beta^2 = 0.3) and MAE, batched and summable over processes.
+
+    Per image, as the common Python evaluation toolbox (pysodmetrics) does: the map is
+    quantised to uint8 (x255, truncated, as `sodlab.predict`), min-max normalised when not
+    constant, MAE taken against the binary mask; precision and recall at the 256 uint8
+    thresholds give a per-image F curve. max-F is the maximum of the mean F curve.
+    """
+
+    def __init__(self, device: torch.device) -> None:
+        self.f_sum = torch.zeros(256, dtype=torch.float64, device=device)
+        self.mae_sum = torch.zeros((), dtype=torch.float64, device=device)
+        self.count = torch.zeros((), dtype=torch.float64, device=device)
+
+    @torch.no_grad()
+    def update(self, prob: Tensor, mask: Tensor) -> None:
+        """``prob``: (N,1,H,W) in [0,1]; ``mask``: (N,1,H,W), foreground > 0.5."""
+        n = prob.shape[0]
+        p = (prob.double().clamp(0, 1) * 255.0).to(torch.uint8).double().reshape(n, -1) / 255.0
+        gt = (mask.reshape(n, -1) > 0.5)
+        lo, hi = p.min(dim=1, keepdim=True).values, p.max(dim=1, keepdim=True).values
+        span = hi - lo
+        p = torch.where(span > 0, (p - lo) / torch.where(span > 0, span, torch.ones_like(span)), p)
+        self.mae_sum += (p - gt.double()).abs().mean(dim=1).sum()
+        q = (p * 255.0).to(torch.long)  # truncation, as astype(uint8)
+        offs = torch.arange(n, device=q.device).view(n, 1) * 256
+        idx = (q + offs).reshape(-1)
+        fg = torch.bincount(idx[gt.reshape(-1)], minlength=n * 256).view(n, 256).double()
+        bg = torch.bincount(idx[~gt.reshape(-1)], minlength=n * 256).view(n, 256).double()
+        tp = fg.flip(1).cumsum(1)  # column j: pixels >= 255 - j
+        pos = tp + bg.flip(1).cumsum(1)
+        precision = tp / torch.where(pos == 0, torch.ones_like(pos), pos)
+        recall = tp / gt.sum(dim=1, keepdim=True).clamp(min=1).double()
+        num = (1 + BETA2) * precision * recall
+        den = torch.where(num == 0, torch.ones_like(num), BETA2 * precision + recall)
+        self.f_sum += (num / den).sum(dim=0)
+        self.count += n
+
+    def tensors(self) -> list[Tensor]:
+        return [self.f_sum, self.mae_sum, self.count]
+
+    def results(self) -> dict[str, float]:
+        c = float(self.count)
+        if c == 0:
+            return {"max_f": float("nan"), "mae": float("nan")}
+        return {"max_f": float((self.f_sum / c).max()), "mae": float(self.mae_sum / c)}

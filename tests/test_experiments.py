@@ -12,6 +12,7 @@ import sodlab
 from sodlab import experiments as ex
 from sodlab import verdicts
 from sodlab.analysis import probes
+from sodlab.metrics import max_f_from_curves, per_image_curves
 
 
 def salmetric_max_f(preds, gts):
@@ -38,10 +39,10 @@ def test_max_f_from_per_image_curves_matches_salmetric():
     preds = np.clip(gts * 0.6 + rng.random((4, 1, 9, 9)) * 0.5, 0, 1).astype(np.float32)
     preds[1] = 0.0  # an all-black prediction
     gts[2] = 0.0  # an empty mask
-    curves = ex.per_image_curves(preds, gts)
+    curves = per_image_curves(preds, gts)
     assert curves.shape == (4, 3, 256)
-    assert ex.max_f_from_curves(curves) == pytest.approx(salmetric_max_f(preds, gts), rel=1e-9)
-    assert ex.max_f_from_curves(curves[[0, 3]]) == pytest.approx(salmetric_max_f(preds[[0, 3]], gts[[0, 3]]), rel=1e-9)
+    assert max_f_from_curves(curves) == pytest.approx(salmetric_max_f(preds, gts), rel=1e-9)
+    assert max_f_from_curves(curves[[0, 3]]) == pytest.approx(salmetric_max_f(preds[[0, 3]], gts[[0, 3]]), rel=1e-9)
 
 
 def test_probes_read_out_separable_classes():

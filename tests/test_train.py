@@ -15,7 +15,8 @@ import sodlab
 from sodlab import create_model
 from sodlab.errors import ConfigError
 from sodlab.models.csnet import CSNet, csnet_config
-from sodlab.train import NonFiniteLossError, SaliencyStats, TrainConfig, fit, list_recipes, load_recipe, read_recipe
+from sodlab.metrics import SaliencyStats
+from sodlab.train import NonFiniteLossError, TrainConfig, fit, list_recipes, load_recipe, read_recipe
 
 SIZE = 32
 

@@ -3,7 +3,8 @@ shipped recipes (`load_recipe`) and BN-scale regularisers (`sodlab.train.regular
 from __future__ import annotations
 
 from .regularizers import DynamicWeightDecay, L1Gamma, L2Gamma, NoRegularizer, Regularizer, build_regularizer, find_bn_units
-from .trainer import NonFiniteLossError, SaliencyStats, TrainConfig, fit, list_recipes, load_recipe, read_recipe
+from ..metrics import SaliencyStats  # its home is sodlab.metrics; kept here for old imports
+from .trainer import NonFiniteLossError, TrainConfig, fit, list_recipes, load_recipe, read_recipe
 
 __all__ = [
     "fit",

@@ -41,6 +41,7 @@ from torch.utils.data import DataLoader, Dataset, DistributedSampler, Subset
 
 from ..atomic import write_text_atomic
 from ..checkpoint import atomic_torch_save, model_record, read_checkpoint
+from ..metrics import SaliencyStats
 from ..errors import CheckpointError, ConfigError, DataError, SodlabError
 from ..device import resolve_device
 from . import distributed as D
@@ -53,7 +54,6 @@ RUN_FILES = ("config.json", "last.pt", "best.pt", "log.csv")
 # Settings that may differ when a run is resumed: they change how long or how fast it
 # runs, not what an epoch computes.
 RESUMABLE_CHANGES = ("epochs", "num_workers", "val_batch_size", "val_every", "fused")
-F_BETA2 = 0.3
 
 
 class NonFiniteLossError(SodlabError):
@@ -331,55 +331,6 @@ def _preserve_global_rng() -> Iterator[None]:
         yield
     finally:
         _set_rng_state(saved)
-
-
-# --- metrics ---------------------------------------------------------------------------------
-class SaliencyStats:
-    """Standard max-F (beta^2 = 0.3) and MAE, batched and summable over processes.
-
-    Per image, as the common Python evaluation toolbox (pysodmetrics) does: the map is
-    quantised to uint8 (x255, truncated, as `sodlab.predict`), min-max normalised when not
-    constant, MAE taken against the binary mask; precision and recall at the 256 uint8
-    thresholds give a per-image F curve. max-F is the maximum of the mean F curve.
-    """
-
-    def __init__(self, device: torch.device) -> None:
-        self.f_sum = torch.zeros(256, dtype=torch.float64, device=device)
-        self.mae_sum = torch.zeros((), dtype=torch.float64, device=device)
-        self.count = torch.zeros((), dtype=torch.float64, device=device)
-
-    @torch.no_grad()
-    def update(self, prob: Tensor, mask: Tensor) -> None:
-        """``prob``: (N,1,H,W) in [0,1]; ``mask``: (N,1,H,W), foreground > 0.5."""
-        n = prob.shape[0]
-        p = (prob.double().clamp(0, 1) * 255.0).to(torch.uint8).double().reshape(n, -1) / 255.0
-        gt = (mask.reshape(n, -1) > 0.5)
-        lo, hi = p.min(dim=1, keepdim=True).values, p.max(dim=1, keepdim=True).values
-        span = hi - lo
-        p = torch.where(span > 0, (p - lo) / torch.where(span > 0, span, torch.ones_like(span)), p)
-        self.mae_sum += (p - gt.double()).abs().mean(dim=1).sum()
-        q = (p * 255.0).to(torch.long)  # truncation, as astype(uint8)
-        offs = torch.arange(n, device=q.device).view(n, 1) * 256
-        idx = (q + offs).reshape(-1)
-        fg = torch.bincount(idx[gt.reshape(-1)], minlength=n * 256).view(n, 256).double()
-        bg = torch.bincount(idx[~gt.reshape(-1)], minlength=n * 256).view(n, 256).double()
-        tp = fg.flip(1).cumsum(1)  # column j: pixels >= 255 - j
-        pos = tp + bg.flip(1).cumsum(1)
-        precision = tp / torch.where(pos == 0, torch.ones_like(pos), pos)
-        recall = tp / gt.sum(dim=1, keepdim=True).clamp(min=1).double()
-        num = (1 + F_BETA2) * precision * recall
-        den = torch.where(num == 0, torch.ones_like(num), F_BETA2 * precision + recall)
-        self.f_sum += (num / den).sum(dim=0)
-        self.count += n
-
-    def tensors(self) -> list[Tensor]:
-        return [self.f_sum, self.mae_sum, self.count]
-
-    def results(self) -> dict[str, float]:
-        c = float(self.count)
-        if c == 0:
-            return {"max_f": float("nan"), "mae": float("nan")}
-        return {"max_f": float((self.f_sum / c).max()), "mae": float(self.mae_sum / c)}
 
 
 # --- the run ------------------------------------------------------------------------------------
