@@ -20,6 +20,8 @@ from torch.utils.data import DataLoader
 
 from sodlab.data import SODFolder, read_image, read_mask, write_png_atomic
 from sodlab.data import synthetic
+from sodlab.data.synthetic import cache as synth_cache
+from sodlab.data.synthetic import workers as synth_workers
 from sodlab.data import transforms as T
 from sodlab.data.io import image_size, read_gray
 from sodlab.errors import DataError, ImageReadError
@@ -338,7 +340,7 @@ def test_generator_workers_import_this_sodlab_not_one_in_the_working_folder(tmp_
 
 def test_generator_writes_in_this_process_what_a_failed_worker_left(tmp_path, monkeypatch, caplog):
     kw = dict(n_train=40, n_test=0, size=32, seed=3, progress=False)
-    monkeypatch.setattr(synthetic, "_WORKER_CODE", "import sys; sys.exit('worker broke')")
+    monkeypatch.setattr(synth_workers, "_WORKER_CODE", "import sys; sys.exit('worker broke')")
     with caplog.at_level("WARNING", logger="sodlab.data.synthetic"):
         out = synthetic.generate(tmp_path / "out", workers=2, **kw)
     assert ("a worker process failed (exit code 1: worker broke; exit code 1: worker broke); "
@@ -399,7 +401,7 @@ def test_ensure_benchmark_caches(tmp_path, monkeypatch):
     first = synthetic.ensure_benchmark(tmp_path, **kw)
     assert first.parent == tmp_path and first.name.startswith("synthetic-")
     calls = []
-    monkeypatch.setattr(synthetic, "generate", lambda *a, **k: calls.append(1))
+    monkeypatch.setattr(synth_cache, "generate", lambda *a, **k: calls.append(1))
     assert synthetic.ensure_benchmark(tmp_path, **kw) == first and calls == []
     monkeypatch.undo()
     other = synthetic.ensure_benchmark(tmp_path, **{**kw, "difficulty": 0.9})
@@ -437,7 +439,9 @@ def test_sample_grid(small_bench):
     import matplotlib
 
     matplotlib.use("Agg")
-    fig = synthetic.sample_grid(small_bench, per_category=2)
+    from sodlab.viz.samples import sample_grid
+
+    fig = sample_grid(small_bench, per_category=2)
     assert len(fig.axes) == 2 * len(synthetic.CATEGORIES)
     import matplotlib.pyplot as plt
 

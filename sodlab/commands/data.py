@@ -96,8 +96,8 @@ def _check_one(root: Path, split: Optional[str], lenient: bool) -> dict:
 
 
 def _samples(args: argparse.Namespace) -> int:
-    from ..data.synthetic import sample_grid
     from ..viz.io import savefig
+    from ..viz.samples import sample_grid
 
     if args.per_category < 1:
         raise DataError("--per-category must be at least 1")
