@@ -6,12 +6,14 @@ from __future__ import annotations
 import json
 import logging
 import queue
+import signal
 import subprocess
 import sys
 import tempfile
 import threading
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Callable, Optional, Sequence
+from typing import Any, Callable, Iterator, Optional, Sequence
 
 import numpy as np
 from PIL import Image
@@ -86,6 +88,24 @@ def _relay(proc: subprocess.Popen, job: str, events: queue.Queue) -> None:
     finally:
         events.put(None)
 
+@contextmanager
+def _sigint_held() -> Iterator[None]:
+    """Ctrl-C held back while workers start, then delivered: one arriving between a worker's
+    start and its entry in the parent's list would leave that worker unknown to the cleanup.
+    The workers and relay threads started meanwhile inherit the blocked signal, so a worker
+    interrupted before it ignores SIGINT cannot die of it, and Ctrl-C then reaches the main
+    thread, the only one that can handle it."""
+    if not hasattr(signal, "pthread_sigmask"):  # not on POSIX: the window stays
+        yield
+        return
+    previous = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
+
+
+
 def _write_in_processes(pj: dict[str, Any], out: str, left: dict[int, tuple[str, list]], workers: int, bar: Any) -> None:
     """Write the tasks (split, items) in ``left`` in worker processes, removing each one
     written. Tasks of a worker that failed stay in ``left`` for the caller, with a warning."""
@@ -94,13 +114,14 @@ def _write_in_processes(pj: dict[str, Any], out: str, left: dict[int, tuple[str,
     events: queue.Queue = queue.Queue()
     started: list[tuple[subprocess.Popen, Any, threading.Thread]] = []
     try:
-        for w in range(workers):
-            mine = keys[w::workers]
-            job = {"params": pj, "out": out, "tasks": [[k, *left[k]] for k in mine]}
-            proc, err = _start_worker()
-            relay = threading.Thread(target=_relay, args=(proc, json.dumps(job), events), daemon=True)
-            started.append((proc, err, relay))
-            relay.start()
+        with _sigint_held():
+            for w in range(workers):
+                mine = keys[w::workers]
+                job = {"params": pj, "out": out, "tasks": [[k, *left[k]] for k in mine]}
+                proc, err = _start_worker()
+                relay = threading.Thread(target=_relay, args=(proc, json.dumps(job), events), daemon=True)
+                started.append((proc, err, relay))
+                relay.start()
         running = len(started)
         while running:
             try:
