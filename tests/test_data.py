@@ -421,6 +421,32 @@ def test_generator_never_overwrites_by_default(tmp_path):
         synthetic.generate(tmp_path / "x", categories=["unicorn"], **kw)
 
 
+def test_generator_interrupted_while_replacing_a_folder_leaves_the_new_one_in_place(tmp_path, monkeypatch):
+    """Ctrl-C as the old folder is renamed away (the first of the two renames that swap the
+    new one in): the swap finishes, then the interrupt is raised. It cut it in two before: the
+    new files deleted, the old ones hidden in a `.old` folder, nothing at the output path."""
+    kw = dict(n_train=3, n_test=2, size=24, progress=False)
+    out = synthetic.generate(tmp_path / "mine", seed=0, **kw)
+    real_replace, renames = os.replace, []
+
+    def replace_interrupted(src, dst):
+        renames.append(Path(dst).name)
+        if len(renames) == 1:
+            os.kill(os.getpid(), signal.SIGINT)  # Ctrl-C arrives as the old folder moves away
+        real_replace(src, dst)
+
+    monkeypatch.setattr(os, "replace", replace_interrupted)
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)  # even if pytest runs with it ignored
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            synthetic.generate(out, seed=1, overwrite=True, **kw)
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    assert renames == ["replaced", "mine"]
+    assert json.loads((out / "synth.json").read_text())["seed"] == 1
+    assert [p.name for p in tmp_path.iterdir()] == ["mine"]  # no temporary or old folder left
+
+
 def test_ensure_benchmark_caches(tmp_path, monkeypatch):
     kw = dict(n_train=4, n_test=2, size=24, seed=0, progress=False)
     first = synthetic.ensure_benchmark(tmp_path, **kw)

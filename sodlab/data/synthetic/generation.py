@@ -16,7 +16,7 @@ from ...atomic import current_umask, finish_cleanup
 from ...errors import DataError
 from .params import (CATEGORIES, DEFAULT_DIFFICULTY, DEFAULT_SEED, DEFAULT_SIZE, DEFAULT_TEST, DEFAULT_TRAIN,
                      SynthParams, image_stem, split_categories)
-from .workers import _write_chunk, _write_in_processes
+from .workers import _write_chunk, _write_in_processes, sigint_held
 
 log = logging.getLogger(__name__)
 
@@ -90,18 +90,27 @@ def generate(out_dir: str | Path, n_train: int = DEFAULT_TRAIN, n_test: int = DE
     else:
         n_workers = default_workers()
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent))
+    old: Optional[Path] = None
     try:
         _write_all(params, tmp, progress, n_workers)
         os.chmod(tmp, 0o777 & ~current_umask())  # mkdtemp makes it private
-        if out.is_dir():
-            old = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".old", dir=out.parent))
-            os.replace(out, old / "replaced")
-            os.replace(tmp, out)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
+        # Ctrl-C between the two renames left the new files deleted and the old ones hidden.
+        with sigint_held():
+            if out.is_dir():
+                old = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".old", dir=out.parent))
+                os.replace(out, old / "replaced")
             os.replace(tmp, out)
     finally:
-        finish_cleanup(lambda: tmp.exists() and shutil.rmtree(tmp, ignore_errors=True))
+        finish_cleanup(lambda: _remove_leftovers(tmp, old))
     log.info("wrote %d training and %d test images (%dpx, seed %d, difficulty %.2f) to %s",
              params.n_train, params.n_test, params.size, params.seed, params.difficulty, out)
     return out
+
+
+def _remove_leftovers(tmp: Path, old: Optional[Path]) -> None:
+    """The new files if they were not swapped into place, else the replaced ones (a rename
+    that failed leaves those for the user to recover)."""
+    if tmp.exists():
+        shutil.rmtree(tmp, ignore_errors=True)
+    elif old is not None and old.exists():
+        shutil.rmtree(old, ignore_errors=True)

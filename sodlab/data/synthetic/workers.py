@@ -89,21 +89,26 @@ def _relay(proc: subprocess.Popen, job: str, events: queue.Queue) -> None:
         events.put(None)
 
 @contextmanager
-def _sigint_held() -> Iterator[None]:
-    """Ctrl-C held back while workers start, then delivered: one arriving between a worker's
-    start and its entry in the parent's list would leave that worker unknown to the cleanup.
-    The workers and relay threads started meanwhile inherit the blocked signal, so a worker
-    interrupted before it ignores SIGINT cannot die of it, and Ctrl-C then reaches the main
-    thread, the only one that can handle it."""
-    if not hasattr(signal, "pthread_sigmask"):  # not on POSIX: the window stays
-        yield
+def sigint_held() -> Iterator[None]:
+    """Ctrl-C held back during the block, then delivered (KeyboardInterrupt raised at its
+    end), for steps that must not be cut in two: starting a worker and listing it for the
+    cleanup, or swapping a finished folder into place. A Python handler rather than a blocked
+    signal mask: the kernel hands a signal blocked in the main thread to any other thread (a
+    relay thread, torch's), whose C handler still makes Python raise in the main thread."""
+    previous = signal.getsignal(signal.SIGINT)
+    if previous is None or threading.current_thread() is not threading.main_thread():
+        yield  # a handler set outside Python cannot be restored; other threads never see Ctrl-C
         return
-    previous = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+    caught: list[Any] = []
+    signal.signal(signal.SIGINT, lambda signum, frame: caught.append(frame))
     try:
         yield
     finally:
-        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
-
+        signal.signal(signal.SIGINT, previous)
+        if caught and callable(previous):
+            previous(signal.SIGINT, caught[0])
+        elif caught and previous == signal.SIG_DFL:
+            signal.raise_signal(signal.SIGINT)
 
 
 def _write_in_processes(pj: dict[str, Any], out: str, left: dict[int, tuple[str, list]], workers: int, bar: Any) -> None:
@@ -114,7 +119,7 @@ def _write_in_processes(pj: dict[str, Any], out: str, left: dict[int, tuple[str,
     events: queue.Queue = queue.Queue()
     started: list[tuple[subprocess.Popen, Any, threading.Thread]] = []
     try:
-        with _sigint_held():
+        with sigint_held():
             for w in range(workers):
                 mine = keys[w::workers]
                 job = {"params": pj, "out": out, "tasks": [[k, *left[k]] for k in mine]}
