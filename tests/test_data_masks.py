@@ -13,7 +13,7 @@ from PIL import Image
 
 from sodlab.cli import main
 from sodlab.data import read_mask
-from sodlab.data.io import mask_kind, mask_levels
+from sodlab.data.io import mask_kind
 
 MAX_F = {"standard": 0.8394, "salmetric": 0.8419}  # of the maps of the eval test below
 
