@@ -21,9 +21,9 @@ def main(argv=None) -> int:
     p.add_argument("--workers", type=int, default=None, help="processes (default: usable cores)")
     args = p.parse_args(argv)
 
-    from sodlab.data.synthetic import _default_workers, generate
+    from sodlab.data.synthetic import default_workers, generate
 
-    workers = args.workers or _default_workers()
+    workers = args.workers or default_workers()
     with tempfile.TemporaryDirectory(prefix="bench-synth-") as tmp:
         t0 = time.perf_counter()
         out = generate(Path(tmp) / "bench", n_train=args.train, n_test=args.test, size=args.size, seed=args.seed,

@@ -20,6 +20,8 @@ from torch.utils.data import DataLoader
 
 from sodlab.data import SODFolder, read_image, read_mask, write_png_atomic
 from sodlab.data import synthetic
+from sodlab.data.synthetic import cache as synth_cache
+from sodlab.data.synthetic import workers as synth_workers
 from sodlab.data import transforms as T
 from sodlab.data.io import image_size, read_gray
 from sodlab.errors import DataError, ImageReadError
@@ -338,7 +340,7 @@ def test_generator_workers_import_this_sodlab_not_one_in_the_working_folder(tmp_
 
 def test_generator_writes_in_this_process_what_a_failed_worker_left(tmp_path, monkeypatch, caplog):
     kw = dict(n_train=40, n_test=0, size=32, seed=3, progress=False)
-    monkeypatch.setattr(synthetic, "_WORKER_CODE", "import sys; sys.exit('worker broke')")
+    monkeypatch.setattr(synth_workers, "_WORKER_CODE", "import sys; sys.exit('worker broke')")
     with caplog.at_level("WARNING", logger="sodlab.data.synthetic"):
         out = synthetic.generate(tmp_path / "out", workers=2, **kw)
     assert ("a worker process failed (exit code 1: worker broke; exit code 1: worker broke); "
@@ -347,30 +349,55 @@ def test_generator_writes_in_this_process_what_a_failed_worker_left(tmp_path, mo
     assert sorted(p.name for p in tmp_path.iterdir()) == ["out", "serial"]
 
 
+# The generator run by the interrupt test below, in its own process group. SIGINT is set to
+# raise KeyboardInterrupt explicitly: a process that starts with SIGINT ignored (pytest run as
+# a background job of a non-interactive shell, e.g. `cmd1 & pytest ...`, passes that on to
+# its children) gets no KeyboardInterrupt handler from Python, and the generator then ran to
+# the end and exited 0. Its workers write one image each and then block until they are killed,
+# so the run cannot end before the test interrupts it; its cleanup is interrupted once more as
+# it starts (as `timeout -s INT` or an impatient user does) at a point the test fixes.
+_INTERRUPTED_GENERATOR = """
+import os, signal, sys
+signal.signal(signal.SIGINT, signal.default_int_handler)
+from sodlab.cli import main
+from sodlab.data.synthetic import workers
+workers._WORKER_CODE = workers._WORKER_CODE.replace("_worker_main()", (
+    "import threading; from sodlab.data.synthetic import workers; real = workers._write_chunk; "
+    "workers._write_chunk = lambda *a, on_image: real(*a, on_image=lambda: (on_image(), threading.Event().wait())); "
+    "_worker_main()"))
+real_stop, stops = workers._stop, []
+def stop(started):
+    stops.append(1)
+    if len(stops) == 1:
+        os.kill(os.getpid(), signal.SIGINT)
+    real_stop(started)
+workers._stop = stop
+code = main(['data', 'synth', '--out', sys.argv[1], '--train', '64', '--test', '0', '--size', '32', '--workers', '2',
+             '--no-progress'])
+print('cleanup attempts:', len(stops))
+sys.exit(code)
+"""
+
+
 def test_generator_interrupted_stops_its_workers_and_leaves_nothing(tmp_path, repo_env):
     """Ctrl-C (SIGINT to the whole process group, as a terminal sends it) while worker
-    processes write: the command exits, no process of the group is left, and neither the
-    output folder nor the temporary one exists."""
-    out = tmp_path / "big"
-    code = ("import sys\nfrom sodlab.cli import main\n"
-            f"sys.exit(main(['data', 'synth', '--out', {str(out)!r}, '--train', '4000', '--test', '0', '--size', '64', "
-            "'--workers', '2', '--no-progress']))\n")
-    proc = subprocess.Popen([sys.executable, "-c", code], env=repo_env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            text=True, start_new_session=True)
+    processes write, and once more during the cleanup: the command exits 130, no process of
+    the group is left, and neither the output folder nor the temporary one exists."""
+    proc = subprocess.Popen([sys.executable, "-c", _INTERRUPTED_GENERATOR, str(tmp_path / "big")], env=repo_env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
     try:
         deadline = time.monotonic() + 120
-        while not any(tmp_path.glob(".big.*.tmp/train/images/*.jpg")):  # the workers are writing
+        # The workers block after their first image: once one is there, the generator is in
+        # its worker loop for good.
+        while not any(tmp_path.glob(".big.*.tmp/train/images/*.jpg")):
             assert proc.poll() is None and time.monotonic() < deadline, "generation never started"
             time.sleep(0.1)
-        os.kill(proc.pid, signal.SIGINT)  # twice, as `timeout -s INT` does (or an impatient user):
-        os.killpg(proc.pid, signal.SIGINT)  # the second one comes while the first is being cleaned up
-        _, err = proc.communicate(timeout=60)
+        os.killpg(proc.pid, signal.SIGINT)
+        out, err = proc.communicate(timeout=60)
         assert proc.returncode == 130 and err.strip().endswith("sodlab data: interrupted"), err[-2000:]
-        deadline = time.monotonic() + 15  # exited workers are reaped by init once their parent is gone
-        with pytest.raises(ProcessLookupError):  # every worker (and the resource tracker) is gone
-            while time.monotonic() < deadline:
-                os.killpg(proc.pid, 0)
-                time.sleep(0.2)
+        assert out == "cleanup attempts: 2\n"  # the second Ctrl-C did not cut the first cleanup short
+        with pytest.raises(ProcessLookupError):  # every worker is gone (killed and reaped by the parent)
+            os.killpg(proc.pid, 0)
     finally:
         try:
             os.killpg(proc.pid, signal.SIGKILL)
@@ -394,12 +421,38 @@ def test_generator_never_overwrites_by_default(tmp_path):
         synthetic.generate(tmp_path / "x", categories=["unicorn"], **kw)
 
 
+def test_generator_interrupted_while_replacing_a_folder_leaves_the_new_one_in_place(tmp_path, monkeypatch):
+    """Ctrl-C as the old folder is renamed away (the first of the two renames that swap the
+    new one in): the swap finishes, then the interrupt is raised. It cut it in two before: the
+    new files deleted, the old ones hidden in a `.old` folder, nothing at the output path."""
+    kw = dict(n_train=3, n_test=2, size=24, progress=False)
+    out = synthetic.generate(tmp_path / "mine", seed=0, **kw)
+    real_replace, renames = os.replace, []
+
+    def replace_interrupted(src, dst):
+        renames.append(Path(dst).name)
+        if len(renames) == 1:
+            os.kill(os.getpid(), signal.SIGINT)  # Ctrl-C arrives as the old folder moves away
+        real_replace(src, dst)
+
+    monkeypatch.setattr(os, "replace", replace_interrupted)
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)  # even if pytest runs with it ignored
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            synthetic.generate(out, seed=1, overwrite=True, **kw)
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    assert renames == ["replaced", "mine"]
+    assert json.loads((out / "synth.json").read_text())["seed"] == 1
+    assert [p.name for p in tmp_path.iterdir()] == ["mine"]  # no temporary or old folder left
+
+
 def test_ensure_benchmark_caches(tmp_path, monkeypatch):
     kw = dict(n_train=4, n_test=2, size=24, seed=0, progress=False)
     first = synthetic.ensure_benchmark(tmp_path, **kw)
     assert first.parent == tmp_path and first.name.startswith("synthetic-")
     calls = []
-    monkeypatch.setattr(synthetic, "generate", lambda *a, **k: calls.append(1))
+    monkeypatch.setattr(synth_cache, "generate", lambda *a, **k: calls.append(1))
     assert synthetic.ensure_benchmark(tmp_path, **kw) == first and calls == []
     monkeypatch.undo()
     other = synthetic.ensure_benchmark(tmp_path, **{**kw, "difficulty": 0.9})
@@ -437,7 +490,9 @@ def test_sample_grid(small_bench):
     import matplotlib
 
     matplotlib.use("Agg")
-    fig = synthetic.sample_grid(small_bench, per_category=2)
+    from sodlab.viz.samples import sample_grid
+
+    fig = sample_grid(small_bench, per_category=2)
     assert len(fig.axes) == 2 * len(synthetic.CATEGORIES)
     import matplotlib.pyplot as plt
 

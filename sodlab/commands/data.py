@@ -36,7 +36,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     s.add_argument("--no-progress", action="store_true", help="no progress bar")
 
     c = sub.add_parser("check", help="validate a dataset folder and summarise it",
-                       description="Validate a dataset folder (pairing, readability, sizes) and summarise it.")
+                       description="Validate a dataset folder (pairing, readability, sizes) and summarise it, "
+                                   "with the masks saved as 0/1 and the soft (non-binary) ones.")
     c.add_argument("root", help="dataset folder (images/ + GT/, DUTS, ECSSD ...)")
     c.add_argument("--split", default=None,
                    help="sub-folder to check (e.g. train, test; default: the folder itself, or each split "
@@ -47,10 +48,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     g = sub.add_parser("samples", help="draw a figure of samples per category",
                        description="Write a PNG grid of samples per category of a generated benchmark.")
     g.add_argument("root", help="benchmark folder (with train/ and test/)")
-    g.add_argument("--out", required=True, help="PNG file to write")
+    g.add_argument("--out", required=True, help="PNG file to write (.png is added when missing; must not exist "
+                                                 "unless --overwrite)")
     g.add_argument("--split", default="train")
     g.add_argument("--per-category", type=int, default=4)
     g.add_argument("--dpi", type=int, default=80)
+    g.add_argument("--overwrite", action="store_true", help="replace an existing --out file")
 
 
 def _synth(args: argparse.Namespace) -> int:
@@ -80,7 +83,21 @@ def _check(args: argparse.Namespace) -> int:
             for name, n in counts.items():
                 print(f"  {name:16s} {n:6d}")
             print(f"  image sizes (WxH, first 10): {', '.join(summary['sizes'])}")
+            for line in _mask_notes(summary["masks"]):
+                print(f"  {line}")
     return 0
+
+
+def _mask_notes(masks: dict) -> list[str]:
+    """What `data check` says about masks that are not 0/255."""
+    notes = []
+    if masks["zero_one"]:
+        notes.append(f"note: {masks['zero_one']} mask(s) saved as 0/1 (e.g. {masks['examples']['zero_one']}): "
+                     "read with 1 as the foreground")
+    if masks["soft"]:
+        notes.append(f"warning: {masks['soft']} soft mask(s) (gray levels other than 0 and one level above 128, "
+                     f"e.g. {masks['examples']['soft']}): thresholded at 128")
+    return notes
 
 
 def _check_one(root: Path, split: Optional[str], lenient: bool) -> dict:
@@ -92,17 +109,38 @@ def _check_one(root: Path, split: Optional[str], lenient: bool) -> dict:
     counts = Counter(c for c in ds.categories if c is not None)
     return {"root": str(ds.root), "items": len(ds), "categories": dict(sorted(counts.items())),
             "unlabelled": sum(c is None for c in ds.categories),
-            "sizes": sorted({f"{w}x{h}" for h, w in ds.sizes})[:10]}
+            "sizes": sorted({f"{w}x{h}" for h, w in ds.sizes})[:10], "masks": _mask_survey(ds.mask_paths)}
+
+
+def _mask_survey(paths: list[Path]) -> dict:
+    """How many masks are binary, 0/1 or soft (`sodlab.data.io.mask_kind`), with the first
+    file of each kind that is not binary. Reads every mask: a wrong mask format silently
+    ruins every score, so it is worth the time."""
+    from ..data.io import mask_kind, mask_levels
+
+    kinds = {"binary": 0, "zero_one": 0, "soft": 0}
+    examples: dict[str, str] = {}
+    for path in paths:
+        kind = mask_kind(mask_levels(path))
+        kinds[kind] += 1
+        if kind != "binary":
+            examples.setdefault(kind, path.name)
+    return {**kinds, "examples": examples}
 
 
 def _samples(args: argparse.Namespace) -> int:
-    from ..data.synthetic import sample_grid
-    from ..viz.io import savefig
-
     if args.per_category < 1:
         raise DataError("--per-category must be at least 1")
+    out = Path(args.out).expanduser()
+    if out.suffix.lower() != ".png":  # the name `savefig` writes
+        out = out.with_name(out.name + ".png")
+    if out.exists() and not args.overwrite:  # before drawing: the check is cheap, the figure is not
+        raise DataError(f"{out}: file exists; pass --overwrite to replace it")
+    from ..viz.io import savefig
+    from ..viz.samples import sample_grid
+
     fig = sample_grid(args.root, per_category=args.per_category, split=args.split)
-    path = savefig(fig, Path(args.out), dpi=args.dpi, close=True)
+    path = savefig(fig, out, dpi=args.dpi, close=True)
     print(path)
     return 0
 

@@ -107,7 +107,10 @@ def read_image(path: str | Path) -> np.ndarray:
 def read_gray(path: str | Path) -> np.ndarray:
     """An (H, W) uint8 gray-level array (luma for colour files; 16-bit scaled to 8 bits).
     For saliency maps and masks."""
-    im = _open(path)
+    return _gray(_open(path))
+
+
+def _gray(im: Image.Image) -> np.ndarray:
     if im.mode in ("I", "F") or im.mode.startswith("I;16"):
         return _high_depth_to_uint8(im)
     if im.mode == "L":
@@ -117,9 +120,52 @@ def read_gray(path: str | Path) -> np.ndarray:
     return np.asarray(Image.fromarray(_to_rgb_array(im)).convert("L"))
 
 
+def mask_levels(path: str | Path) -> np.ndarray:
+    """The (H, W) uint8 gray levels of a mask file, as `read_gray` reads them except that a
+    16-bit 0/1 mask keeps its 0/1 (scaled to 8 bits, its 1s would become 0)."""
+    im = _open(path)
+    if im.mode.startswith("I"):
+        raw = np.asarray(im)
+        if raw.max(initial=0) == 1 and raw.min(initial=0) >= 0:
+            return raw.astype(np.uint8)
+    return _gray(im)
+
+
+def mask_kind(levels: np.ndarray) -> str:
+    """What the gray levels of a mask say about how it was saved: ``"binary"`` (0 and at
+    most one other level, above 128: sodlab's 0/255), ``"zero_one"`` (0 and 1: read with 1
+    as the foreground), or ``"soft"`` (anything else: anti-aliased edges, a probability map,
+    JPEG noise, or a foreground level at or below 128, all of which `read_mask` thresholds
+    at 128)."""
+    present = np.flatnonzero(np.bincount(np.asarray(levels, dtype=np.uint8).ravel(), minlength=256))
+    above_zero = present[present > 0]
+    if above_zero.tolist() == [1]:
+        return "zero_one"
+    if above_zero.size <= 1 and (above_zero > 128).all():
+        return "binary"
+    return "soft"
+
+
+# Folders whose 0/1 masks were already reported: one warning per folder, not one per file.
+_ZERO_ONE_FOLDERS: set[Path] = set()
+
+
 def read_mask(path: str | Path) -> np.ndarray:
-    """An (H, W) bool mask: the file's gray level (luma for colour files) > 128."""
-    return read_gray(path) > 128
+    """An (H, W) bool mask: the file's gray level (luma for colour files) > 128.
+
+    A mask whose maximum is 1 was saved as 0/1 (numpy or OpenCV code often does): its 1s
+    are the foreground, with a warning naming its folder, once per folder. Thresholded at
+    128 it would be empty, and every metric against it meaningless.
+    """
+    levels = mask_levels(path)
+    if levels.max(initial=0) == 1:
+        folder = Path(path).parent
+        if folder not in _ZERO_ONE_FOLDERS:
+            _ZERO_ONE_FOLDERS.add(folder)
+            warnings.warn(f"{folder}: masks saved as 0/1 (e.g. {Path(path).name}); reading 1 as the foreground "
+                          "(sodlab writes 0/255)", UserWarning, stacklevel=2)
+        return levels == 1
+    return levels > 128
 
 
 def image_size(path: str | Path) -> tuple[int, int]:

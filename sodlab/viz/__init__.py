@@ -20,6 +20,7 @@ _PUBLIC = {
     "scatter_plot": "sodlab.viz.plots",
     "channel_explorer": "sodlab.viz.explorer",
     "channel_figure": "sodlab.viz.explorer",
+    "sample_grid": "sodlab.viz.samples",
 }
 
 __all__ = sorted(_PUBLIC)

@@ -1,0 +1,116 @@
+"""`generate`: a whole benchmark folder, written into a temporary folder and renamed into
+place, its images rendered in worker processes (`.workers`) when there are enough of them."""
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import shutil
+import sys
+import tempfile
+from pathlib import Path
+from typing import Optional, Sequence
+
+from ...atomic import current_umask, finish_cleanup
+from ...errors import DataError
+from .params import (CATEGORIES, DEFAULT_DIFFICULTY, DEFAULT_SEED, DEFAULT_SIZE, DEFAULT_TEST, DEFAULT_TRAIN,
+                     SynthParams, image_stem, split_categories)
+from .workers import _write_chunk, _write_in_processes, sigint_held
+
+log = logging.getLogger(__name__)
+
+_MAX_CHUNK = 256      # images per worker task at most (each task loads the photographs once)
+
+
+def default_workers() -> int:
+    """The number of cores this process may use."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # not on Linux
+        return max(1, os.cpu_count() or 1)
+
+
+def _is_nonempty_dir(path: Path) -> bool:
+    return path.is_dir() and any(path.iterdir())
+
+
+def _write_all(params: SynthParams, tmp: Path, progress: bool, workers: int) -> None:
+    from tqdm import tqdm
+
+    tasks = []
+    pj = params.to_json()
+    total = params.n_train + params.n_test
+    chunk = min(_MAX_CHUNK, max(32, math.ceil(total / (4 * max(1, workers)))))
+    for split, n in (("train", params.n_train), ("test", params.n_test)):
+        (tmp / split / "images").mkdir(parents=True)
+        (tmp / split / "GT").mkdir(parents=True)
+        cats = split_categories(params, split, n)
+        rows = ["stem,category"] + [f"{image_stem(split, i)},{c}" for i, c in enumerate(cats)]
+        (tmp / split / "categories.csv").write_text("\n".join(rows) + "\n", encoding="utf-8")
+        items = list(enumerate(cats))
+        tasks += [(split, items[k:k + chunk]) for k in range(0, n, chunk)]
+    with tqdm(total=total, unit="img", desc="synthetic benchmark", disable=not progress) as bar:
+        left = dict(enumerate(tasks))
+        if workers > 1 and len(tasks) > 1 and sys.executable:
+            _write_in_processes(pj, str(tmp), left, min(workers, len(tasks)), bar)
+        for k in sorted(left):
+            bar.update(_write_chunk(pj, str(tmp), *left.pop(k)))
+    (tmp / "synth.json").write_text(json.dumps({"generator": "sodlab.data.synthetic", **pj}, indent=2, sort_keys=True) + "\n",
+                                    encoding="utf-8")
+
+
+def generate(out_dir: str | Path, n_train: int = DEFAULT_TRAIN, n_test: int = DEFAULT_TEST, size: int = DEFAULT_SIZE,
+             seed: int = DEFAULT_SEED, categories: Optional[Sequence[str]] = None,
+             difficulty: float = DEFAULT_DIFFICULTY, progress: bool = True, overwrite: bool = False,
+             workers: Optional[int] = None, image_format: str = "jpg") -> Path:
+    """Write a synthetic benchmark to ``out_dir`` (layout in the `sodlab.data.synthetic` docstring).
+
+    The files are written into a temporary folder beside ``out_dir`` and renamed into place
+    at the end, so ``out_dir`` is either complete or untouched. An existing non-empty
+    ``out_dir`` raises `DataError` unless ``overwrite=True``. ``workers`` processes render
+    in parallel (default: the usable cores; jobs under 256 images run in this process). They
+    are fresh interpreters that import only sodlab, so a script needs no ``__main__`` guard; if
+    one fails, a warning says why and this process writes its images. Returns ``out_dir``.
+    """
+    params = SynthParams(n_train=int(n_train), n_test=int(n_test), size=int(size), seed=int(seed),
+                         categories=tuple(categories) if categories else CATEGORIES,
+                         difficulty=float(difficulty), image_format=image_format)
+    params.validate()
+    out = Path(out_dir).expanduser()
+    if _is_nonempty_dir(out) and not overwrite:
+        raise DataError(f"{out}: folder exists and is not empty; pass overwrite=True (--overwrite) to replace it")
+    if out.exists() and not out.is_dir():
+        raise DataError(f"{out}: exists and is not a folder")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    if workers is not None:
+        n_workers = int(workers)
+    elif params.n_train + params.n_test < 256:
+        n_workers = 1  # starting processes costs more than it saves
+    else:
+        n_workers = default_workers()
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent))
+    old: Optional[Path] = None
+    try:
+        _write_all(params, tmp, progress, n_workers)
+        os.chmod(tmp, 0o777 & ~current_umask())  # mkdtemp makes it private
+        # Ctrl-C between the two renames left the new files deleted and the old ones hidden.
+        with sigint_held():
+            if out.is_dir():
+                old = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".old", dir=out.parent))
+                os.replace(out, old / "replaced")
+            os.replace(tmp, out)
+    finally:
+        finish_cleanup(lambda: _remove_leftovers(tmp, old))
+    log.info("wrote %d training and %d test images (%dpx, seed %d, difficulty %.2f) to %s",
+             params.n_train, params.n_test, params.size, params.seed, params.difficulty, out)
+    return out
+
+
+def _remove_leftovers(tmp: Path, old: Optional[Path]) -> None:
+    """The new files if they were not swapped into place, else the replaced ones (a rename
+    that failed leaves those for the user to recover)."""
+    if tmp.exists():
+        shutil.rmtree(tmp, ignore_errors=True)
+    elif old is not None and old.exists():
+        shutil.rmtree(old, ignore_errors=True)
