@@ -20,6 +20,7 @@ _PUBLIC = {
     "scatter_plot": "sodlab.viz.plots",
     "channel_explorer": "sodlab.viz.explorer",
     "channel_figure": "sodlab.viz.explorer",
+    "plot_allocation": "sodlab.viz.allocation",
 }
 
 __all__ = sorted(_PUBLIC)
