@@ -74,7 +74,7 @@ from sodlab import create_model  # noqa: E402
 from sodlab.atomic import atomic_path  # noqa: E402
 from sodlab.export import export_onnx, onnx_session  # noqa: E402
 from sodlab.fast import TracedModel, optimize_for_inference, optimize_for_training  # noqa: E402
-from sodlab.norm_act import numba_available  # noqa: E402
+from sodlab.fast.norm_act import numba_available  # noqa: E402
 from sodlab.models.official import csnet_to_official, load_official_csnet, read_layer_config  # noqa: E402
 from sodlab.profiling import count_macs  # noqa: E402
 
@@ -536,7 +536,7 @@ def main(argv=None) -> int:
             f"from its own float64 ones (largest gradient {f64['scale']:.3g}).",
             "",
             "BatchNorm + PReLU in the channels-last path: "
-            + ("numba kernels (sodlab._norm_act_kernels)." if numba_available() else "torch operations (numba unavailable)."),
+            + ("numba kernels (sodlab.fast._norm_act_kernels)." if numba_available() else "torch operations (numba unavailable)."),
             "",
             "| implementation | batch | images/s | vs plain | peak RSS (MiB) | max abs grad diff, float32 | relative | float64 |",
             "|---|---:|---:|---:|---:|---:|---:|---:|",

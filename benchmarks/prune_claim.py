@@ -30,8 +30,9 @@ import torch
 from torch.utils.data import Subset
 
 from sodlab.models.registry import create_model
-from sodlab.prune import DEFAULT_THRESHOLD, compare_regularizers, plot_allocation, slim
+from sodlab.prune import DEFAULT_THRESHOLD, compare_regularizers, slim
 from sodlab.atomic import write_text_atomic
+from sodlab.viz import plot_allocation
 from sodlab.viz.io import save_table, savefig
 
 log = logging.getLogger("prune_claim")
@@ -164,7 +165,7 @@ def main(argv=None) -> int:
     from sodlab.checkpoint import load
 
     full_model = load(dwd_ckpt)
-    small = slim(full_model, threshold=None, keep_fraction=args.claim_fraction)
+    small = slim(full_model, threshold=None, keep_fraction=args.claim_fraction, exact=False)
     fig = plot_allocation(small, reference=full_model,
                           title=f"CSNet-{args.width} ({'dwd' if 'dwd' in ckpts else next(iter(ckpts))}) pruned to {args.claim_fraction:.0%} of its parameters")
     savefig(fig, out / "allocation.png", close=True)

@@ -303,9 +303,9 @@ def _grads_after_step(net: nn.Module, params, x: torch.Tensor, target: torch.Ten
 def test_training_path_gives_same_gradients_and_statistics(seed, channels_last, monkeypatch):
     """Identical maths: in float64 gradients and BN statistics agree to 1e-9. (In float32,
     training-mode BatchNorm over a tiny random batch amplifies rounding too much for a
-    meaningful tight bound.) Channels-last runs BatchNorm+PReLU through `sodlab.norm_act`,
+    meaningful tight bound.) Channels-last runs BatchNorm+PReLU through `sodlab.fast.norm_act`,
     which must be called for every pair."""
-    from sodlab import norm_act
+    from sodlab.fast import norm_act
 
     torch.manual_seed(seed)
     config = random_config(10 + seed) if seed else csnet_config(8, (0.5, 0.5))
@@ -354,15 +354,15 @@ def test_training_path_float32_channels_last_close():
 
 @pytest.mark.parametrize("shape", [(2, 5, 8, 6), (1, 3, 7, 8), (1, 4, 6, 5)])
 def test_max_pool2_equals_max_pool2d(shape):
-    from sodlab import fast
+    from sodlab.fast.planner import max_pool2
 
     x = torch.randn(*shape).contiguous(memory_format=torch.channels_last)
     x[0, 0, :2, :2] = 0.5  # a tie inside one window
     with torch.no_grad():
-        y = fast._max_pool2(x)
+        y = max_pool2(x)
     assert torch.equal(y, torch.nn.functional.max_pool2d(x, 2, 2))  # odd sides fall back to it
     # under autograd the pooling routes a tie's gradient as max_pool2d does
     a, b = x.clone().requires_grad_(), x.clone().requires_grad_()
-    fast._max_pool2(a).sum().backward()
+    max_pool2(a).sum().backward()
     torch.nn.functional.max_pool2d(b, 2, 2).sum().backward()
     assert torch.equal(a.grad, b.grad)

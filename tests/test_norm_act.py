@@ -1,4 +1,4 @@
-"""sodlab.norm_act: BatchNorm + PReLU in one autograd step equals the two native layers."""
+"""sodlab.fast.norm_act: BatchNorm + PReLU in one autograd step equals the two native layers."""
 from __future__ import annotations
 
 import copy
@@ -7,9 +7,9 @@ import pytest
 import torch
 from torch import nn
 
-from sodlab import norm_act
+from sodlab.fast import norm_act
 from sodlab.fast import optimize_for_training
-from sodlab.norm_act import batch_norm_prelu, fusable
+from sodlab.fast.norm_act import batch_norm_prelu, fusable
 
 
 @pytest.fixture(params=["numba", "torch"])

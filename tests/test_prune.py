@@ -1,4 +1,5 @@
-"""Pruning: channel selection, exact surgery, constant folding, checkpoints and the CLI."""
+"""Pruning: channel selection, exact surgery (the default) and approximate surgery, constant
+folding, checkpoints and the CLI."""
 from __future__ import annotations
 
 import json
@@ -13,16 +14,10 @@ from sodlab.cli import main as cli_main
 from sodlab.errors import ConfigError
 from sodlab.models.csnet import CSNet, CSNetConfig, csnet_config
 from sodlab.models.registry import preset_config
-from sodlab.prune import (
-    _blocks,
-    _chain,
-    allocation_table,
-    channel_scores,
-    plot_allocation,
-    prune,
-    select_channels,
-    slim,
-)
+from sodlab.prune import allocation_table, channel_scores, prune, select_channels, slim
+from sodlab.prune.select import bn_chain as _chain
+from sodlab.prune.select import csnet_blocks as _blocks
+from sodlab.viz import plot_allocation
 
 SIZE = 32  # smallest side with a 4x4 stage-4 map; keeps every test in float64 fast
 
@@ -192,9 +187,10 @@ def test_nonzero_constants_are_folded_exactly_through_1x1_layers():
     kill(model.csf.ms["1"].norm, [1, 3], beta=0.7)
     kill(model.csf.merge.norms["0"], [0, 5], beta=-0.4)
     calibrate(model, 5)
-    unfolded = slim(model, fold=False)
+    unfolded = slim(model, fold=False, exact=False)
     small, report = prune(model, probe_size=None)
     assert report["fold_exact"], report["inexact_folds"]
+    assert report["channels_removed"] >= 4 + 2 * sum(len(o) for b, (_, o) in enumerate(cfg.blocks) if b not in into_3x3)
     assert max_diff(model, unfolded) > 1e-3  # the constants matter...
     assert max_diff(model, small) < 1e-9  # ...and folding them is exact
 
@@ -204,13 +200,13 @@ def test_inexact_folds_are_reported_and_measured():
     kill_random(model, 6, "conv")  # the depthwise 3x3 layers then see a constant: borders differ
     kill(model.csf.fuse.norms["1"], [0], beta=0.5)  # a constant into dilated 3x3 convolutions
     calibrate(model, 6)
-    _, report = prune(model, probe_size=SIZE)
+    _, report = prune(model, probe_size=SIZE, exact=False)
     assert not report["fold_exact"]
     whys = {f["why"] for f in report["inexact_folds"]}
     assert "dilated 3x3 convolution with zero padding" in whys
     assert any(f["into"] == "csf.ms.1" for f in report["inexact_folds"])
     assert report["max_abs_logit_change"] > 0
-    _, unfolded = prune(model, fold=False, probe_size=SIZE)
+    _, unfolded = prune(model, fold=False, probe_size=SIZE, exact=False)
     assert report["mean_abs_prob_change"] < unfolded["mean_abs_prob_change"]
 
 
@@ -259,11 +255,17 @@ def test_keep_fraction_budget():
     model = make_model(csnet_config(8), 10)
     full = sum(p.numel() for p in model.parameters())
     for frac in (0.6, 0.3):
-        small = slim(model, threshold=None, keep_fraction=frac)
+        small = slim(model, threshold=None, keep_fraction=frac, exact=False)
         n = sum(p.numel() for p in small.parameters())
         assert 0.8 * frac * full < n <= frac * full
     with pytest.raises(ConfigError, match="keep_fraction"):
         select_channels(model, None, keep_fraction=1.5)
+    # a budget removes channels whose scale is small but not zero: never exact
+    with pytest.raises(ConfigError, match=r"^keep_fraction removes channels whose scale is small but not zero, which is never "
+                                          r"exact; pass exact=False \(sodlab prune --approximate\)$"):
+        slim(model, threshold=None, keep_fraction=0.5)
+    with pytest.raises(ConfigError, match=r"^fold=False drops the constants"):
+        slim(model, fold=False)
 
 
 def test_pruning_is_idempotent():
@@ -301,9 +303,14 @@ def test_slim_model_round_trips_and_cli(tmp_path, capsys):
     # never overwrites silently
     assert cli_main(["prune", str(ckpt), "--out", str(out)]) == 2
     assert "--overwrite" in capsys.readouterr().err
-    assert cli_main(["prune", str(ckpt), "--out", str(out), "--overwrite", "--keep-fraction", "0.5", "--json", "--probe-size", "32"]) == 0
+    assert cli_main(["prune", str(ckpt), "--out", str(out), "--overwrite", "--keep-fraction", "0.5", "--json", "--probe-size", "32"]) == 2
+    assert capsys.readouterr().err.strip() == ("sodlab prune: error: --keep-fraction removes channels whose output is not exactly "
+                                               "a foldable constant; add --approximate")
+    assert sodlab.load(out).config == expected.config  # the refused run left the earlier output alone
+    assert cli_main(["prune", str(ckpt), "--out", str(out), "--overwrite", "--keep-fraction", "0.5", "--json", "--probe-size", "32",
+                     "--approximate"]) == 0
     report = json.loads(capsys.readouterr().out)
-    assert report["param_fraction"] <= 0.5
+    assert report["param_fraction"] <= 0.5 and report["exact_mode"] is False
     assert cli_main(["prune", str(tmp_path / "missing.pt"), "--out", str(tmp_path / "x.pt")]) == 2
 
 
@@ -325,9 +332,10 @@ def test_allocation_table_and_figure():
 
 def test_curve_rows(monkeypatch):
     import sodlab.prune as P
+    import sodlab.prune.curves
 
     seen = []
-    monkeypatch.setattr(P, "_evaluate", lambda model, data, size, bs, dev: seen.append(model) or {"max_f": 0.5, "mae": 0.1})
+    monkeypatch.setattr(sodlab.prune.curves, "_evaluate", lambda model, data, size, bs, dev: seen.append(model) or {"max_f": 0.5, "mae": 0.1})
     model = make_model(csnet_config(8), 13).float()
     kill_random(model, 13, "chain")
     calibrate(model, 13)
@@ -343,7 +351,7 @@ def test_curve_rows(monkeypatch):
 
 
 def test_finetune_defaults_are_gentle_and_overridable(tmp_path, monkeypatch):
-    import sodlab.train as train_mod
+    import sodlab.prune.curves
 
     seen = {}
 
@@ -353,7 +361,7 @@ def test_finetune_defaults_are_gentle_and_overridable(tmp_path, monkeypatch):
 
     import sodlab.prune as P
 
-    monkeypatch.setattr(train_mod, "fit", fake_fit)
+    monkeypatch.setattr(sodlab.prune.curves, "fit", fake_fit)
     torch.manual_seed(0)
     model = sodlab.create_model("csnet", width=4)
     P.finetune(model, [], 1, run_dir=tmp_path / "a")
@@ -361,3 +369,130 @@ def test_finetune_defaults_are_gentle_and_overridable(tmp_path, monkeypatch):
     assert (c.optimizer, c.lr, c.weight_decay, c.schedule) == ("adam", 3e-4, 0.0, "cosine")
     P.finetune(model, [], 1, run_dir=tmp_path / "b", lr=1e-5, weight_decay=1e-4)
     assert (seen["config"].lr, seen["config"].weight_decay, seen["config"].schedule) == (1e-5, 1e-4, "cosine")
+
+
+# --- exact by default ------------------------------------------------------------------
+def test_exact_default_keeps_constants_that_would_meet_zero_padding():
+    """A constant entering a depthwise 3x3 (gamma = 0 at the gOctConv BatchNorm only) or a
+    stride-2 block's 3x3 convolution stays by default; ``exact=False`` removes it and reports
+    the approximate fold."""
+    model = make_model(csnet_config(8), 14)
+    kill_random(model, 14, "conv")  # zero after the gOctConv BN, then BN(0) != 0 into dw2's 3x3
+    cfg = model.config
+    b = next(b for b in range(1, len(cfg.blocks)) if cfg.block_stride(b + 1) == 2)
+    kill(_blocks(model)[b].dw2.norms["0"], [1], beta=0.3)  # a nonzero constant into a stride-2 3x3
+    calibrate(model, 14)
+    small, report = prune(model, probe_size=None)
+    assert report["channels_removed"] == 0 and report["fold_exact"] and report["exact_mode"]
+    assert small.config == model.config
+    assert max_diff(model, small) < 1e-9
+    loose, loose_report = prune(model, probe_size=SIZE, exact=False)
+    assert loose_report["channels_removed"] > 30 and not loose_report["fold_exact"]
+    assert {f["why"] for f in loose_report["inexact_folds"]} == {"3x3 convolution with zero padding", "constant not exact upstream"}
+    assert loose_report["max_abs_logit_change"] > 1e-6
+
+
+def test_exact_default_keeps_small_nonzero_gammas():
+    """A gamma below the threshold but not zero still lets a little of the input through: by
+    default its channels stay, while the other zeroed channels go."""
+    model = make_model(csnet_config(8), 15)
+    kill_random(model, 15, "chain")
+    calibrate(model, 15)
+    _blocks(model)[3].dw2.norms["0"].weight.data[:] = 1e-30
+    small, report = prune(model, probe_size=None)
+    assert small.config.blocks[3][1][0] == model.config.blocks[3][1][0]
+    assert report["channels_removed"] > 30 and report["fold_exact"]
+    assert max_diff(model, small) < 1e-9
+    assert slim(model, exact=False).config.blocks[3][1][0] == 0  # every channel of the scale is below 1e-20
+
+
+def test_width40_csnet_with_half_its_batchnorm_channels_zeroed():
+    """Every BatchNorm of a width-40 CSNet loses a random half of its channels (gamma = beta
+    = 0). Exact pruning removes every channel it can without changing the output: well under
+    70% of the parameters remain, and the eval-mode output agrees to 1e-5 relative."""
+    torch.manual_seed(40)
+    model = sodlab.create_model("csnet", width=40)
+    g = torch.Generator().manual_seed(40)
+    bns = [m for m in model.modules() if isinstance(m, nn.BatchNorm2d)]
+    for bn in bns:
+        idx = torch.randperm(bn.num_features, generator=g)[: bn.num_features // 2]
+        kill(bn, idx)
+    calibrate(model, 40)  # running statistics from a batch: non-trivial, activations O(1)
+    assert all(float(bn.running_mean.abs().max()) > 0 and float((bn.running_var - 1).abs().max()) > 0.01 for bn in bns)
+    small, report = prune(model, threshold=1e-20, probe_size=None)
+    assert report["fold_exact"] and report["exact_mode"]
+    assert report["param_fraction"] < 0.1, report["param_fraction"]  # measured: 38,522 of 788,631 (4.9%)
+    x = torch.randn(2, 3, 64, 64, generator=torch.Generator().manual_seed(41))
+    with torch.no_grad():
+        a, b = model.eval()(x), small.eval()(x)
+    assert float((a - b).abs().max()) <= 1e-5 * float(a.abs().max())
+
+
+@pytest.fixture(scope="module", params=["x1", "x2"])
+def released(request, reference_dir):
+    from sodlab.models.official import load_official_csnet
+
+    name = request.param
+    official = reference_dir / "official"
+    return name, load_official_csnet(official / f"csnet-L-{name}.pth.tar", official / f"csnet-L-{name}.bin").eval()
+
+
+# --approximate on the released models; max_prob_change: largest change of the probability
+# map on the authors' random 224 px reference input (csnet-L-x*_random.npz), measured
+RELEASED_APPROXIMATE = {"x1": {"params_slim": 91255, "channels_removed": 9, "max_prob_change": 0.0167},
+                        "x2": {"params_slim": 136361, "channels_removed": 14, "max_prob_change": 0.1021}}
+
+
+def test_released_models_in_both_modes(released, reference_dir):
+    """The authors' released models have gammas below 1e-20 but none exactly zero: the exact
+    default removes nothing and reproduces the authors' logits; --approximate removes them
+    and moves the output measurably (the README's pruning section quotes these numbers)."""
+    name, model = released
+    ref = np.load(reference_dir / f"csnet-L-{name}_random.npz")
+    x, logits = torch.from_numpy(ref["input"]), torch.from_numpy(ref["logits"])
+    small, report = prune(model, probe_size=None)
+    assert report["channels_removed"] == 0 and report["params_slim"] == report["params_full"]
+    with torch.no_grad():
+        assert float((small(x) - logits).abs().max()) < 1e-4
+    loose, loose_report = prune(model, probe_size=None, exact=False, warn=False)
+    expected = RELEASED_APPROXIMATE[name]
+    assert (loose_report["params_slim"], loose_report["channels_removed"]) == (expected["params_slim"], expected["channels_removed"])
+    assert not loose_report["fold_exact"]
+    with torch.no_grad():
+        moved = (torch.sigmoid(loose(x)) - torch.sigmoid(logits)).abs()
+    assert float(moved.max()) == pytest.approx(expected["max_prob_change"], abs=5e-4)
+
+
+@pytest.mark.parametrize("bad", [float("nan"), float("inf")])
+def test_cli_refuses_non_finite_weights(tmp_path, capsys, bad):
+    model = make_model(csnet_config(8), 16).float()
+    calibrate(model, 16)
+    if bad != bad:
+        model.stage2[1].dw1.convs["0"].weight.data[0, 0, 1, 1] = bad
+        key = "stage2.1.dw1.convs.0.weight"
+    else:
+        model.csf.merge.norms["0"].running_var.data[3] = bad
+        key = "csf.merge.norms.0.running_var"
+    ckpt = sodlab.save(model, tmp_path / "full.pt")
+    out = tmp_path / "slim.pt"
+    assert cli_main(["prune", str(ckpt), "--out", str(out), "--probe-size", "32"]) == 2
+    err = capsys.readouterr().err
+    assert err == f"sodlab prune: error: {ckpt}: {key} holds a non-finite value (NaN or inf); nothing written\n"
+    assert not out.exists() and sorted(p.name for p in tmp_path.iterdir()) == ["full.pt"]
+    with pytest.raises(ConfigError, match=f"^pruning needs finite weights: {key} holds NaN or inf$"):
+        prune(model)
+
+
+def test_cli_checks_its_outputs_before_the_work(tmp_path, capsys):
+    taken = tmp_path / "taken.pt"
+    taken.write_bytes(b"mine")
+    missing = tmp_path / "missing.pt"  # never read: the output is refused first
+    assert cli_main(["prune", str(missing), "--out", str(taken)]) == 2
+    assert capsys.readouterr().err == f"sodlab prune: error: {taken} already exists; pass --overwrite to replace it\n"
+    assert taken.read_bytes() == b"mine"
+    nowhere = tmp_path / "no" / "slim.pt"
+    assert cli_main(["prune", str(missing), "--out", str(nowhere)]) == 2
+    assert capsys.readouterr().err == f"sodlab prune: error: {nowhere.parent} does not exist (the folder for slim.pt)\n"
+    assert cli_main(["prune", str(missing), "--out", str(tmp_path / "a.pt"), "--no-fold"]) == 2
+    assert "--no-fold removes channels" in capsys.readouterr().err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["taken.pt"]

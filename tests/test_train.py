@@ -188,7 +188,7 @@ def test_fused_channels_last_training_equals_the_plain_path(tmp_path, monkeypatc
     spread: the default layout against channels-last, one SGD step each from the same
     weights. (The exact check, in float64, is in test_fast.) DWD records activations
     through forward hooks, which the fused blocks call; a run resumes across the switch."""
-    from sodlab import norm_act
+    from sodlab.fast import norm_act
 
     calls = []
     real = norm_act._BatchNormPReLU.apply

@@ -21,6 +21,7 @@ _PUBLIC = {
     "channel_explorer": "sodlab.viz.explorer",
     "channel_figure": "sodlab.viz.explorer",
     "sample_grid": "sodlab.viz.samples",
+    "plot_allocation": "sodlab.viz.allocation",
 }
 
 __all__ = sorted(_PUBLIC)

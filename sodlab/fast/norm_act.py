@@ -6,7 +6,7 @@ with a dozen to a few dozen channels) take several times as long as the convolut
 them. `batch_norm_prelu` computes the same maths in as few passes over memory as it can:
 
 * with numba (a dependency; set ``SODLAB_NUMBA=0`` to do without it), three compiled loops
-  (`sodlab._norm_act_kernels`): statistics, then normalise + PReLU in the forward; sums,
+  (`sodlab.fast._norm_act_kernels`): statistics, then normalise + PReLU in the forward; sums,
   then the input gradient in the backward;
 * without it, large elementwise torch operations and matrix-vector products for the sums.
 

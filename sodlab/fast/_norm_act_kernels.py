@@ -1,10 +1,10 @@
-"""Numba kernels for `sodlab.norm_act`: training-mode BatchNorm + PReLU on an (M, C) matrix.
+"""Numba kernels for `sodlab.fast.norm_act`: training-mode BatchNorm + PReLU on an (M, C) matrix.
 
 ``x`` is a channels-last activation seen as its (N*H*W, C) matrix. The kernels split the M
 rows into chunks that run in parallel; per-channel sums accumulate in float64 within a
 chunk and are added over chunks afterwards, so they are at least as accurate as PyTorch's
 (which accumulates in the input's precision). Each function reads its inputs once or twice
-and writes its output once: the torch-ops path in `sodlab.norm_act` needs about a dozen
+and writes its output once: the torch-ops path in `sodlab.fast.norm_act` needs about a dozen
 passes over memory for the same work, and memory bandwidth is what bounds it.
 
 The forward does not keep ``y = (x - mean) * scale + beta``: the backward recomputes it
