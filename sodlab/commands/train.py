@@ -53,11 +53,11 @@ def parse_pairs(pairs: list[str], what: str) -> dict[str, Any]:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..models.registry import create_model
-    from ..train import TrainConfig, fit, read_recipe
+    from ..train import TrainConfig, fit, folder_dataset, read_recipe
     from ..train import distributed as D
-    from ..train.trainer import folder_dataset
+    from ..train.rundir import check_writable
 
+    # Everything is checked before anything is read at length or written.
     for flag, path in (("--data", args.data), ("--val", args.val)):
         if path is not None and not Path(path).is_dir():
             raise ConfigError(f"{flag} {path}: no such folder")
@@ -67,6 +67,7 @@ def run(args: argparse.Namespace) -> int:
     if args.epochs is not None:
         train_cfg["epochs"] = args.epochs
     config = TrainConfig.from_dict(train_cfg, args.config or f"recipe {args.recipe or 'quick'}")
+    check_writable(Path(args.out))
 
     model_spec = recipe.get("model") or {}
     name = args.model or model_spec.get("name")
@@ -84,7 +85,7 @@ def run(args: argparse.Namespace) -> int:
             if not names:
                 raise ConfigError(f"{args.data}: classification needs category labels (categories.csv)")
             model_args["num_classes"] = len(names)
-        model = create_model(name, **model_args)
+        model = _build_model(name, model_args, config.seed)
         if not info.is_main:
             logging.getLogger("sodlab").setLevel(logging.WARNING)
         df = fit(model, train_ds, val_ds, config, args.out, resume=args.resume, device=info.device, progress=not args.no_progress)
@@ -100,6 +101,20 @@ def run(args: argparse.Namespace) -> int:
             msg += f"; best epoch {int(df['epoch'][best])}: {metric} {df[metric][best]:.4f}{extra}"
         print(msg)
     return 0
+
+
+def _build_model(name: str, model_args: dict[str, Any], seed: int) -> Any:
+    """The model with its initial weights drawn from ``seed`` (same command, same weights);
+    arguments its constructor does not take are bad input, not a crash."""
+    from ..models import create_model
+    from ..train.rng import seeded
+
+    with seeded(seed):
+        try:
+            return create_model(name, **model_args)
+        except TypeError as exc:
+            given = ", ".join(f"{k}={v!r}" for k, v in model_args.items())
+            raise ConfigError(f"--model-arg: model {name!r} does not take ({given}): {exc}") from exc
 
 
 def resume_hint(args: argparse.Namespace) -> str:

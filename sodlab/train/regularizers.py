@@ -76,6 +76,12 @@ class BNUnit:
         return self.owner.rsplit(".", 1)[-1]
 
 
+def at_least_float32(t: Tensor) -> Tensor:
+    """``t`` in float32 when it is in a half type, else as it is: losses and penalties are
+    summed in float32 under mixed precision, and a float64 model keeps float64 throughout."""
+    return t.float() if t.is_floating_point() and t.dtype not in (torch.float32, torch.float64) else t
+
+
 def _is_norm_act(module: nn.Module) -> bool:
     return isinstance(getattr(module, "norms", None), nn.ModuleDict) and isinstance(getattr(module, "acts", None), nn.ModuleDict)
 
@@ -214,7 +220,7 @@ class L2Gamma(Regularizer):
     def penalty(self) -> Tensor:
         if not self.units:
             return torch.zeros(())
-        return 0.5 * sum(u.scale_weight * u.bn.weight.float().pow(2).sum() for u in self.units)
+        return 0.5 * sum(u.scale_weight * at_least_float32(u.bn.weight).pow(2).sum() for u in self.units)
 
 
 class L1Gamma(Regularizer):
@@ -225,7 +231,7 @@ class L1Gamma(Regularizer):
     def penalty(self) -> Tensor:
         if not self.units:
             return torch.zeros(())
-        return sum(u.scale_weight * u.bn.weight.float().abs().sum() for u in self.units)
+        return sum(u.scale_weight * at_least_float32(u.bn.weight).abs().sum() for u in self.units)
 
 
 class DynamicWeightDecay(Regularizer):
@@ -272,7 +278,7 @@ class DynamicWeightDecay(Regularizer):
                 y = output if u.index is None else output[u.index]
                 if y is None:
                     continue
-                y = y.detach().float()
+                y = at_least_float32(y.detach())
                 gap = y.mean(dim=tuple(range(2, y.dim()))) if y.dim() > 2 else y
                 self._records.append((u, gap.abs().mean(dim=0)))
 
@@ -296,7 +302,7 @@ class DynamicWeightDecay(Regularizer):
         records, self._records = self._records, []
         if not records:
             return torch.zeros(())
-        return 0.5 * sum(u.scale_weight * (s * u.bn.weight.float().pow(2)).sum() for u, s in records)
+        return 0.5 * sum(u.scale_weight * (s * at_least_float32(u.bn.weight).pow(2)).sum() for u, s in records)
 
     def clear(self) -> None:
         """Forget recorded forward passes (e.g. after a skipped step)."""
