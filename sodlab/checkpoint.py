@@ -13,7 +13,10 @@ from torch import nn
 
 from .atomic import atomic_path
 from .errors import CheckpointError
-from .models.registry import build_from_config, model_family
+from .models._registry import build_from_config, model_family
+from .models._weights import first_non_finite, read_torch_file
+from .models.csnet import INPUT_MULTIPLE, is_input_side
+from .models.official import load_official_csnet
 
 FORMAT = "sodlab-checkpoint"
 VERSION = 1
@@ -55,12 +58,7 @@ def save(model: nn.Module, path: str | Path, extra: Optional[Mapping[str, Any]] 
 def read_checkpoint(path: str | Path) -> dict[str, Any]:
     """The raw record of a sodlab checkpoint (no code is executed)."""
     path = Path(path)
-    if not path.is_file():
-        raise CheckpointError(f"{path}: no such checkpoint file")
-    try:
-        record = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:
-        raise CheckpointError(f"{path}: not a readable checkpoint, or one that holds code ({type(exc).__name__}: {str(exc).splitlines()[0][:200]})") from exc
+    record = read_torch_file(path, "checkpoint")
     if not isinstance(record, dict) or record.get("format") != FORMAT:
         hint = " (an authors' checkpoint? use sodlab.load_official_csnet)" if isinstance(record, dict) and "state_dict" in record else ""
         raise CheckpointError(f"{path}: not a sodlab checkpoint{hint}")
@@ -82,8 +80,6 @@ def model_from_record(record: Mapping[str, Any], source: str = "checkpoint") -> 
     size = record.get("input_size")
     if size is not None:
         # the side the model was trained at: predict and eval use it unless told otherwise
-        from .models.csnet import INPUT_MULTIPLE, is_input_side
-
         if not is_input_side(size):
             raise CheckpointError(f"{source}: input_size must be a positive multiple of {INPUT_MULTIPLE}, got {size!r}")
         model.input_size = size
@@ -95,8 +91,18 @@ def load(path: str | Path) -> nn.Module:
     return model_from_record(read_checkpoint(path), str(path)).eval()
 
 
+def check_finite(model: nn.Module, source: str | Path) -> nn.Module:
+    """``model`` unchanged, or a `CheckpointError` naming ``source`` and its first NaN/inf tensor
+    (a diverged run's weights: every output would be NaN)."""
+    bad = first_non_finite(model.state_dict())
+    if bad is not None:
+        raise CheckpointError(f"{source}: weight {bad!r} holds NaN or inf; the checkpoint is unusable (a diverged training run?)")
+    return model
+
+
 def load_weights(path: str | Path, model_name: Optional[str] = None, layer_config: Optional[str | Path] = None) -> nn.Module:
-    """A model from either a sodlab checkpoint or the authors' CSNet ``.pth.tar``.
+    """A model from either a sodlab checkpoint or the authors' CSNet ``.pth.tar``, for
+    inference: weights holding NaN or inf are refused (`check_finite`).
 
     For the authors' format the layer configuration comes from ``layer_config`` (their
     ``.bin`` or JSON) or from the preset ``model_name`` (``csnet-L-x1``/``csnet-L-x2``).
@@ -105,12 +111,10 @@ def load_weights(path: str | Path, model_name: Optional[str] = None, layer_confi
     if not path.is_file():
         raise CheckpointError(f"{path}: no such weights file")
     try:
-        return load(path)
+        return check_finite(load(path), path)
     except CheckpointError as exc:
         if "authors' checkpoint" not in str(exc):
             raise
-    from .models.official import load_official_csnet
-
     if layer_config is None and model_name is None:
         raise CheckpointError(f"{path}: an authors' checkpoint needs --model (csnet-L-x1 or csnet-L-x2) or --layer-config")
-    return load_official_csnet(path, layer_config, preset=model_name)
+    return check_finite(load_official_csnet(path, layer_config, preset=model_name), path)

@@ -1,8 +1,9 @@
 """The `sodlab` command line.
 
 Every module in `sodlab.commands` is one subcommand: it defines `NAME`, `HELP`,
-`add_arguments(parser)` and `run(args) -> int`, and may define `resume_hint(args) -> str`
-(what to run after an interruption). Modules are discovered, so adding a command never means
+`add_arguments(parser)` and `run(args) -> int`, and may define `DESCRIPTION` (the longer text
+of its ``--help``) and `resume_hint(args) -> str` (what to run after an interruption). Modules
+whose name starts with ``_`` are shared helpers, not commands. Modules are discovered, so adding a command never means
 editing this file.
 """
 from __future__ import annotations
@@ -33,7 +34,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
     for mod in _command_modules():
-        p = sub.add_parser(mod.NAME, help=mod.HELP, description=mod.HELP)
+        p = sub.add_parser(mod.NAME, help=mod.HELP, description=getattr(mod, "DESCRIPTION", mod.HELP))
         mod.add_arguments(p)
         p.set_defaults(_run=mod.run, _resume_hint=getattr(mod, "resume_hint", None))
     return parser

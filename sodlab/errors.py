@@ -24,3 +24,7 @@ class DataError(SodlabError):
 
 class ImageReadError(DataError):
     """An image file cannot be decoded."""
+
+
+class NonFiniteError(SodlabError):
+    """A model produced (or holds) NaN or inf where numbers were expected."""

@@ -8,6 +8,7 @@ atomically: to a temporary file beside the target, renamed into place once compl
 from __future__ import annotations
 
 import logging
+import math
 import warnings
 from contextlib import contextmanager
 from pathlib import Path
@@ -20,6 +21,7 @@ from torch import nn
 from .atomic import atomic_path
 from .errors import SodlabError
 from .fast import optimize_for_inference
+from .models._weights import first_non_finite
 
 log = logging.getLogger(__name__)
 
@@ -43,8 +45,20 @@ def _atomic_target(path: str | Path, overwrite: bool) -> Iterator[Path]:
 
 
 def _export_module(model: nn.Module) -> nn.Module:
-    """The module that is traced: folded, default layout, eval, no gradients."""
+    """The module that is traced: folded, default layout, eval, no gradients. A model holding
+    NaN or inf is refused: its file would compute NaN everywhere."""
+    bad = first_non_finite(model.state_dict())
+    if bad is not None:
+        raise ExportError(f"{type(model).__name__} weight {bad!r} holds NaN or inf; refusing to export it")
     return optimize_for_inference(model, channels_last=False)
+
+
+def _check_parity(err: float, atol: float, fmt: str) -> None:
+    """``err`` within ``atol``; NaN (non-finite outputs) never passes."""
+    if math.isnan(err):
+        raise ExportError(f"{fmt} model or PyTorch gives NaN or inf outputs; nothing was written")
+    if err > atol:
+        raise ExportError(f"{fmt} model disagrees with PyTorch: max |difference| {err:.3g} > {atol:g}")
 
 
 def export_onnx(
@@ -92,8 +106,7 @@ def export_onnx(
             if dynamic:
                 sizes.append((2, h + 32 if h > 32 else 2 * h, w - 16 if w > 32 else w + 16))
             err = onnx_parity(tmp, model, sizes)
-            if err > atol:
-                raise ExportError(f"ONNX model disagrees with PyTorch: max |difference| {err:.3g} > {atol:g}")
+            _check_parity(err, atol, "ONNX")
             log.info("onnxruntime parity: max |difference| %.2e over sizes %s", err, sizes)
     return path
 
@@ -114,7 +127,8 @@ def onnx_session(path: str | Path, threads: Optional[int] = None):
 @torch.no_grad()
 def onnx_parity(path: str | Path, model: nn.Module, sizes: Sequence[tuple[int, int, int]] = ((1, 224, 224),), seed: int = 0) -> float:
     """Largest |logit difference| between onnxruntime on ``path`` and ``model.eval()``
-    over random inputs of the given (batch, height, width) sizes."""
+    over random inputs of the given (batch, height, width) sizes; NaN when either side gives
+    a non-finite logit (a NaN must never compare as no difference)."""
     sess = onnx_session(path)
     name = sess.get_inputs()[0].name
     was_training = model.training
@@ -128,6 +142,8 @@ def onnx_parity(path: str | Path, model: nn.Module, sizes: Sequence[tuple[int, i
             got = sess.run(None, {name: x.numpy()})[0]
             if got.shape != ref.shape:
                 raise ExportError(f"ONNX output shape {got.shape} != PyTorch {ref.shape} for input {(n, 3, h, w)}")
+            if not (np.isfinite(got).all() and np.isfinite(ref).all()):
+                return math.nan
             worst = max(worst, float(np.abs(got - ref).max()))
     finally:
         model.train(was_training)
@@ -163,9 +179,12 @@ def export_torchscript(model: nn.Module, path: str | Path, size: int | tuple[int
                 with torch.no_grad():
                     for n, hh, ww in ((1, h, w), (2, h + 32, w + 16)):
                         xx = torch.randn(n, 3, hh, ww, generator=g)
-                        err = max(err, float((loaded(xx) - model(xx)).abs().max()))
+                        got, ref = loaded(xx), model(xx)
+                        if not (torch.isfinite(got).all() and torch.isfinite(ref).all()):
+                            err = math.nan
+                            break
+                        err = max(err, float((got - ref).abs().max()))
             finally:
                 model.train(was_training)
-            if err > atol:
-                raise ExportError(f"TorchScript model disagrees with PyTorch: max |difference| {err:.3g} > {atol:g}")
+            _check_parity(err, atol, "TorchScript")
     return path

@@ -17,7 +17,7 @@ from torch import Tensor, nn
 from .data.io import read_image
 from .data.transforms import IMAGENET_MEAN, IMAGENET_STD
 from .device import resolve_device
-from .errors import SodlabError
+from .errors import NonFiniteError
 
 ImageLike = "np.ndarray | PIL.Image.Image | str | Path"
 
@@ -99,7 +99,7 @@ def predict_batch(
             if not torch.isfinite(logits).all():
                 # Typical cause: an untrained CSNet in eval mode; its x100-gain convolutions
                 # overflow with untrained BatchNorm statistics.
-                raise SodlabError("the model produced non-finite logits (NaN or inf); is it trained? "
+                raise NonFiniteError("the model produced non-finite logits (NaN or inf); is it trained? "
                                   "A freshly created CSNet needs training or loaded weights before prediction")
             out += [logits_to_map(l[:1], a.shape[:2]) for l, a in zip(logits, arrays)]
     finally:

@@ -6,6 +6,7 @@ import torch
 import sodlab
 from sodlab.checkpoint import load_weights
 from sodlab.errors import CheckpointError
+from sodlab.models.official import load_official_csnet
 
 
 def _calibrated(model):
@@ -74,9 +75,44 @@ def test_checkpoint_with_code_is_not_executed(tmp_path):
 
     path = tmp_path / "evil.pt"
     torch.save({"format": "sodlab-checkpoint", "x": Evil()}, path)
-    with pytest.raises(CheckpointError, match="evil.pt"):
+    with pytest.raises(CheckpointError, match="evil.pt") as info:
         sodlab.load(path)
     assert not (tmp_path / "SENTINEL").exists()
+    # never torch's advice to load with weights_only=False (that would run the code)
+    assert str(info.value) == (f"{path}: refusing to load: the file holds objects sodlab will not unpickle "
+                               "(posix.system), because unpickling them could run code")
+    with pytest.raises(CheckpointError) as official:
+        load_official_csnet(path, preset="csnet-L-x2")
+    assert str(official.value) == str(info.value)
+    assert not (tmp_path / "SENTINEL").exists()
+
+
+@pytest.mark.parametrize("n_bytes", [0, 100])
+def test_truncated_checkpoint_is_named_in_one_line(tmp_path, n_bytes):
+    full = sodlab.save(_calibrated(sodlab.create_model("csnet", width=8)), tmp_path / "full.pt")
+    cut = tmp_path / "cut.pt"
+    cut.write_bytes(full.read_bytes()[:n_bytes])
+    with pytest.raises(CheckpointError) as info:
+        sodlab.load(cut)
+    assert str(info.value) == f"{cut}: not a readable checkpoint: truncated or not a checkpoint ({n_bytes} bytes)"
+    with pytest.raises(CheckpointError) as info:
+        load_weights(cut)
+    assert str(info.value) == f"{cut}: not a readable checkpoint: truncated or not a checkpoint ({n_bytes} bytes)"
+    with pytest.raises(CheckpointError) as info:
+        load_official_csnet(cut, preset="csnet-L-x2")
+    assert str(info.value) == f"{cut}: not a readable PyTorch checkpoint: truncated or not a checkpoint ({n_bytes} bytes)"
+
+
+def test_load_weights_refuses_non_finite_weights(tmp_path):
+    model = _calibrated(sodlab.create_model("csnet", width=8))
+    with torch.no_grad():
+        model.stage2[0].conv.norms["0"].running_var[3] = float("inf")
+    path = sodlab.save(model, tmp_path / "inf.pt")
+    assert sodlab.load(path) is not None  # inspecting a diverged run stays possible
+    with pytest.raises(CheckpointError) as info:
+        load_weights(path)
+    assert str(info.value) == (f"{path}: weight 'stage2.0.conv.norms.0.running_var' holds NaN or inf; "
+                               "the checkpoint is unusable (a diverged training run?)")
 
 
 def test_load_weights_accepts_the_authors_format(reference_dir):

@@ -166,3 +166,46 @@ def test_data_cli(tmp_path, capsys):
     assert f"{out / 'test'}: 2 image/mask pairs" in text and f"{out / 'train'}: 3 image/mask pairs" in text
     assert main(["data", "check", str(tmp_path)]) == 2  # no dataset and no split folders
     assert "not a dataset folder" in capsys.readouterr().err
+
+
+def _copy_split(bench, tmp_path):
+    import shutil
+
+    data = tmp_path / "data"
+    shutil.copytree(bench / "test", data)
+    return data
+
+
+def test_eval_cli_bad_image_exit_2_before_the_model_loads(bench, tmp_path, capsys, monkeypatch):
+    data = _copy_split(bench, tmp_path)
+    victim = sorted((data / "images").iterdir())[2]
+    victim.write_bytes(victim.read_bytes()[:60])  # an interrupted copy
+    monkeypatch.setattr("sodlab.checkpoint.load_weights", lambda *a, **k: pytest.fail("weights loaded before the data was checked"))
+    assert main(["eval", "--weights", str(tmp_path / "any.pt"), "--data", str(data), "--json"]) == 2
+    captured = capsys.readouterr()
+    assert captured.out == "" and "Traceback" not in captured.err
+    assert f"{victim}: cannot read image" in captured.err and captured.err.count(victim.name) == 1
+
+
+def test_eval_cli_nan_weights_named(bench, tmp_path, capsys):
+    import sodlab
+
+    model = sodlab.create_model("csnet", width=4).eval()
+    with torch.no_grad():
+        model.classifier.weight[0, 0] = float("nan")
+    ckpt = sodlab.save(model, tmp_path / "nan.pt")
+    assert main(["eval", "--weights", str(ckpt), "--data", str(bench), "--split", "test", "--size", "32", "--json"]) == 2
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    assert captured.err == (f"sodlab eval: error: {ckpt}: weight 'classifier.weight' holds NaN or inf; "
+                            "the checkpoint is unusable (a diverged training run?)\n")
+
+
+def test_eval_cli_non_finite_outputs_name_the_weights(bench, tmp_path, capsys):
+    import sodlab
+
+    ckpt = sodlab.save(sodlab.create_model("csnet", width=4).eval(), tmp_path / "untrained.pt")  # x100 gains overflow
+    assert main(["eval", "--weights", str(ckpt), "--data", str(bench), "--split", "test", "--size", "32", "--json",
+                 "--no-optimize", "--device", "cpu"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"sodlab eval: error: {ckpt}: the model produced non-finite logits") and err.count("\n") == 1

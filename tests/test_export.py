@@ -212,6 +212,64 @@ def test_cli_failed_export_leaves_no_partial_file(checkpoint, tmp_path, capsys, 
     assert out.read_bytes() == b"old but good" and sorted(p.name for p in tmp_path.iterdir()) == ["m.onnx"]
 
 
+def _nan_copy(model: nn.Module) -> nn.Module:
+    import copy
+
+    bad = copy.deepcopy(model)
+    with torch.no_grad():
+        bad.classifier.bias.fill_(float("nan"))
+    return bad
+
+
+def test_cli_refuses_a_checkpoint_with_nan_weights(small_model, tmp_path, capsys):
+    bad = sodlab.save(_nan_copy(small_model), tmp_path / "nan.pt")
+    out = tmp_path / "out" / "m.onnx"
+    assert main(["export", "--weights", str(bad), "--onnx", str(out), "--size", "32"]) == 2
+    assert capsys.readouterr().err == (f"sodlab export: error: {bad}: weight 'classifier.bias' holds NaN or inf; "
+                                       "the checkpoint is unusable (a diverged training run?)\n")
+    assert not out.parent.exists()
+
+
+def test_export_api_refuses_nan_weights_and_parity_never_hides_nan(small_model, tmp_path, monkeypatch):
+    from sodlab.export import onnx_parity
+
+    bad = _nan_copy(small_model)
+    with pytest.raises(ExportError, match="CSNet weight 'classifier.bias' holds NaN or inf; refusing to export it"):
+        export_onnx(bad, tmp_path / "m.onnx", size=32)
+    with pytest.raises(ExportError, match="classifier.bias"):
+        export_torchscript(bad, tmp_path / "m.pt", size=32)
+    assert leftovers(tmp_path) == []
+    # A file that computes NaN (here: a good file against a NaN model) is never "0 difference".
+    good = export_onnx(small_model, tmp_path / "good.onnx", size=32)
+    err = onnx_parity(good, bad, [(1, 32, 32)])
+    assert err != err  # NaN
+    monkeypatch.setattr("sodlab.export.onnx_parity", lambda *a, **kw: float("nan"))
+    with pytest.raises(ExportError, match="ONNX model or PyTorch gives NaN or inf outputs; nothing was written"):
+        export_onnx(small_model, tmp_path / "nan.onnx", size=32)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["good.onnx"]
+
+
+@pytest.mark.parametrize("n_bytes", [0, 100])
+def test_cli_truncated_checkpoint(checkpoint, tmp_path, capsys, n_bytes):
+    cut = tmp_path / "cut.pt"
+    cut.write_bytes(checkpoint.read_bytes()[:n_bytes])
+    assert main(["export", "--weights", str(cut), "--onnx", str(tmp_path / "m.onnx"), "--size", "32"]) == 2
+    assert capsys.readouterr().err == (f"sodlab export: error: {cut}: not a readable checkpoint: truncated or not a "
+                                       f"checkpoint ({n_bytes} bytes)\n")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["cut.pt"]
+
+
+def test_cli_output_under_a_file_or_a_folder_is_refused_before_work(checkpoint, tmp_path, capsys, monkeypatch):
+    monkeypatch.setattr("sodlab.checkpoint.load_weights", lambda *a, **k: pytest.fail("weights loaded before outputs were checked"))
+    afile = tmp_path / "afile"
+    afile.write_text("user data")
+    assert main(["export", "--weights", str(checkpoint), "--onnx", str(afile / "m.onnx")]) == 2
+    assert capsys.readouterr().err == f"sodlab export: error: --onnx {afile / 'm.onnx'}: {afile} is a file, not a folder\n"
+    assert main(["export", "--weights", str(checkpoint), "--torchscript", str(tmp_path)]) == 2
+    assert capsys.readouterr().err == f"sodlab export: error: --torchscript {tmp_path}: is a folder, not a file\n"
+    assert afile.read_text() == "user data"
+
+
 # --- the authors' released weights -------------------------------------------------------------
 def test_cli_exports_the_authors_checkpoint(reference_dir, tmp_path):
     """The default (static, 224x224) export of their released weights reproduces the logits

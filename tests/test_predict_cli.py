@@ -1,4 +1,6 @@
-"""`sodlab predict` on real files: odd formats, a broken file, existing outputs."""
+"""`sodlab predict` on real files: odd formats, a broken file, existing outputs, bad --out and weights."""
+import os
+
 import numpy as np
 import pytest
 import torch
@@ -36,16 +38,110 @@ def folder(tmp_path):
 
 def test_folder_with_a_broken_file(folder, weights, tmp_path, capsys):
     out = tmp_path / "out"
-    rc = main(["predict", str(folder), "--weights", str(weights), "--model", "csnet", "--out", str(out), "--size", "64"])
+    args = ["predict", str(folder), "--weights", str(weights), "--model", "csnet", "--out", str(out), "--size", "64"]
+    assert main(args) == 2
     err = capsys.readouterr().err
-    assert rc == 1
-    assert "broken.jpg" in err
+    # every input's header is read before any work: one line naming the file once, nothing written
+    assert err == f"sodlab predict: error: {folder / 'broken.jpg'}: cannot read image (Truncated File Read); nothing was written\n"
+    assert not out.exists()
+    (folder / "junk.png").write_bytes(b"junk")  # PIL's reason repeats the path: shown once
+    assert main(args) == 2
+    assert capsys.readouterr().err == (f"sodlab predict: error: {folder / 'broken.jpg'}: cannot read image (Truncated File "
+                                       "Read) (and 1 more unreadable input(s)); nothing was written\n")
+    (folder / "broken.jpg").unlink()
+    assert main(args) == 2
+    assert capsys.readouterr().err == (f"sodlab predict: error: {folder / 'junk.png'}: cannot read image (cannot identify "
+                                       "image file); nothing was written\n")
+    (folder / "junk.png").unlink()
+    assert main(args) == 0
     written = sorted(p.name for p in out.iterdir())
     assert written == ["deep16.png", "gray.png", "rgb.png", "rgba.png", "rotated.png"]
     sizes = {p.stem: Image.open(p).size for p in out.iterdir()}
     assert sizes["rgb"] == (60, 40) and sizes["gray"] == (47, 33) and sizes["deep16"] == (35, 25)
     assert sizes["rotated"] == (30, 50)  # EXIF orientation applied: portrait after rotation
     assert Image.open(out / "rgb.png").mode == "L"
+
+
+def test_damaged_pixel_data_stops_the_run_with_exit_2(folder, weights, tmp_path, capsys):
+    (folder / "broken.jpg").unlink()
+    good = folder / "rgb.jpg"
+    (folder / "zz_cut.jpg").write_bytes(good.read_bytes()[:200])  # header intact, pixels cut
+    out = tmp_path / "out"
+    assert main(["predict", str(folder), "--weights", str(weights), "--out", str(out), "--size", "64"]) == 2
+    err = capsys.readouterr().err.splitlines()
+    assert len(err) == 1 and err[0].startswith(f"sodlab predict: error: {folder / 'zz_cut.jpg'}: cannot read image")
+    assert err[0].count("zz_cut.jpg") == 1
+
+
+def test_help_says_when_inputs_are_checked(capsys):
+    with pytest.raises(SystemExit):
+        main(["predict", "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    assert "Before any work, every input's header is read and --out is checked" in text
+
+
+def _one_image(tmp_path):
+    img = tmp_path / "a.png"
+    Image.fromarray(np.zeros((16, 16, 3), np.uint8)).save(img)
+    return img
+
+
+def test_out_that_is_a_file_is_refused_before_work(weights, tmp_path, capsys, monkeypatch):
+    monkeypatch.setattr("sodlab.checkpoint.load_weights", lambda *a, **k: pytest.fail("weights loaded before --out was checked"))
+    img, afile = _one_image(tmp_path), tmp_path / "afile"
+    afile.write_text("user data")
+    assert main(["predict", str(img), "--weights", str(weights), "--out", str(afile)]) == 2
+    assert capsys.readouterr().err == f"sodlab predict: error: --out {afile}: exists and is not a folder\n"
+    assert main(["predict", str(img), "--weights", str(weights), "--out", str(afile / "sub")]) == 2
+    assert capsys.readouterr().err == f"sodlab predict: error: --out {afile / 'sub'}: {afile} is a file, not a folder\n"
+    assert afile.read_text() == "user data"
+
+
+def test_out_that_is_not_writable_is_refused_before_work(weights, tmp_path, capsys):
+    img, locked = _one_image(tmp_path), tmp_path / "locked"
+    locked.mkdir()
+    locked.chmod(0o500)
+    try:
+        if os.access(locked, os.W_OK):
+            pytest.skip("running as root: the folder stays writable")
+        assert main(["predict", str(img), "--weights", str(weights), "--out", str(locked)]) == 2
+        assert capsys.readouterr().err == f"sodlab predict: error: --out {locked}: cannot write in this folder (permission denied)\n"
+        assert main(["predict", str(img), "--weights", str(weights), "--out", str(locked / "new")]) == 2
+        assert "cannot write in" in capsys.readouterr().err
+    finally:
+        locked.chmod(0o700)
+
+
+@pytest.mark.parametrize("n_bytes", [0, 100])
+def test_truncated_checkpoint_is_one_line(weights, tmp_path, capsys, n_bytes):
+    img, cut = _one_image(tmp_path), tmp_path / "cut.pt"
+    cut.write_bytes(weights.read_bytes()[:n_bytes])
+    assert main(["predict", str(img), "--weights", str(cut), "--out", str(tmp_path / "o")]) == 2
+    assert capsys.readouterr().err == (f"sodlab predict: error: {cut}: not a readable checkpoint: truncated or not a "
+                                       f"checkpoint ({n_bytes} bytes)\n")
+    assert not (tmp_path / "o").exists()
+
+
+def test_nan_weights_are_refused_naming_file_and_tensor(tmp_path, capsys):
+    model = sodlab.create_model("csnet", width=8).eval()
+    with torch.no_grad():
+        model.csf.fuse.conv.weight[0, 0] = float("nan")
+    bad = sodlab.save(model, tmp_path / "nan.pt")
+    out = tmp_path / "o"
+    assert main(["predict", str(_one_image(tmp_path)), "--weights", str(bad), "--out", str(out)]) == 2
+    assert capsys.readouterr().err == (f"sodlab predict: error: {bad}: weight 'csf.fuse.conv.weight' holds NaN or inf; "
+                                       "the checkpoint is unusable (a diverged training run?)\n")
+    assert not out.exists()
+
+
+def test_non_finite_outputs_name_the_weights_and_leave_no_folder(tmp_path, capsys):
+    model = sodlab.create_model("csnet", width=8).eval()  # untrained BN: x100 gains overflow to inf
+    path = sodlab.save(model, tmp_path / "untrained.pt")
+    out = tmp_path / "o"
+    assert main(["predict", str(_one_image(tmp_path)), "--weights", str(path), "--out", str(out), "--size", "32"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"sodlab predict: error: {path}: the model produced non-finite logits") and err.count("\n") == 1
+    assert not out.exists()
 
 
 def test_existing_outputs_are_kept_unless_overwrite(folder, weights, tmp_path, capsys):

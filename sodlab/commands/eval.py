@@ -7,6 +7,7 @@ import math
 from typing import Any
 
 from ..errors import SodlabError
+from ._common import check_size_arg, load_model, maybe_optimize, naming_weights
 
 NAME = "eval"
 HELP = "score saliency maps (--pred/--gt) or a model (--weights/--data): max-F, mean-F, MAE and more"
@@ -56,20 +57,18 @@ def run(args: argparse.Namespace) -> int:
     else:
         if args.weights is None or args.data is None:
             raise SodlabError("--weights and --data go together")
-        from .predict import check_size_arg, maybe_optimize
-
         check_size_arg(args.size)
-        from ..checkpoint import load_weights
         from ..data.folder import SODFolder
         from ..evaluation import evaluate
         from ..inference import input_side
 
-        model = load_weights(args.weights, args.model, args.layer_config)
+        ds = SODFolder(args.data, split=args.split)  # pairing and every header checked before the model loads
+        model = load_model(args)
         size = input_side(args.size, model)
         model = maybe_optimize(model, not args.no_optimize)
-        ds = SODFolder(args.data, split=args.split)
-        res = evaluate(model, ds, protocol=args.protocol, batch_size=args.batch_size, size=size,
-                       device=args.device, progress=not args.no_progress and not args.json)
+        with naming_weights(args.weights):
+            res = evaluate(model, ds, protocol=args.protocol, batch_size=args.batch_size, size=size,
+                           device=args.device, progress=not args.no_progress and not args.json)
         res["source"] = {"weights": args.weights, "data": str(ds.root)}
     out = _scalars(res)
     out["source"] = res["source"]

@@ -6,6 +6,7 @@ import logging
 from pathlib import Path
 
 from ..errors import SodlabError
+from ._common import check_output_file, check_size_arg, load_model
 
 NAME = "export"
 HELP = "export a model to ONNX (verified with onnxruntime) and optionally TorchScript"
@@ -27,18 +28,18 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..checkpoint import load_weights
     from ..export import export_onnx, export_torchscript
-    from .predict import check_size_arg
 
     if args.onnx is None and args.torchscript is None:
         raise SodlabError("nothing to do: give --onnx OUT.onnx and/or --torchscript OUT.pt")
     check_size_arg(args.size)
     # Refuse before the (slow) export rather than after.
-    for out in (args.onnx, args.torchscript):
-        if out is not None and Path(out).exists() and not args.overwrite:
-            raise SodlabError(f"{out} already exists; pass --overwrite to replace it")
-    model = load_weights(args.weights, args.model, args.layer_config).eval()
+    for flag, out in (("--onnx", args.onnx), ("--torchscript", args.torchscript)):
+        if out is not None:
+            check_output_file(out, flag, args.overwrite)
+    if args.onnx is not None and args.torchscript is not None and Path(args.onnx).resolve() == Path(args.torchscript).resolve():
+        raise SodlabError(f"--onnx and --torchscript name the same file {args.onnx}")
+    model = load_model(args)
     if args.onnx is not None:
         path = export_onnx(model, args.onnx, size=args.size, dynamic=args.dynamic, opset=args.opset,
                            overwrite=args.overwrite, check=not args.no_check)

@@ -3,13 +3,21 @@ from __future__ import annotations
 
 import argparse
 import logging
-import sys
 from pathlib import Path
 
-from ..errors import DataError, SodlabError
+from ..errors import DataError, ImageReadError, SodlabError
+from ._common import check_output_dir, check_size_arg, load_model, maybe_optimize, naming_weights
 
 NAME = "predict"
 HELP = "write one saliency map (PNG) per input image"
+DESCRIPTION = (
+    "Write one saliency map (PNG, named after the image) per input image. Before any work, every "
+    "input's header is read and --out is checked: an unreadable image or an unusable --out is one "
+    "error line naming it, exit code 2, and nothing is written. An image whose header is fine but "
+    "whose pixel data is damaged is found while decoding: the run stops there with exit code 2; the "
+    "maps written before it are complete (each is written whole or not at all), and after fixing "
+    "or removing the file, --skip-existing writes the rest."
+)
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", ".gif", ".ppm", ".pgm"}
 
 log = logging.getLogger(__name__)
@@ -20,7 +28,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--model", default="csnet-L-x2", help="registry name; for the authors' .pth.tar it supplies the layer configuration (default: csnet-L-x2)")
     p.add_argument("--weights", required=True, help="a sodlab checkpoint or the authors' .pth.tar")
     p.add_argument("--layer-config", default=None, help="the authors' layer configuration (.bin or JSON) for their checkpoint")
-    p.add_argument("--out", required=True, help="output folder (created if missing)")
+    p.add_argument("--out", required=True, help="output folder (created if missing; checked before any work)")
     p.add_argument("--size", type=int, default=None, help="network input side (multiple of 16; default: the side a sodlab checkpoint was trained at, else 224)")
     p.add_argument("--batch-size", type=int, default=8)
     p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1 ...")
@@ -53,37 +61,34 @@ def collect_inputs(paths: list[str]) -> list[Path]:
     return files
 
 
-def check_size_arg(size) -> None:
-    """Refuse a ``--size`` CSNet cannot take (``None``, meaning the default, passes)."""
-    from ..models.csnet import INPUT_MULTIPLE, is_input_side
+def check_readable(files: list[Path]) -> None:
+    """Every image's header can be read (cheap); else one line naming the first bad file."""
+    from ..data.io import image_size
 
-    if size is not None and not is_input_side(size):
-        raise SodlabError(f"--size must be a positive multiple of {INPUT_MULTIPLE}, got {size}")
-
-
-def maybe_optimize(model, enabled: bool):
-    """The inference-optimised equivalent of ``model`` (folded, traced per input shape) when
-    sodlab.fast is available."""
-    if not enabled:
-        return model
-    try:
-        from ..fast import optimize_for_inference
-    except ImportError:
-        return model
-    return optimize_for_inference(model, jit=True)
+    bad: list[str] = []
+    for f in files:
+        try:
+            image_size(f)
+        except ImageReadError as exc:
+            # PIL's reason repeats the path the message already starts with
+            bad.append(str(exc).replace(f" {str(f)!r}", ""))
+    if bad:
+        more = f" (and {len(bad) - 1} more unreadable input(s))" if len(bad) > 1 else ""
+        raise ImageReadError(f"{bad[0]}{more}; nothing was written")
 
 
 def run(args: argparse.Namespace) -> int:
     import numpy as np
     from tqdm import tqdm
 
-    from ..checkpoint import load_weights
     from ..data.io import read_image, write_png_atomic
     from ..inference import input_side, predict_batch
 
     check_size_arg(args.size)
+    if args.batch_size < 1:
+        raise SodlabError(f"--batch-size must be at least 1, got {args.batch_size}")
+    out_dir = check_output_dir(args.out)
     files = collect_inputs(args.paths)
-    out_dir = Path(args.out)
     targets = {f: out_dir / f"{f.stem}.png" for f in files}
     existing = [t for t in targets.values() if t.exists()]
     if existing and args.skip_existing:
@@ -95,32 +100,21 @@ def run(args: argparse.Namespace) -> int:
     elif existing and not args.overwrite:
         raise SodlabError(f"{len(existing)} output(s) already exist, first {existing[0]}; pass --overwrite to replace "
                           "them, or --skip-existing to write only the missing ones")
-    model = load_weights(args.weights, args.model, args.layer_config)
+    check_readable(files)
+    model = load_model(args)
     size = input_side(args.size, model)
     model = maybe_optimize(model, not args.no_optimize)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    failed = 0
-    bar = tqdm(total=len(files), unit="img", desc="predict", disable=None)
-    for start in range(0, len(files), args.batch_size):
-        chunk, images = [], []
-        for f in files[start:start + args.batch_size]:
-            try:
-                images.append(read_image(f))
-                chunk.append(f)
-            except SodlabError as exc:
-                failed += 1
-                print(f"sodlab predict: skipped {f}: {exc}", file=sys.stderr)
+    # The folder is made by the first map written: a run that fails before that leaves nothing.
+    with tqdm(total=len(files), unit="img", desc="predict", disable=None) as bar, naming_weights(args.weights):
+        for start in range(0, len(files), args.batch_size):
+            chunk = files[start:start + args.batch_size]
+            images = [read_image(f) for f in chunk]
+            maps = predict_batch(model, images, size=size, device=args.device, batch_size=args.batch_size)
+            for f, sal in zip(chunk, maps):
+                write_png_atomic(targets[f], np.asarray(sal))
                 bar.update(1)
-        if not images:
-            continue
-        maps = predict_batch(model, images, size=size, device=args.device, batch_size=args.batch_size)
-        for f, sal in zip(chunk, maps):
-            write_png_atomic(targets[f], np.asarray(sal))
-            bar.update(1)
-    bar.close()
-    written = len(files) - failed
-    log.info("wrote %d map(s) to %s%s", written, out_dir, f"; {failed} input(s) failed" if failed else "")
-    return 1 if failed else 0
+    log.info("wrote %d map(s) to %s", len(files), out_dir)
+    return 0
 
 
 def resume_hint(args: argparse.Namespace) -> str:

@@ -14,7 +14,7 @@ from torch import Tensor, nn
 
 from ..errors import ConfigError
 from .csnet import INPUT_MULTIPLE, CSNet, CSNetConfig, add_encoder, csnet_config, encoder_features
-from .registry import register_family, register_model
+from ._registry import register_family, register_model
 
 ENCODER_PREFIXES = ("stem.", "stage1.", "stage2.", "stage3.", "stage4.")
 
@@ -55,10 +55,15 @@ class ClassifierConfig:
         return cls(**dict(d))
 
 
+@register_family
 class CSNetClassifier(nn.Module):
     """CSNet encoder -> global average pool -> linear: RGB (N,3,H,W) -> class logits (N,K)."""
 
     family = "csnet-cls"
+
+    @classmethod
+    def from_config(cls, config: Mapping[str, Any]) -> "CSNetClassifier":
+        return cls(ClassifierConfig.from_dict(config))
 
     def __init__(self, config: ClassifierConfig) -> None:
         super().__init__()
@@ -79,9 +84,6 @@ class CSNetClassifier(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         return self.head(self.dropout(self.embed(x)))
-
-
-register_family("csnet-cls", lambda cfg: CSNetClassifier(ClassifierConfig.from_dict(cfg)))
 
 
 @register_model("csnet-cls", "CSNet encoder + global pool + linear head: the classification twin of `csnet`")

@@ -19,10 +19,11 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ..errors import ConfigError
+from ..errors import CheckpointError, ConfigError
+from ._registry import register_family, register_model
+from ._weights import load_mapped_state, read_foreign_state_dict, rename
 from .csf import DEFAULT_DILATIONS, CSFHead
 from .csnet import INPUT_MULTIPLE, CSNetConfig, add_encoder, csnet_config, encoder_features
-from .registry import register_family, register_model
 from .res2net import Res2Net, Res2NetConfig, load_imagenet_weights
 
 # Widest fused scale of the authors' head (Res2Net's 1024/2048-channel stages fuse to 512).
@@ -229,6 +230,7 @@ class CSFNetConfig:
         return cls(backbone=d.get("backbone"), head=d["head"], num_classes=d.get("num_classes", 1))
 
 
+@register_family
 class CSFNet(nn.Module):
     """Backbone -> CSF head -> 1x1 classifier -> bilinear up-sampling to the input size.
 
@@ -240,6 +242,14 @@ class CSFNet(nn.Module):
     """
 
     family = "csf"
+
+    @classmethod
+    def from_config(cls, config: Mapping[str, Any] | CSFNetConfig) -> "CSFNet":
+        """Rebuild from `CSFNetConfig.to_dict()` (what `sodlab.save` stores)."""
+        cfg = config if isinstance(config, CSFNetConfig) else CSFNetConfig.from_dict(config)
+        if cfg.backbone is None:
+            raise ConfigError("this CSF config has a custom backbone; it cannot be rebuilt from data")
+        return cls(build_backbone(cfg.backbone), cfg.head, cfg.num_classes)
 
     def __init__(self, backbone: nn.Module, head: CSFHeadConfig | Mapping[str, Any] | None = None, num_classes: int = 1) -> None:
         super().__init__()
@@ -288,13 +298,7 @@ class CSFRes2Net(CSFNet):
 
 def csf_from_config(config: Mapping[str, Any] | CSFNetConfig) -> CSFNet:
     """Rebuild a CSF model from `CSFNetConfig.to_dict()` (what `sodlab.save` stores)."""
-    cfg = config if isinstance(config, CSFNetConfig) else CSFNetConfig.from_dict(config)
-    if cfg.backbone is None:
-        raise ConfigError("this CSF config has a custom backbone; it cannot be rebuilt from data")
-    return CSFNet(build_backbone(cfg.backbone), cfg.head, cfg.num_classes)
-
-
-register_family("csf", csf_from_config)
+    return CSFNet.from_config(config)
 
 
 @register_model("csf-res2net50", "CSF+Res2Net: Res2Net-50 v1b 26w x 4s + CSF head, 36.5M parameters")
@@ -314,3 +318,45 @@ def _csf(
     elif backbone_kwargs:
         raise ConfigError(f"backbone options {sorted(backbone_kwargs)} only apply to a backbone given by name")
     return CSFNet(backbone, head, num_classes)
+
+
+# --- the authors' CSFNet checkpoint ----------------------------------------------------
+# Their CSFNet key -> ours (`CSFRes2Net`). Applied in order; the backbone keeps its names.
+_OFFICIAL_KEY_RULES: list[tuple[str, str]] = [
+    (r"^module\.", ""),
+    (r"^base\.", "backbone."),
+    (r"^fuse1x1\.", "head.merge."),
+    (r"^fuse\.", "head.fuse."),
+    (r"^ms\.convs\.(\d+)\.msconv\.(\d+)\.", r"head.ms.\1.convs.\2."),
+    (r"^ms\.convs\.(\d+)\.bn\.", r"head.ms.\1.norm."),
+    (r"^ms\.convs\.(\d+)\.prelu\.", r"head.ms.\1.act."),
+    (r"^(head\.(?:fuse|merge)\.conv)\.weights$", r"\1.weight"),
+    (r"^(head\.(?:fuse|merge))\.bns\.", r"\1.norms."),
+    (r"^(head\.(?:fuse|merge))\.prelus\.", r"\1.acts."),
+    (r"^cls_layer\.", "classifier."),
+]
+# Their released checkpoint still carries the ImageNet classifier of the backbone.
+_OFFICIAL_IGNORE = (r"^(module\.)?(base\.)?fc\.(weight|bias)$",)
+
+
+def csf_res2net_key_to_ours(key: str) -> str:
+    """An authors' CSFNet key (``base.layer1.0.convs.0.weight``...) -> ours."""
+    return rename(key, _OFFICIAL_KEY_RULES)
+
+
+def csf_res2net_from_official(state_dict: Mapping[str, Any]) -> CSFRes2Net:
+    """A `CSFRes2Net` (eval mode) holding the weights of the authors' CSFNet
+    (``base.layer1.0.convs.0.weight``, ``fuse.conv.weights``, ``ms.convs.0.msconv.0.weight``,
+    ``cls_layer.bias``, ...; stray ``fc`` keys are ignored, a ``module.`` prefix accepted)."""
+    model = CSFRes2Net()
+    load_mapped_state(model, state_dict, csf_res2net_key_to_ours, "CSF+Res2Net", ignore=_OFFICIAL_IGNORE)
+    return model.eval()
+
+
+def load_official_csf_res2net(checkpoint_path: str | Path) -> CSFRes2Net:
+    """The authors' CSF+Res2Net from their checkpoint file (read with ``weights_only=True``)."""
+    sd = read_foreign_state_dict(checkpoint_path)
+    try:
+        return csf_res2net_from_official(sd)
+    except CheckpointError as exc:
+        raise CheckpointError(f"{checkpoint_path}: {exc}") from exc

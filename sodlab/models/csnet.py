@@ -8,14 +8,16 @@ from __future__ import annotations
 
 import json
 from dataclasses import asdict, dataclass, field
+from importlib import resources
 from pathlib import Path
-from typing import Any, Optional, Sequence
+from typing import Any, Mapping, Sequence
 
 import numpy as np
 import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ..errors import ConfigError
+from ._registry import register_family, register_model
 from .csf import DEFAULT_DILATIONS, CSFHead
 from .goctconv import GOctConvBNAct, ScaleDepthwiseBNAct, Scales
 
@@ -237,8 +239,15 @@ def encoder_features(module: nn.Module, x: Tensor) -> list[Tensor]:
     return feats
 
 
+@register_family
 class CSNet(nn.Module):
     """CSNet for saliency: RGB (N,3,H,W) with H, W multiples of 16 -> logits (N,C,H,W)."""
+
+    family = "csnet"
+
+    @classmethod
+    def from_config(cls, config: Mapping[str, Any]) -> "CSNet":
+        return cls(CSNetConfig.from_dict(dict(config)))
 
     def __init__(self, config: CSNetConfig) -> None:
         super().__init__()
@@ -268,3 +277,38 @@ class CSNet(nn.Module):
     def forward(self, x: Tensor) -> Tensor:
         fused = self.csf(self.features(x))
         return F.interpolate(self.classifier(fused), size=x.shape[-2:], mode="bilinear", align_corners=False)
+
+
+# --- registered names ----------------------------------------------------------------
+def preset_config(name: str) -> CSNetConfig:
+    """A learned channel configuration shipped with sodlab (``csnet-L-x1``, ``csnet-L-x2``)."""
+    path = resources.files("sodlab.models") / "presets" / f"{name}.json"
+    if not path.is_file():
+        raise ConfigError(f"no CSNet preset named {name!r}")
+    return CSNetConfig.from_dict(json.loads(path.read_text())["config"])
+
+
+@register_model("csnet", "CSNet, unpruned: base width and split between scales (authors: 20, 0.5/0.5)")
+def _csnet(width: int = 20, split: tuple[float, ...] = (0.5, 0.5), config: Any = None, num_classes: int = 1) -> CSNet:
+    if config is not None:
+        if isinstance(config, (str, Path)):
+            config = CSNetConfig.from_json(config)
+        elif isinstance(config, Mapping):
+            config = CSNetConfig.from_dict(dict(config))
+        if not isinstance(config, CSNetConfig):
+            raise ConfigError(f"config must be a CSNetConfig, a dict or a JSON path, got {type(config).__name__}")
+    else:
+        config = csnet_config(width, split)
+    if num_classes != config.num_classes:
+        config = CSNetConfig.from_dict({**config.to_dict(), "num_classes": num_classes})
+    return CSNet(config)
+
+
+@register_model("csnet-L-x1", "CSNet-L-x1: the authors' learned channel numbers, 93,647 parameters")
+def _csnet_l_x1(num_classes: int = 1) -> CSNet:
+    return _csnet(config=preset_config("csnet-L-x1"), num_classes=num_classes)
+
+
+@register_model("csnet-L-x2", "CSNet-L-x2: the authors' learned channel numbers, 140,894 parameters")
+def _csnet_l_x2(num_classes: int = 1) -> CSNet:
+    return _csnet(config=preset_config("csnet-L-x2"), num_classes=num_classes)

@@ -16,7 +16,8 @@ from typing import Any, Mapping
 import torch
 from torch import Tensor, nn
 
-from ..errors import CheckpointError, ConfigError
+from ..errors import ConfigError
+from ._weights import load_mapped_state, read_foreign_state_dict, strip_module_prefix
 
 log = logging.getLogger(__name__)
 
@@ -222,11 +223,8 @@ def load_imagenet_weights(backbone: Res2Net, path: str | Path) -> Res2Net:
     raises a `CheckpointError` naming the first mismatching key. Read with
     ``torch.load(weights_only=True)``: the file cannot execute code.
     """
-    from .official import load_mapped_state, read_official_checkpoint
-
     path = Path(path)
-    sd = read_official_checkpoint(path)
-    sd = {k[7:] if k.startswith("module.") else k: v for k, v in sd.items()}
+    sd = {strip_module_prefix(k): v for k, v in read_foreign_state_dict(path).items()}
     # Files saved by old PyTorch versions have no BN batch counters; they carry no weights.
     ours = backbone.state_dict()
     for k, v in ours.items():
