@@ -144,6 +144,7 @@ def test_regularizer_study(bench, tmp_path):
 
 def test_regularizer_study_finetunes_on_a_fixed_subset(bench, tmp_path, monkeypatch):
     from sodlab import prune
+    from sodlab.studies import pruning
 
     seen = []
 
@@ -152,6 +153,8 @@ def test_regularizer_study_finetunes_on_a_fixed_subset(bench, tmp_path, monkeypa
         return pd.DataFrame({"keep_fraction": [1.0], "max_f": [0.5]})
 
     monkeypatch.setattr(prune, "curve", fake_curve)
+    # what is checked is the fine-tuning subset; training is covered by test_regularizer_study
+    monkeypatch.setattr(pruning, "train_or_resume", lambda model, *a, **kw: (model, pd.DataFrame({"epoch": [1]})))
     ex.regularizer_study(bench, regularizers=("none", "l2"), batch_size=16, work_dir=tmp_path, keep_fractions=(1.0,),
                          finetune_epochs=1, finetune_images=12, **TINY)
     assert len(seen) == 2 and len(seen[0]) == 12 and seen[0] == seen[1]
