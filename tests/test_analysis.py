@@ -124,6 +124,9 @@ def test_ablation_drop_equals_the_channel_contribution():
     expected = (torch.tensor([2.0, -1.0, 0.5]) * h.sum((2, 3))).mean(0)
     drops = ablation_importance(model, x, "layer")
     torch.testing.assert_close(drops, expected)
+    # in batches (the mean is over images, not batches), and only the channels asked for
+    torch.testing.assert_close(ablation_importance(model, x, "layer", batch_size=3), expected)
+    torch.testing.assert_close(ablation_importance(model, x, "layer", channels=[2, 0]), expected * torch.tensor([1.0, 0.0, 1.0]))
     # the hook is gone afterwards: the model computes what it did before
     torch.testing.assert_close(model(x), (torch.tensor([2.0, -1.0, 0.5]).view(1, 3, 1, 1) * h).flatten(1).sum(1))
     assert not model.layer._forward_hooks
@@ -322,6 +325,27 @@ def test_bootstrap_ci_covers_the_true_mean():
         assert ci["low"] <= ci["estimate"] <= ci["high"]
         covered += ci["low"] <= 2.0 <= ci["high"]
     assert 0.80 <= covered / trials <= 0.97
+
+
+def test_bootstrap_matches_a_hand_resampling_with_the_same_draws():
+    """scipy's percentile bootstrap, checked against the resampling written out: B resamples of
+    the row indices drawn at once per sample from default_rng(seed), percentiles of the statistic."""
+    rng = np.random.default_rng(3)
+    s, u = rng.normal(1.0, 1.0, 7), rng.normal(0.0, 1.0, 5)
+    draws = np.random.default_rng(11)
+    i, j = draws.integers(0, 7, (200, 7)), draws.integers(0, 5, (200, 5))
+    gaps = s[i].mean(1) - u[j].mean(1)
+    got = bootstrap_gap(s, u, n_boot=200, ci=0.9, seed=11)
+    assert got["gap"] == pytest.approx(s.mean() - u.mean(), abs=1e-12)
+    assert (got["low"], got["high"]) == pytest.approx((np.percentile(gaps, 5), np.percentile(gaps, 95)), abs=1e-12)
+    assert got["p_gap_le_0"] == pytest.approx((gaps <= 0).mean())
+    # rows are resampled whole: a paired statistic over a stacked (N, 2, ...) array
+    pairs = np.stack([s[:5], u], 1)
+    rows = np.random.default_rng(11).integers(0, 5, (200, 5))
+    diffs = pairs[rows, 0].max(1) - pairs[rows, 1].max(1)
+    ci = bootstrap_ci(pairs, n_boot=200, seed=11, statistic=lambda v: v[:, 0].max() - v[:, 1].max())
+    assert (ci["low"], ci["high"]) == pytest.approx((np.percentile(diffs, 2.5), np.percentile(diffs, 97.5)), abs=1e-12)
+    assert bootstrap_ci(s, n_boot=50, seed=4) == bootstrap_ci(s, n_boot=50, seed=4) != bootstrap_ci(s, n_boot=50, seed=5)
 
 
 def test_bootstrap_gap():

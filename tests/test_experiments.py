@@ -1,4 +1,4 @@
-"""sodlab.experiments: the scoring helpers exactly, and each experiment end to end on a tiny
+"""sodlab.studies experiments (also importable as sodlab.experiments): the scoring helpers exactly, and each experiment end to end on a tiny
 generated benchmark (tiny widths, 64x64 images, one or two epochs)."""
 from __future__ import annotations
 
@@ -10,7 +10,8 @@ from torch import nn
 
 import sodlab
 from sodlab import experiments as ex
-from sodlab import verdicts
+from sodlab.studies import verdicts
+from sodlab.studies.common import train_config
 from sodlab.analysis import probes
 from sodlab.metrics import max_f_from_curves, per_image_curves
 
@@ -55,6 +56,24 @@ def test_probes_read_out_separable_classes():
     with torch.no_grad():
         assert (head(torch.from_numpy(x).float()).argmax(1).numpy() == y).mean() == 1.0
     assert probes.chance_normalised(0.25, 4) == 0.0 and probes.chance_normalised(1.0, 4) == 1.0
+
+
+def test_probes_equal_their_closed_forms():
+    """scikit-learn's Ridge and NearestCentroid against the formulas written out, on a tiny case."""
+    rng = np.random.default_rng(1)
+    x = rng.normal(size=(12, 3)) * [1.0, 3.0, 0.5] + [0.0, 2.0, -1.0]
+    y = np.array([0, 1, 2, 0, 1, 2, 0, 1, 2, 0, 1, 1])
+    mu, sd = x.mean(0), x.std(0)
+    z = (x - mu) / sd
+    t = np.eye(3)[y]
+    w = np.linalg.solve(z.T @ z + 0.5 * 12 * np.eye(3), z.T @ (t - t.mean(0)))  # ridge on centred targets, alpha per row
+    head = probes.ridge_head(torch.from_numpy(x), y, 3, alpha=0.5)
+    np.testing.assert_allclose(head.weight.detach().double().numpy(), (w / sd[:, None]).T, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(head.bias.detach().double().numpy(), t.mean(0) - (mu / sd) @ w, rtol=1e-5, atol=1e-6)
+    q = rng.normal(size=(20, 3)) * 2
+    means = np.stack([z[y == c].mean(0) for c in range(3)])
+    nearest = (((q - mu) / sd)[:, None, :] - means[None]) ** 2
+    np.testing.assert_array_equal(probes.ncm_predict(x, y, q), nearest.sum(-1).argmin(1))
 
 
 def test_loo_drop():
@@ -125,6 +144,7 @@ def test_regularizer_study(bench, tmp_path):
 
 def test_regularizer_study_finetunes_on_a_fixed_subset(bench, tmp_path, monkeypatch):
     from sodlab import prune
+    from sodlab.studies import pruning
 
     seen = []
 
@@ -133,6 +153,8 @@ def test_regularizer_study_finetunes_on_a_fixed_subset(bench, tmp_path, monkeypa
         return pd.DataFrame({"keep_fraction": [1.0], "max_f": [0.5]})
 
     monkeypatch.setattr(prune, "curve", fake_curve)
+    # what is checked is the fine-tuning subset; training is covered by test_regularizer_study
+    monkeypatch.setattr(pruning, "train_or_resume", lambda model, *a, **kw: (model, pd.DataFrame({"epoch": [1]})))
     ex.regularizer_study(bench, regularizers=("none", "l2"), batch_size=16, work_dir=tmp_path, keep_fractions=(1.0,),
                          finetune_epochs=1, finetune_images=12, **TINY)
     assert len(seen) == 2 and len(seen[0]) == 12 and seen[0] == seen[1]
@@ -216,9 +238,9 @@ def test_mechanisms_study(bench, tmp_path):
 
 
 def test_train_config_is_the_quick_recipe_with_overrides():
-    c = ex._train_config(epochs=3, batch_size=4, seed=1)
+    c = train_config(epochs=3, batch_size=4, seed=1)
     assert (c.optimizer, c.lr, c.schedule, c.image_size, c.epochs) == ("adam", 3e-3, "cosine", None, 3)
-    assert ex._train_config(epochs=3, image_size=64).image_size == 64
+    assert train_config(epochs=3, image_size=64).image_size == 64
 
 
 def test_task_scores_are_relative_to_each_tasks_widest_model():

@@ -113,6 +113,29 @@ def test_all_passing_returns_zero_and_resume_skips(nbdir: Path, tmp_path: Path):
     assert not other[0].skipped and other[0].ok
 
 
+SLEEPS = OK.replace('Path(results_dir, "answer.txt")', 'import time\ntime.sleep(3)  # the kernel busy for 3 s\nPath(results_dir, "answer.txt")')
+
+
+def test_waiting_for_the_kernel_costs_the_runner_no_cpu(tmp_path: Path):
+    """While the kernel works, the runner's process waits on its sockets; it must not poll in a
+    loop (a busy wait would cost it about as much CPU time as the kernel's 3 s take). CPU time,
+    unlike wall time, does not grow when a loaded machine makes the process wait."""
+    import resource
+
+    def own_cpu() -> float:
+        r = resource.getrusage(resource.RUSAGE_SELF)  # this process, all its threads; not the kernel
+        return r.ru_utime + r.ru_stime
+
+    (tmp_path / "01_sleeps.py").write_text(SLEEPS)
+    at_cell = {}  # CPU time when each code cell finished: the last one is the sleeping cell
+    out = tmp_path / "out"
+    run = studies.execute_notebook(tmp_path / "01_sleeps.py", {"mode": "quick", "results_dir": str(out)}, out,
+                                   progress=lambda i, n: at_cell.update({i: own_cpu()}))
+    assert run.ok and len(at_cell) == 3
+    used = at_cell[3] - at_cell[2]
+    assert used < 0.5, f"the runner used {used:.2f} s of CPU while the kernel slept 3 s"
+
+
 def test_inject_parameters_goes_after_the_parameters_cell(nbdir: Path):
     nb = studies.read_notebook(nbdir / "01_works.py")
     assert studies.parameter_names(nb) == ["mode", "data_root", "device", "results_dir", "scale"]

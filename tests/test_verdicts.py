@@ -4,7 +4,7 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 
-from sodlab import verdicts
+from sodlab.studies import verdicts
 
 
 def test_outcome_is_read_from_the_verdict_and_must_be_known():

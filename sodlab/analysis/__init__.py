@@ -1,7 +1,6 @@
-"""Analysis tools for the semantic studies: channel importance, redundancy/CKA, category splits."""
+"""Analysis tools for the semantic studies: channel importance, redundancy/CKA, probes, category splits,
+bootstrap intervals."""
 from .categories import (
-    bootstrap_ci,
-    bootstrap_gap,
     dataset_labels,
     fraction_subset,
     leave_one_category_out,
@@ -35,6 +34,7 @@ from .redundancy import (
     pca_spectrum,
     spectrum_table,
 )
+from .stats import bootstrap_ci, bootstrap_gap
 
 __all__ = [
     "ClassLogitTarget",

@@ -1,11 +1,11 @@
-"""Category splits for the category-sensitivity study, and bootstrap intervals.
+"""Category splits for the category-sensitivity study.
 
 A split is drawn from an explicit seed, so a run is repeatable and a second seed is a
 second, independent split.
 """
 from __future__ import annotations
 
-from typing import Callable, Iterator, Optional, Sequence
+from typing import Iterator, Optional, Sequence
 
 import numpy as np
 from torch.utils.data import Dataset, Subset
@@ -86,53 +86,3 @@ def fraction_subset(dataset: Dataset, fraction: float, seed: int) -> Subset:
         n = max(1, int(round(fraction * len(idx))))
         keep.extend(rng.choice(idx, size=n, replace=False).tolist())
     return Subset(dataset, sorted(keep))
-
-
-# --- bootstrap -----------------------------------------------------------------------
-def _mean0(a: np.ndarray) -> float:
-    return float(np.mean(a, axis=0))
-
-
-def bootstrap_ci(
-    values: Sequence[float] | np.ndarray,
-    n_boot: int = 1000,
-    ci: float = 0.95,
-    seed: int = 0,
-    statistic: Callable[[np.ndarray], float] = _mean0,
-) -> dict[str, float]:
-    """Percentile bootstrap interval of ``statistic`` over items (rows of ``values``):
-    ``{"estimate", "low", "high"}``."""
-    v = np.asarray(values, dtype=np.float64)
-    if len(v) < 2:
-        raise ConfigError(f"a bootstrap needs at least 2 items, got {len(v)}")
-    rng = np.random.default_rng(seed)
-    stats = np.array([statistic(v[rng.integers(0, len(v), len(v))]) for _ in range(n_boot)])
-    a = (1 - ci) / 2
-    return {"estimate": float(statistic(v)), "low": float(np.quantile(stats, a)), "high": float(np.quantile(stats, 1 - a))}
-
-
-def bootstrap_gap(
-    seen: Sequence[float] | np.ndarray,
-    unseen: Sequence[float] | np.ndarray,
-    n_boot: int = 1000,
-    ci: float = 0.95,
-    seed: int = 0,
-    statistic: Callable[[np.ndarray], float] = _mean0,
-) -> dict[str, float]:
-    """Bootstrap interval of ``statistic(seen) - statistic(unseen)``, resampling the images of
-    each group independently: ``{"gap", "low", "high", "p_gap_le_0"}`` (the last: share of
-    resamples where the gap is not positive, a one-sided bootstrap p-value)."""
-    s, u = np.asarray(seen, dtype=np.float64), np.asarray(unseen, dtype=np.float64)
-    if len(s) < 2 or len(u) < 2:
-        raise ConfigError(f"a bootstrap needs at least 2 items per group, got {len(s)} seen and {len(u)} unseen")
-    rng = np.random.default_rng(seed)
-    gaps = np.array(
-        [statistic(s[rng.integers(0, len(s), len(s))]) - statistic(u[rng.integers(0, len(u), len(u))]) for _ in range(n_boot)]
-    )
-    a = (1 - ci) / 2
-    return {
-        "gap": float(statistic(s) - statistic(u)),
-        "low": float(np.quantile(gaps, a)),
-        "high": float(np.quantile(gaps, 1 - a)),
-        "p_gap_le_0": float((gaps <= 0).mean()),
-    }

@@ -191,7 +191,6 @@ def zero_channels(module: nn.Module, channels: Sequence[int]) -> Iterator[None]:
         handle.remove()
 
 
-@torch.no_grad()
 def ablation_importance(
     target: nn.Module,
     inputs: Tensor,
@@ -200,37 +199,50 @@ def ablation_importance(
     channels: Optional[Sequence[int]] = None,
     batch_size: int = 16,
 ) -> Tensor:
-    """Drop of the mean target when each channel of ``layer`` is zeroed alone (C,).
+    """Drop of the mean target when each channel of ``layer`` is zeroed alone (C,): captum's
+    `LayerFeatureAblation` with one feature group per channel and a zero baseline. With
+    ``channels``, only those are ablated (the others, one extra group, read 0).
 
     ``aux`` (region/class) is fixed from the intact model, so the drop measures the same
     quantity before and after ablation. Positive: the channel supports the target.
     """
+    from captum.attr import LayerFeatureAblation
+
     module = resolve_layer(target, layer)
     device = next(_inner(target).parameters()).device
-    with eval_mode(target):
-        xs, auxes = [], []
+    drops: list[Tensor] = []
+    mask: Optional[Tensor] = None
+    with eval_mode(target), torch.no_grad():
         for start in range(0, len(inputs), batch_size):
             x = inputs[start:start + batch_size].to(device)
-            xs.append(x)
-            auxes.append(_aux_for(target, x, None if aux is None else aux[start:start + batch_size]))
+            a = _aux_for(target, x, None if aux is None else aux[start:start + batch_size])
+            extra = None if a is None else (a,)
+            if mask is None:  # the channel count, hence the groups, is the same for every batch
+                mask, chosen = _channel_groups(target, module, x, extra, channels)
+            attr = LayerFeatureAblation(target, module).attribute(x, layer_baselines=0.0, additional_forward_args=extra,
+                                                                  layer_mask=mask)
+            per_channel = attr.flatten(2)[:, :, 0] if attr.dim() > 2 else attr
+            drops.append(torch.where(chosen, per_channel.cpu(), torch.zeros(())))
+    return torch.cat(drops).mean(0)
 
-        def score() -> float:
-            total = sum((target(x) if a is None else target(x, a)).sum().item() for x, a in zip(xs, auxes))
-            return float(total / len(inputs))
 
-        shapes: list[int] = []
-        probe = module.register_forward_hook(lambda _m, _i, o: shapes.append(o.shape[1]))
-        try:
-            base = score()
-        finally:
-            probe.remove()
-        n = shapes[0]
-        chans = range(n) if channels is None else channels
-        drops = torch.zeros(n)
-        for c in chans:
-            with zero_channels(module, [c]):
-                drops[c] = base - score()
-    return drops
+def _channel_groups(target: nn.Module, module: nn.Module, x: Tensor, extra: Optional[tuple],
+                    channels: Optional[Sequence[int]]) -> tuple[Tensor, Tensor]:
+    """A captum layer mask giving each channel of ``module``'s output its own group (the unchosen
+    channels share one last group), and which channels were chosen."""
+    shapes: list[torch.Size] = []
+    probe = module.register_forward_hook(lambda _m, _i, o: shapes.append(o.shape))
+    try:
+        target(x, *(extra or ()))
+    finally:
+        probe.remove()
+    shape = shapes[0]
+    n = shape[1]
+    chosen = torch.zeros(n, dtype=torch.bool)
+    chosen[list(range(n)) if channels is None else list(channels)] = True
+    group = torch.full((n,), int(chosen.sum()), dtype=torch.long)
+    group[chosen] = torch.arange(int(chosen.sum()))
+    return group.view(1, n, *([1] * (len(shape) - 2))).to(x.device), chosen
 
 
 def grad_cam(

@@ -1,6 +1,8 @@
 """Read-outs on frozen features: how much category information a representation carries.
 
-Both are closed-form (no training loop), so a probe measures the features, not an optimiser.
+Both are closed-form (no training loop), so a probe measures the features, not an optimiser:
+scikit-learn's `NearestCentroid` and `Ridge` (Cholesky solver) on features standardised with
+the training statistics (`StandardScaler`).
 """
 from __future__ import annotations
 
@@ -8,6 +10,9 @@ from typing import Sequence
 
 import numpy as np
 import torch
+from sklearn.linear_model import Ridge
+from sklearn.neighbors import NearestCentroid
+from sklearn.preprocessing import StandardScaler
 from torch import Tensor, nn
 
 from ..errors import ConfigError
@@ -21,12 +26,8 @@ def ncm_predict(train_x, train_y, test_x) -> np.ndarray:
     """Nearest-class-mean labels for ``test_x`` (N, D) from class means of ``train_x``;
     features are standardised with the training statistics first."""
     tx, ty, qx = _np(train_x), np.asarray(train_y, dtype=int), _np(test_x)
-    mu, sd = tx.mean(0), tx.std(0) + 1e-8
-    tx, qx = (tx - mu) / sd, (qx - mu) / sd
-    classes = np.unique(ty)
-    means = np.stack([tx[ty == c].mean(0) for c in classes])
-    d = ((qx[:, None, :] - means[None]) ** 2).sum(-1)
-    return classes[d.argmin(1)]
+    scaler = StandardScaler().fit(tx)
+    return NearestCentroid().fit(scaler.transform(tx), ty).predict(scaler.transform(qx))
 
 
 def ncm_accuracy(train_x, train_y, test_x, test_y) -> float:
@@ -42,18 +43,17 @@ def chance_normalised(accuracy: float, n_classes: int) -> float:
 
 
 def ridge_head(features, labels: Sequence[int], num_classes: int, alpha: float = 1e-2) -> nn.Linear:
-    """A linear layer (D -> K) fitted in closed form to one-hot ``labels`` (ridge regression
-    on standardised features, folded back into the layer's weights)."""
+    """A linear layer (D -> K) fitted in closed form to one-hot ``labels``: ridge regression on
+    standardised features with penalty ``alpha`` per training row (scikit-learn's ``alpha`` is
+    ``alpha * N``), folded back into the layer's weights so that it reads raw features."""
     x, y = _np(features), np.asarray(labels, dtype=int)
     if len(x) != len(y):
         raise ConfigError(f"{len(x)} feature rows for {len(y)} labels")
-    mu, sd = x.mean(0), x.std(0) + 1e-8
-    z = (x - mu) / sd
-    t = np.eye(num_classes)[y]
-    t = t - t.mean(0)
-    w = np.linalg.solve(z.T @ z + alpha * len(z) * np.eye(z.shape[1]), z.T @ t)  # (D, K)
+    scaler = StandardScaler().fit(x)
+    ridge = Ridge(alpha=alpha * len(x), fit_intercept=True, solver="cholesky").fit(scaler.transform(x), np.eye(num_classes)[y])
+    w = ridge.coef_ / scaler.scale_  # (K, D) on raw features
     lin = nn.Linear(x.shape[1], num_classes)
     with torch.no_grad():
-        lin.weight.copy_(torch.from_numpy((w / sd[:, None]).T))
-        lin.bias.copy_(torch.from_numpy(np.eye(num_classes)[y].mean(0) - (mu / sd) @ w))
+        lin.weight.copy_(torch.from_numpy(w))
+        lin.bias.copy_(torch.from_numpy(ridge.intercept_ - w @ scaler.mean_))
     return lin

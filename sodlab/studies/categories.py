@@ -1,0 +1,160 @@
+"""Study 4, category sensitivity: saliency on seen vs unseen categories, against classification."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Mapping, Optional
+
+import numpy as np
+import pandas as pd
+from torch.utils.data import Dataset, Subset
+
+from ..analysis import categories as cat
+from ..analysis import probes
+from ..analysis.stats import bootstrap_gap
+from ..device import resolve_device
+from ..metrics import max_f_from_curves
+from .common import (category_names, classifier_row, cls_model, collect, datasets, eval_view, flush_denormals, score_summary,
+                     slug, sod_model, sod_scores, train_or_resume)
+
+
+@flush_denormals
+def category_sensitivity(
+    data_root: str | Path,
+    n_seen: int = 6,
+    width: int = 8,
+    epochs: int = 3,
+    image_size: int = 64,
+    seed: int = 0,
+    loo: bool = True,
+    n_boot: int = 500,
+    device: Optional[str] = "auto",
+    work_dir: str | Path = "runs/categories",
+    batch_size: int = 16,
+    loo_epochs: Optional[int] = None,
+    loo_max: Optional[int] = None,
+    progress: bool = False,
+) -> dict[str, pd.DataFrame]:
+    """Is saliency category-insensitive, and is classification not?
+
+    SOD: a CSNet trained on the ``n_seen`` seen categories, scored on the test images of seen
+    and unseen categories (max-F, MAE), with bootstrap intervals of the seen-minus-unseen gap
+    over test images. Classification: the twin classifier trained on the same seen images;
+    its head cannot name unseen categories, so both tasks' encoders are read out the same
+    way: nearest-class-mean accuracy of pooled encoder features (class means from training
+    images, scored on test images) on seen vs on unseen categories, chance-normalised so
+    that different numbers of classes compare. Leave-one-category-out (``loo``): one SOD
+    model per held-out category (at most ``loo_max``), scored on every test category.
+
+    Returns ``split``, ``sod_per_category``, ``summary`` (task x group), ``gaps`` (one row per
+    task/metric: gap, CI, relative gap), ``loo`` (long matrix), ``classifiers`` (the twin's test
+    accuracy on the seen categories next to chance) and ``classifier_log``/``sod_log``.
+    """
+    dev = resolve_device(device)
+    train, test = datasets(data_root, image_size)
+    names = category_names(train)
+    seen, unseen = cat.split_categories(names, n_seen, seed)
+    work = Path(work_dir) / f"seen{n_seen}_seed{seed}"
+    train_seen = cat.subset_by_category(train, seen)
+    test_labels = cat.dataset_labels(test)
+    seen_ids, unseen_ids = cat.category_ids(train, seen), cat.category_ids(train, unseen)
+    is_seen = np.isin(test_labels, seen_ids)
+    is_unseen = np.isin(test_labels, unseen_ids)
+    test_seen = Subset(test, np.flatnonzero(is_seen).tolist())
+
+    # --- SOD on seen categories
+    sod, sod_log = train_or_resume(sod_model(width, seed), train_seen, test_seen, work / "sod", epochs, batch_size, seed, dev, progress=progress)
+    scores = sod_scores(sod, test, dev)
+    per_cat = []
+    for c, name in enumerate(names):
+        idx = np.flatnonzero(scores["label"] == c)
+        per_cat.append({"category": name, "seen": name in seen, **score_summary(scores, idx)})
+    si, ui = np.flatnonzero(is_seen), np.flatnonzero(is_unseen)
+    summary = [
+        {"task": "sod", "group": "seen", "metric": "max_f", "value": score_summary(scores, si)["max_f"], "n_images": len(si)},
+        {"task": "sod", "group": "unseen", "metric": "max_f", "value": score_summary(scores, ui)["max_f"], "n_images": len(ui)},
+        {"task": "sod", "group": "seen", "metric": "mae", "value": score_summary(scores, si)["mae"], "n_images": len(si)},
+        {"task": "sod", "group": "unseen", "metric": "mae", "value": score_summary(scores, ui)["mae"], "n_images": len(ui)},
+    ]
+    gaps = [
+        {"task": "sod", "metric": "max_f", **bootstrap_gap(scores["curves"][si], scores["curves"][ui], n_boot, seed=seed, statistic=max_f_from_curves)},
+        {"task": "sod", "metric": "mae", **bootstrap_gap(scores["mae"][si], scores["mae"][ui], n_boot, seed=seed)},
+    ]
+
+    # --- classification twin on the same seen images; NCM read-out for both encoders
+    seen_map = {c: i for i, c in enumerate(seen_ids)}
+    cls_train = _Relabelled(train_seen, seen_map)
+    cls_val = _Relabelled(test_seen, seen_map)
+    cls, cls_log = train_or_resume(cls_model(width, len(seen), seed), cls_train, cls_val, work / "classifier", epochs, batch_size, seed, dev, task="classification", progress=progress)
+    train_eval = eval_view(train, data_root, image_size)
+    for task, model in (("classifier", cls), ("sod_encoder", sod)):
+        ftr = collect(model, train_eval, dev, what="embed")
+        fte = collect(model, test, dev, what="embed")
+        for group, ids in (("seen", seen_ids), ("unseen", unseen_ids)):
+            tr = np.isin(ftr["label"], ids)
+            te = np.isin(fte["label"], ids)
+            pred = probes.ncm_predict(ftr["out"][tr], ftr["label"][tr], fte["out"][te])
+            correct = (pred == fte["label"][te]).astype(float)
+            k = len(ids)
+            summary.append({"task": task, "group": group, "metric": "ncm_accuracy", "value": float(correct.mean()), "n_images": int(te.sum())})
+            summary.append({"task": task, "group": group, "metric": "ncm_accuracy_vs_chance", "value": probes.chance_normalised(correct.mean(), k), "n_images": int(te.sum())})
+            if group == "seen":
+                seen_correct, k_seen = correct, k
+        unseen_correct, k_unseen = correct, k
+        # chance-normalise per image so the bootstrap compares like with like
+        a = (seen_correct - 1 / k_seen) / (1 - 1 / k_seen)
+        b = (unseen_correct - 1 / k_unseen) / (1 - 1 / k_unseen)
+        gaps.append({"task": task, "metric": "ncm_accuracy_vs_chance", **bootstrap_gap(a, b, n_boot, seed=seed)})
+    summary_df = pd.DataFrame(summary)
+    gaps_df = pd.DataFrame(gaps)
+    seen_vals = {(r.task, r.metric): r.value for r in summary_df[summary_df.group == "seen"].itertuples()}
+    gaps_df["relative_gap"] = [g / seen_vals.get((t, m), float("nan")) if seen_vals.get((t, m)) else float("nan") for t, m, g in zip(gaps_df.task, gaps_df.metric, gaps_df.gap)]
+
+    # --- leave one category out
+    loo_rows = []
+    if loo:
+        held = names if loo_max is None else names[:loo_max]
+        for h, rest in cat.leave_one_category_out(names):
+            if h not in held:
+                continue
+            sub = cat.subset_by_category(train, rest)
+            m, _ = train_or_resume(sod_model(width, seed), sub, None, work / f"loo_{slug(h)}", loo_epochs or epochs, batch_size, seed, dev, progress=progress)
+            sc = sod_scores(m, test, dev)
+            for c, name in enumerate(names):
+                idx = np.flatnonzero(sc["label"] == c)
+                loo_rows.append({"held_out": h, "category": name, "is_held_out": name == h, **score_summary(sc, idx)})
+    return {
+        "split": pd.DataFrame({"category": names, "seen": [n in seen for n in names]}),
+        "sod_per_category": pd.DataFrame(per_cat),
+        "summary": summary_df,
+        "gaps": gaps_df,
+        "loo": pd.DataFrame(loo_rows, columns=["held_out", "category", "is_held_out", "n_images", "max_f", "mae"]),
+        "classifiers": pd.DataFrame([classifier_row("classifier", cls, cls_val, dev, len(seen))]),
+        "sod_log": sod_log,
+        "classifier_log": cls_log,
+    }
+
+
+def loo_drop(loo: pd.DataFrame, metric: str = "max_f") -> pd.DataFrame:
+    """Per category: its score when held out vs the mean score of the models that saw it."""
+    rows = []
+    for c, g in loo.groupby("category", sort=False):
+        held = g[g.is_held_out][metric]
+        other = g[~g.is_held_out][metric]
+        if len(held) and len(other):
+            rows.append({"category": c, f"{metric}_held_out": float(held.iloc[0]), f"{metric}_seen": float(other.mean()), "drop": float(other.mean() - held.iloc[0])})
+    return pd.DataFrame(rows)
+
+
+class _Relabelled(Dataset):
+    """Items of ``base`` with ``label`` mapped through ``mapping`` (category -> class index)."""
+    def __init__(self, base: Dataset, mapping: Mapping[int, int]) -> None:
+        self.base, self.mapping = base, dict(mapping)
+        self.labels = [self.mapping[int(v)] for v in cat.dataset_labels(base)]
+
+    def __len__(self) -> int:
+        return len(self.base)
+
+    def __getitem__(self, i: int) -> dict:
+        item = dict(self.base[i])
+        item["label"] = self.mapping[int(item["label"])]
+        return item

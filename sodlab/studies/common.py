@@ -1,0 +1,207 @@
+"""What every study experiment shares: data, seeded models, training that resumes, scoring.
+
+Every experiment takes explicit sizes (width, epochs, image size, number of images), so a
+notebook picks its quick/standard/full mode by passing numbers, and an explicit ``seed``.
+Models are trained with `sodlab.train.fit` into ``work_dir/<run>/`` and reused when that run
+is already complete, so an interrupted notebook picks up where it stopped.
+"""
+from __future__ import annotations
+
+import functools
+import logging
+from pathlib import Path
+from typing import Any, Mapping, Optional
+
+import numpy as np
+import pandas as pd
+import torch
+from torch import nn
+from torch.utils.data import DataLoader, Dataset, Subset
+
+from ..analysis import probes
+from ..checkpoint import load
+from ..data import SODFolder
+from ..data import transforms as T
+from ..errors import DataError
+from ..metrics import max_f_from_curves, per_image_curves
+from ..models.classifier import CSNetClassifier
+from ..models.csnet import CSNet
+from ..models.registry import create_model
+from ..train import fit, load_recipe
+
+log = logging.getLogger(__name__)
+
+DEFAULT_LAYERS = ("stage2", "stage3", "stage4")
+
+
+def flush_denormals(fn):
+    """Run an experiment with denormal floats flushed to zero on the CPU.
+
+    Regularisers that drive BN scales to zero (dynamic weight decay, L1) leave activations
+    in the denormal range, where CPU arithmetic is some 30x slower (measured: CSNet width 8
+    at 64x64 trains at 0.8 instead of 36 images/s). Zeroing them changes nothing visible.
+    """
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any):
+        torch.set_flush_denormal(True)
+        try:
+            return fn(*args, **kwargs)
+        finally:
+            torch.set_flush_denormal(False)
+
+    return wrapper
+
+
+def seeded(fn, seed: int):
+    """Call ``fn()`` with torch's global RNG seeded, restoring it afterwards."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        return fn()
+
+
+def sod_model(width: int, seed: int) -> CSNet:
+    """A fresh CSNet of ``width``, initialised from ``seed``."""
+    return seeded(lambda: create_model("csnet", width=width), seed)
+
+
+def cls_model(width: int, num_classes: int, seed: int) -> CSNetClassifier:
+    return seeded(lambda: create_model("csnet-cls", width=width, num_classes=num_classes), seed)
+
+
+def datasets(data_root: str | Path, image_size: int) -> tuple[Dataset, Dataset]:
+    """``(train, test)`` folders of a benchmark root (``root/train``, ``root/test``)."""
+    root = Path(data_root)
+    for part in ("train", "test"):
+        if not (root / part).is_dir():
+            raise DataError(f"{root}: expected a benchmark folder with train/ and test/ (missing {part}/)")
+    train = SODFolder(root / "train", transform=T.train_transform(image_size))
+    # the test split shares the training split's label indices
+    names = train.category_names or None
+    test = SODFolder(root / "test", transform=T.eval_transform(image_size), category_names=names)
+    return train, test
+
+
+def eval_view(dataset: Dataset, data_root: str | Path, image_size: int) -> Dataset:
+    """The training images with the evaluation transform (for features and probes)."""
+    parent = dataset.dataset if isinstance(dataset, Subset) else dataset
+    base = SODFolder(Path(data_root) / "train", transform=T.eval_transform(image_size), category_names=getattr(parent, "category_names", None) or None)
+    if isinstance(dataset, Subset):
+        return Subset(base, list(dataset.indices))
+    return base
+
+
+def category_names(ds: Dataset) -> list[str]:
+    names = getattr(ds, "category_names", None) or getattr(getattr(ds, "dataset", None), "category_names", None)
+    if not names:
+        raise DataError("this study needs category labels (a categories.csv beside the images)")
+    return list(names)
+
+
+def train_or_resume(
+    model: nn.Module,
+    train: Dataset,
+    val: Optional[Dataset],
+    run_dir: Path,
+    epochs: int,
+    batch_size: int,
+    seed: int,
+    device: torch.device,
+    regularizer: str = "none",
+    task: str = "sod",
+    progress: bool = False,
+    **overrides: Any,
+) -> tuple[nn.Module, pd.DataFrame]:
+    """Train with `sodlab.train.fit` into ``run_dir``; a finished run there is reused as is,
+    an interrupted one resumed. Returns the model of the last epoch and the log."""
+    run_dir = Path(run_dir)
+    config = train_config(epochs=epochs, batch_size=batch_size, seed=seed, regularizer=regularizer, task=task, **overrides)
+    log_df = fit(model, train, val, config, run_dir, resume=True, device=str(device), progress=progress)
+    trained = load(run_dir / "last.pt").to(device)
+    return trained, log_df
+
+
+def train_config(**kw: Any) -> Any:
+    """The studies' short-run recipe: the shipped ``quick`` recipe (Adam 3e-3, cosine schedule,
+    no weight decay, channels-last) with the given overrides. The datasets are built by the
+    caller, so the recipe's input side is dropped unless given."""
+    return load_recipe("quick").replace(**{"image_size": None, **kw})
+
+
+def loader(ds: Dataset, batch_size: int) -> DataLoader:
+    return DataLoader(ds, batch_size=batch_size, shuffle=False, num_workers=0)
+
+
+@torch.no_grad()
+def collect(model: nn.Module, ds: Dataset, device: torch.device, batch_size: int = 32, what: str = "sod") -> dict[str, np.ndarray]:
+    """One pass over ``ds``: labels, and either saliency probabilities + masks ("sod"),
+    class logits ("cls") or pooled encoder features ("embed")."""
+    model.eval()
+    out: dict[str, list] = {"label": [], "out": [], "mask": []}
+    for b in loader(ds, batch_size):
+        x = b["image"].to(device)
+        if what == "sod":
+            out["out"].append(torch.sigmoid(model(x)[:, :1]).cpu())
+            out["mask"].append(b["mask"])
+        elif what == "cls":
+            out["out"].append(model(x).cpu())
+        else:
+            out["out"].append(model.features(x)[-1].mean(dim=(2, 3)).cpu())
+        out["label"].append(torch.as_tensor(b["label"]))
+    res = {"label": torch.cat(out["label"]).numpy(), "out": torch.cat(out["out"]).numpy()}
+    if out["mask"]:
+        res["mask"] = torch.cat(out["mask"]).numpy()
+    return res
+
+
+def sod_scores(model: nn.Module, ds: Dataset, device: torch.device, batch_size: int = 32) -> dict[str, np.ndarray]:
+    r = collect(model, ds, device, batch_size, "sod")
+    pred, mask = r["out"], r["mask"]
+    mae = np.abs(pred - (mask > 0.5)).reshape(len(pred), -1).mean(1)
+    return {"label": r["label"], "mae": mae, "curves": per_image_curves(pred, mask)}
+
+
+def score_summary(scores: Mapping[str, np.ndarray], idx: Optional[np.ndarray] = None) -> dict[str, float]:
+    idx = np.arange(len(scores["mae"])) if idx is None else idx
+    if len(idx) == 0:
+        return {"n_images": 0, "max_f": float("nan"), "mae": float("nan")}
+    return {"n_images": int(len(idx)), "max_f": max_f_from_curves(scores["curves"][idx]), "mae": float(scores["mae"][idx].mean())}
+
+
+def classifier_row(name: str, model: nn.Module, ds: Dataset, device: torch.device, n_classes: int, **extra: Any) -> dict[str, Any]:
+    """Test accuracy of a classifier next to chance, for the verdicts: a comparison with a
+    classifier that has barely left chance says nothing about classification."""
+    out = collect(model, ds, device, what="cls")
+    acc = float((out["out"].argmax(1) == out["label"]).mean())
+    return {"model": name, **extra, "classes": int(n_classes), "n_images": int(len(out["label"])), "accuracy": acc,
+            "chance": 1.0 / n_classes, "above_chance": probes.chance_normalised(acc, n_classes)}
+
+
+def log_frame(log_df: pd.DataFrame, **cols: Any) -> pd.DataFrame:
+    df = log_df.copy()
+    for k, v in cols.items():
+        df.insert(0, k, v)
+    return df
+
+
+def bn_gammas(model: nn.Module) -> pd.DataFrame:
+    """|gamma| of every batch norm of the encoder's ILBlock convolutions (the regularised ones)."""
+    rows = []
+    for name, mod in model.named_modules():
+        if isinstance(mod, nn.modules.batchnorm._BatchNorm) and ".conv.norms." in f".{name}" and not name.startswith("csf"):
+            block = name.split(".conv.norms.")[0]
+            scale = int(name.rsplit(".", 1)[1])
+            for c, g in enumerate(mod.weight.detach().abs().cpu().numpy()):
+                rows.append({"block": block, "scale": scale, "channel": c, "abs_gamma": float(g)})
+    return pd.DataFrame(rows)
+
+
+def spread(n: int, k: int, seed: int) -> list[int]:
+    """``k`` of the indices ``0..n-1`` drawn by ``seed``, sorted (all of them when ``k >= n``)."""
+    if k >= n:
+        return list(range(n))
+    return sorted(np.random.default_rng(seed).choice(n, size=k, replace=False).tolist())
+
+
+def slug(s: str) -> str:
+    """``s`` with every character that is not a letter or digit replaced by ``_`` (a folder name)."""
+    return "".join(ch if ch.isalnum() else "_" for ch in str(s))

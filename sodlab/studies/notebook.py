@@ -1,0 +1,151 @@
+"""What a running study notebook uses: `start_study` resolves its parameters into a `Study`,
+which saves its figures and tables and records its closing findings."""
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import logging
+import re
+from pathlib import Path
+from typing import Any, Mapping, Optional
+
+import torch
+
+from ..atomic import write_text_atomic
+from ..data import synthetic
+from ..device import resolve_device
+from ..errors import ConfigError, DataError
+from ..viz.io import save_table, savefig
+from .paths import MODES, default_results_dir
+
+log = logging.getLogger(__name__)
+
+FINDINGS_RECORD = "findings.json"
+# The built-in benchmark in quick mode: small enough that all seven notebooks train their
+# models in minutes on two CPU cores (quick mode only proves the code paths). Ten test and
+# forty training images per category; standard and full mode use the default benchmark.
+QUICK_BENCHMARK = {"n_train": 480, "n_test": 120}
+
+
+@dataclasses.dataclass
+class Study:
+    """What a running notebook needs: its sizes, device, data and results folder.
+
+    Made by `start_study` in each notebook's first code cell after the parameters.
+    """
+
+    name: str
+    mode: str
+    sizes: dict[str, Any]
+    device: str
+    data_root: Optional[Path]
+    results_dir: Path
+    builtin_data: bool
+
+    @property
+    def quick(self) -> bool:
+        return self.mode == "quick"
+
+    @property
+    def work_dir(self) -> Path:
+        """Where the notebook's training runs go; per mode and data set, so that a rerun in the
+        same mode on the same data reuses finished runs (resume) and never mixes runs of
+        different sizes, nor reuses models trained on other data (a regenerated benchmark
+        with other parameters has another folder name, hence another work folder)."""
+        base = self.results_dir / "runs" / self.mode
+        if self.data_root is None:
+            return base
+        if self.builtin_data:
+            return base / self.data_root.name  # synthetic-<hash of its parameters>
+        path = str(self.data_root.resolve())
+        tag = re.sub(r"[^A-Za-z0-9_.-]+", "_", self.data_root.name)[:40] or "data"
+        return base / f"{tag}-{hashlib.sha1(path.encode()).hexdigest()[:8]}"
+
+    def savefig(self, fig, name: str, **kw) -> Path:
+        """Save a matplotlib figure as ``<results_dir>/<name>.png`` (atomically)."""
+        return savefig(fig, self.results_dir / name, **kw)
+
+    def save_table(self, df, name: str, index: bool = False) -> Path:
+        """Save a DataFrame as ``<results_dir>/<name>.csv`` (atomically)."""
+        return save_table(df, self.results_dir / name, index=index)
+
+    def findings(self, claim: str, verdict: str, text: str, key_figure: Optional[str] = None, exact: bool = False):
+        """Record the closing findings (``findings.json``, ``findings.md``) and return them as
+        Markdown for display. In quick mode a caveat that nothing can be concluded is added.
+
+        ``verdict`` is one short phrase (for example "held, strongly"); ``text`` carries the
+        numbers of this run. ``exact``: the notebook trains and samples nothing, so its numbers
+        are the same in every mode (the quick-mode caveat says so instead).
+        """
+        caveat = ""
+        if self.quick and exact:
+            caveat = ("*Quick mode; this notebook trains and samples nothing, so its numbers are exact "
+                      "and the same in every mode.*")
+        elif self.quick:
+            caveat = ("**Quick mode: this run only proves that the code path works. It is far too "
+                      "small to conclude anything**; the verdict below is what these numbers would "
+                      "say, not evidence. Run with `mode = \"standard\"` (CPU) or `\"full\"` (GPU, real data).")
+        data = ("no data" if self.data_root is None else
+                "the built-in generated benchmark" if self.builtin_data else f"`{self.data_root}`")
+        md = "\n\n".join(x for x in [
+            "## What we found",
+            caveat,
+            f"**Claim.** {claim}",
+            f"**Verdict ({self.mode} mode, {data}, device {self.device}).** {verdict}",
+            text.strip(),
+        ] if x)
+        if key_figure is not None and not (self.results_dir / key_figure).exists():
+            raise DataError(f"key figure {key_figure} not found in {self.results_dir}")
+        record = {"name": self.name, "mode": self.mode, "claim": claim, "verdict": verdict, "text": text.strip(),
+                  "key_figure": key_figure, "data": None if self.data_root is None else "builtin" if self.builtin_data else str(self.data_root),
+                  "device": self.device, "exact": exact}
+        write_text_atomic(self.results_dir / FINDINGS_RECORD, json.dumps(record, indent=1) + "\n")
+        write_text_atomic(self.results_dir / "findings.md", md + "\n")
+        try:
+            from IPython.display import Markdown
+
+            return Markdown(md)
+        except ImportError:  # outside Jupyter the text is still useful
+            return md
+
+
+def start_study(
+    name: str,
+    mode: str,
+    sizes: Mapping[str, Mapping[str, Any]],
+    data_root: Optional[str | Path] = None,
+    device: str = "auto",
+    results_dir: Optional[str | Path] = None,
+    benchmark: Optional[Mapping[str, Any]] = None,
+    needs_data: bool = True,
+) -> Study:
+    """Resolve a notebook's parameters: check ``mode``, pick its sizes, resolve ``device``
+    ("auto": CUDA when present), make the results folder and find the data (``data_root=None``:
+    the built-in generated benchmark, made on first use with ``benchmark`` options, by default
+    `QUICK_BENCHMARK` in quick mode and the full default benchmark otherwise; left ``None``
+    when ``needs_data`` is false)."""
+    if mode not in MODES:
+        raise ConfigError(f"mode {mode!r}: expected one of {', '.join(MODES)}")
+    if mode not in sizes:
+        raise ConfigError(f"{name}: no sizes for mode {mode!r} (have {', '.join(sizes)})")
+    dev = str(resolve_device(device))
+    # Untrained layers and channels whose BN scale decay drove towards zero produce denormal
+    # floats, which make CPU convolutions several times slower; flushing them to zero changes
+    # values below 1e-38 only. The kernel is this notebook's own process, so this is local.
+    torch.set_flush_denormal(True)
+    out = Path(results_dir) if results_dir is not None else default_results_dir() / name
+    out.mkdir(parents=True, exist_ok=True)
+    if data_root is None and not needs_data:
+        root, builtin = None, True
+    elif data_root is None:
+        options = dict(QUICK_BENCHMARK) if mode == "quick" else {}
+        root = Path(synthetic.ensure_benchmark(**(options | dict(benchmark or {}))))
+        builtin = True
+    else:
+        root = Path(data_root).expanduser()
+        if not root.is_dir():
+            raise DataError(f"{root}: no such data folder (data_root)")
+        builtin = False
+    log.info("%s: %s mode on %s, data %s, results in %s", name, mode, dev, root, out)
+    return Study(name, mode, dict(sizes[mode]), dev, root, out, builtin)

@@ -1,0 +1,63 @@
+"""Study 3, regularisers and pruning: the same CSNet trained with each regulariser, then pruned."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional, Sequence
+
+import pandas as pd
+from torch.utils.data import Subset
+
+from .. import prune
+from ..device import resolve_device
+from .common import bn_gammas, datasets, flush_denormals, log_frame, score_summary, sod_model, sod_scores, spread, train_or_resume
+
+
+@flush_denormals
+def regularizer_study(
+    data_root: str | Path,
+    regularizers: Sequence[str] = ("dwd", "l2", "l1", "none"),
+    width: int = 8,
+    epochs: int = 3,
+    image_size: int = 64,
+    batch_size: int = 16,
+    seed: int = 0,
+    device: Optional[str] = "auto",
+    work_dir: str | Path = "runs/regularizers",
+    keep_fractions: Sequence[float] = (1.0, 0.5, 0.3, 0.2),
+    finetune_epochs: int = 0,
+    finetune_images: Optional[int] = None,
+    progress: bool = False,
+) -> dict[str, pd.DataFrame]:
+    """Train the same CSNet with each regulariser; return ``logs`` (training logs),
+    ``gammas`` (|gamma| of every regularised channel at initialisation and after training),
+    ``pruning`` (`sodlab.prune.curve` per regulariser) and ``final`` (metrics per regulariser).
+    ``finetune_images`` fine-tunes each slim model on that many training images (a fixed random
+    subset, the same for every point) instead of all of them: fine-tuning every point of every
+    curve on the whole set costs more than training the models."""
+    dev = resolve_device(device)
+    train, test = datasets(data_root, image_size)
+    tune = train if finetune_images is None else Subset(train, spread(len(train), finetune_images, seed))
+    work = Path(work_dir)
+    logs, gammas, curves, finals = [], [], [], []
+    for reg in regularizers:
+        init = sod_model(width, seed)
+        g0 = bn_gammas(init)
+        g0.insert(0, "epoch", 0)
+        model, lg = train_or_resume(init, train, test, work / f"{reg}", epochs, batch_size, seed, dev, regularizer=reg, progress=progress)
+        g1 = bn_gammas(model)
+        g1.insert(0, "epoch", epochs)
+        for g in (g0, g1):
+            g.insert(0, "regularizer", reg)
+            gammas.append(g)
+        logs.append(log_frame(lg, regularizer=reg))
+        s = score_summary(sod_scores(model, test, dev))
+        finals.append({"regularizer": reg, "params": sum(p.numel() for p in model.parameters()), **s})
+        curve = prune.curve(model, test, keep_fractions=list(keep_fractions), finetune_epochs=finetune_epochs, train_data=tune if finetune_epochs else None,
+                            size=image_size, macs_size=image_size, seed=seed, device=str(dev), work_dir=work / f"{reg}_prune", progress=progress)
+        curves.append(log_frame(curve, regularizer=reg))
+    return {
+        "logs": pd.concat(logs, ignore_index=True),
+        "gammas": pd.concat(gammas, ignore_index=True),
+        "pruning": pd.concat(curves, ignore_index=True),
+        "final": pd.DataFrame(finals),
+    }

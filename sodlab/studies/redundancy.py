@@ -1,0 +1,114 @@
+"""Study 6, redundancy: parameters each task needs, and how redundant its features are."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional, Sequence
+
+import pandas as pd
+import torch
+from torch import nn
+from torch.utils.data import Subset
+
+from ..analysis import redundancy as red
+from ..device import resolve_device
+from ..models.classifier import transfer_encoder
+from .common import (DEFAULT_LAYERS, bn_gammas, category_names, classifier_row, cls_model, datasets, flush_denormals,
+                     score_summary, sod_model, sod_scores, spread, train_or_resume)
+
+
+def _gamma_dead_fraction(model: nn.Module, thresholds: Sequence[float]) -> list[dict]:
+    g = bn_gammas(model)
+    rel = g["abs_gamma"] / g.groupby("block")["abs_gamma"].transform("max").clip(lower=1e-30)
+    return [{"threshold": t, "frac_channels_below": float((rel < t).mean())} for t in thresholds]
+
+
+@flush_denormals
+def redundancy_study(
+    data_root: str | Path,
+    widths: Sequence[int] = (4, 8),
+    epochs: int = 3,
+    image_size: int = 64,
+    seed: int = 0,
+    device: Optional[str] = "auto",
+    work_dir: str | Path = "runs/redundancy",
+    n_images: int = 64,
+    layers: Sequence[str] = ("stem", "stage1") + DEFAULT_LAYERS,
+    regularizer: str = "dwd",
+    batch_size: int = 16,
+    prune_thresholds: Sequence[float] = (0.01, 0.05, 0.1),
+    progress: bool = False,
+) -> dict[str, pd.DataFrame]:
+    """Does SOD need fewer parameters than classification, and use them more redundantly?
+
+    For each width, a SOD CSNet and its classification twin (same encoder configuration and
+    initialisation, same regulariser) are trained. Returns ``width_sweep`` (parameters and
+    the task metric), ``layers`` (effective rank, components for 90% variance, channel
+    correlation per layer, task and width), ``spectra`` (PCA spectra at the largest width),
+    ``cka_layers`` (layer x layer CKA within each twin at the largest width), ``cka_twins``
+    (CKA between the SOD and classification encoders, same layer, per width) and
+    ``pruning`` (share of regularised channels whose |gamma| falls below a fraction of its
+    block's largest, for both tasks) and ``classifiers`` (each width's classifier: test
+    accuracy next to chance).
+    """
+    dev = resolve_device(device)
+    train, test = datasets(data_root, image_size)
+    names = category_names(train)
+    test_sub = Subset(test, spread(len(test), n_images, seed))
+    images = torch.stack([test_sub[i]["image"] for i in range(len(test_sub))])
+    work = Path(work_dir) / f"seed{seed}"
+    sweep, layer_rows, spectra, cka_layers, cka_twins, pruning, classifiers = [], [], [], [], [], [], []
+    for width in widths:
+        sod, _ = train_or_resume(sod_model(width, seed), train, test, work / f"sod_w{width}", epochs, batch_size, seed, dev, regularizer=regularizer, progress=progress)
+        cls = cls_model(width, len(names), seed)
+        transfer_encoder(sod_model(width, seed), cls)  # the same initial encoder as the SOD model
+        cls, _ = train_or_resume(cls, train, test, work / f"cls_w{width}", epochs, batch_size, seed, dev, task="classification", regularizer=regularizer, progress=progress)
+        s = score_summary(sod_scores(sod, test, dev))
+        classifiers.append(classifier_row(f"classifier_w{width}", cls, test, dev, len(names), width=width))
+        acc = classifiers[-1]["accuracy"]
+        enc = lambda m: sum(v.numel() for k, v in m.named_parameters() if k.startswith(("stem.", "stage")))  # noqa: E731
+        sweep.append({"width": width, "task": "sod", "params": sum(p.numel() for p in sod.parameters()), "encoder_params": enc(sod), "metric": "max_f", "value": s["max_f"]})
+        sweep.append({"width": width, "task": "sod", "params": sum(p.numel() for p in sod.parameters()), "encoder_params": enc(sod), "metric": "mae", "value": s["mae"]})
+        sweep.append({"width": width, "task": "classification", "params": sum(p.numel() for p in cls.parameters()), "encoder_params": enc(cls), "metric": "accuracy", "value": acc})
+        acts = {}
+        for task, model in (("sod", sod), ("classification", cls)):
+            acts[task] = red.collect_activations(model, images, layers, device=dev)
+            t = red.layer_redundancy(acts[task], seed=seed)
+            t.insert(0, "task", task)
+            t.insert(0, "width", width)
+            layer_rows.append(t)
+            for row in _gamma_dead_fraction(model, prune_thresholds):
+                pruning.append({"width": width, "task": task, "regularizer": regularizer, **row})
+        for layer in layers:
+            cka_twins.append({"width": width, "layer": layer, "cka": red.linear_cka(red.cka_features(acts["sod"][layer]), red.cka_features(acts["classification"][layer]))})
+        if width == max(widths):
+            for task in acts:
+                sp = red.spectrum_table(acts[task], seed=seed)
+                sp.insert(0, "task", task)
+                spectra.append(sp)
+                m = red.cka_matrix(acts[task])
+                for a in m.index:
+                    for b in m.columns:
+                        cka_layers.append({"task": task, "layer_a": a, "layer_b": b, "cka": float(m.loc[a, b])})
+            m = red.cka_matrix(acts["sod"], acts["classification"])
+            for a in m.index:
+                for b in m.columns:
+                    cka_layers.append({"task": "sod_vs_classification", "layer_a": a, "layer_b": b, "cka": float(m.loc[a, b])})
+    return {
+        "width_sweep": pd.DataFrame(sweep),
+        "layers": pd.concat(layer_rows, ignore_index=True),
+        "spectra": pd.concat(spectra, ignore_index=True),
+        "cka_layers": pd.DataFrame(cka_layers),
+        "cka_twins": pd.DataFrame(cka_twins),
+        "pruning": pd.DataFrame(pruning),
+        "classifiers": pd.DataFrame(classifiers),
+    }
+
+
+def task_scores(sweep: pd.DataFrame) -> pd.DataFrame:
+    """The headline metric rows of a ``width_sweep`` (max-F for SOD, accuracy for
+    classification) with ``relative``: each value over its task's value at the widest width,
+    so that the two tasks share one axis."""
+    main = sweep[sweep.metric.isin(["max_f", "accuracy"])].copy()
+    widest = main.loc[main.groupby("task")["width"].idxmax()].set_index("task")["value"]
+    main["relative"] = main["value"] / main["task"].map(widest)
+    return main
