@@ -13,6 +13,7 @@ from typing import Sequence
 
 import numpy as np
 
+from .data.folder import SODFolder
 from .errors import ConfigError
 from .metrics import SODMetrics
 
@@ -40,8 +41,6 @@ def colour_oracle_map(image: np.ndarray, mask: np.ndarray) -> np.ndarray:
 def baseline_metrics(folder: str | Path, baselines: Sequence[str] = BASELINES) -> dict[str, dict[str, float]]:
     """Scalar metrics (`SODMetrics`) of each named baseline on an SOD folder (images + masks
     at their own size): ``{"centre bias": {"max_f": ..., "mae": ...}, ...}``."""
-    from .data import SODFolder
-
     unknown = [b for b in baselines if b not in BASELINES]
     if unknown:
         raise ConfigError(f"unknown baseline(s) {unknown}; choose from {', '.join(BASELINES)}")

@@ -16,12 +16,14 @@ from typing import Any, Optional, Sequence
 
 import numpy as np
 from PIL import Image
+from tqdm import tqdm
 from torch import nn
 from torch.utils.data import Dataset, Subset
 
 from .data.folder import IMAGE_SUFFIXES, MASK_DIRS, SODFolder
 from .data.io import read_gray, read_mask
 from .errors import DataError
+from .inference import input_side, predict_batch
 from .metrics import SODMetrics
 
 log = logging.getLogger(__name__)
@@ -51,10 +53,6 @@ def evaluate(model: nn.Module, dataset: Dataset | str | Path, protocol: str = "s
     `sodlab.inference.input_side`). Returns the scalars of `SODMetrics.get_results`, plus
     ``"protocol"``, ``"size"`` and ``"curves"`` (DataFrames).
     """
-    from tqdm import tqdm
-
-    from .inference import input_side, predict_batch
-
     size = input_side(size, model)
     ds, indices = _resolve(dataset)
     if not indices:

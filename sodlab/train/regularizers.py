@@ -46,6 +46,7 @@ from torch import Tensor, nn
 from torch.nn.modules.batchnorm import _BatchNorm
 
 from ..errors import ConfigError
+from ..models.csnet import ILBlock
 
 SCOPES = ("auto", "ilblocks", "all")
 # The authors' typo: their optimizer set-up picks the BN weights of `conv1x1` and
@@ -100,8 +101,6 @@ def _scale_weight(weights: Optional[Sequence[float]], scale: int) -> float:
 
 def find_bn_units(model: nn.Module, scope: str = "auto", scale_weights: Optional[Sequence[float]] = None) -> list[BNUnit]:
     """The BatchNorms a regulariser covers in ``model`` (see the module docstring)."""
-    from ..models.csnet import ILBlock
-
     if scope not in SCOPES:
         raise ConfigError(f"unknown regulariser scope {scope!r}; use one of {SCOPES}")
     model = getattr(model, "module", model)  # DistributedDataParallel

@@ -36,6 +36,7 @@ from tqdm.auto import tqdm
 
 from ..device import resolve_device
 from ..errors import ConfigError, DataError, SodlabError
+from ..fast import optimize_for_training
 from . import distributed as D
 from .config import TrainConfig
 from .data import as_dataset, train_loader, unpack
@@ -203,8 +204,6 @@ def _wrap(net: nn.Module, config: TrainConfig, info: D.DistInfo) -> nn.Module:
     """What the forward pass calls: the fused training twin (one CPU process, channels-last)
     or DistributedDataParallel (several processes), sharing ``net``'s parameters."""
     if config.fused and config.channels_last and info.device.type == "cpu" and not info.distributed:
-        from ..fast import optimize_for_training
-
         return optimize_for_training(net, channels_last=True)
     if info.distributed:
         from torch.nn.parallel import DistributedDataParallel
