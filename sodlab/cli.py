@@ -9,11 +9,15 @@ editing this file.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib
 import logging
 import pkgutil
+import signal
 import sys
-from typing import Sequence
+import threading
+import warnings
+from typing import Iterator, Sequence
 
 from . import commands as _commands_pkg
 from .errors import SodlabError
@@ -40,19 +44,43 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _warning_as_log_line(message, category, filename, lineno, file=None, line=None) -> None:
+    # A user of the command line wants the warning, not the library line that raised it.
+    logging.getLogger("sodlab").warning("%s", message)
+
+
+@contextlib.contextmanager
+def _further_interrupts_ignored() -> Iterator[None]:
+    """While an interruption is reported, a second Ctrl-C (an impatient user; `timeout -s INT`
+    signals twice) must not replace the message with a traceback. The handler is restored
+    after: `main` also runs inside other programs (tests, notebooks), whose children would
+    otherwise inherit an ignored SIGINT."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, format="%(levelname)s: %(message)s")
-    try:
-        return int(args._run(args) or 0)
-    except SodlabError as exc:
-        print(f"sodlab {args.command}: error: {exc}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        hint = args._resume_hint(args) if args._resume_hint is not None else ""
-        print(f"sodlab {args.command}: interrupted{'; ' + hint if hint else ''}", file=sys.stderr)
-        return 130
+    with warnings.catch_warnings():
+        warnings.showwarning = _warning_as_log_line
+        try:
+            return int(args._run(args) or 0)
+        except SodlabError as exc:
+            print(f"sodlab {args.command}: error: {exc}", file=sys.stderr)
+            return 2
+        except KeyboardInterrupt:
+            with _further_interrupts_ignored():
+                hint = args._resume_hint(args) if args._resume_hint is not None else ""
+                print(f"sodlab {args.command}: interrupted{'; ' + hint if hint else ''}", file=sys.stderr)
+            return 130
 
 
 if __name__ == "__main__":
