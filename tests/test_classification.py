@@ -185,6 +185,10 @@ def test_fit_refuses_a_model_of_the_other_task(tmp_path, bench):
         fit(model, bench / "train", None, TrainConfig(task="classification", image_size=SIZE, epochs=1, batch_size=4), tmp_path / "r",
             progress=False)
     assert not (tmp_path / "r").exists()
+    data = image_folder(tmp_path / "if", {"ring": 4, "star": 4})
+    with pytest.raises(ConfigError, match=r"^the model has 1 outputs but the training data has 2 classes \(ring, star\)$"):
+        fit(create_model("csnet-cls", width=4, num_classes=1), data, None,
+            TrainConfig(task="classification", image_size=SIZE, epochs=1, batch_size=4), tmp_path / "r", progress=False)
 
 
 # --- the CLI -------------------------------------------------------------------------------------

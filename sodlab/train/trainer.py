@@ -112,9 +112,13 @@ def fit(
     record = _open(out, resume, model, config, info)
     _check_task(model, config)
     train_ds = as_dataset(train_data, config, train=True)
-    val_ds = as_dataset(val_data, config, train=False, class_names=class_names_of(train_ds)) if val_data is not None else None
-    if config.resolved_task == "classification" and class_names_of(train_ds):
-        model.class_names = class_names_of(train_ds)  # best.pt and last.pt remember what each label means
+    names = class_names_of(train_ds)
+    val_ds = as_dataset(val_data, config, train=False, class_names=names) if val_data is not None else None
+    if config.resolved_task == "classification" and names:
+        k = getattr(getattr(model, "config", None), "num_classes", None)
+        if isinstance(k, int) and k < len(names):
+            raise ConfigError(f"the model has {k} outputs but the training data has {len(names)} classes ({', '.join(names)})")
+        model.class_names = names  # best.pt and last.pt remember what each label means
     if len(train_ds) < config.batch_size and config.drop_last:
         raise DataError(f"{len(train_ds)} training images are fewer than one batch of {config.batch_size} (drop_last)")
     parts = _build(model, config, info)
