@@ -1,4 +1,7 @@
-"""sodlab's own checkpoints: one file with the model's family, plain-data config and weights.
+"""sodlab's own checkpoints: one file with the model's family, plain-data config and weights,
+its task (``"sod"`` or ``"classification"``) and, for a classifier trained on named classes,
+their names (``class_names``, in label order), which `load` gives back as ``model.task`` and
+``model.class_names``.
 
 Files are written atomically (temporary file in the same folder, then rename) and read with
 ``torch.load(weights_only=True)``, so loading a checkpoint never executes code.
@@ -20,6 +23,30 @@ from .models.official import load_official_csnet
 
 FORMAT = "sodlab-checkpoint"
 VERSION = 1
+TASKS = {"sod": "sod", "saliency": "sod", "classification": "classification"}
+# Families that classify, for models from before every model class declared its `task`.
+CLASSIFIER_FAMILIES = frozenset({"csnet-cls"})
+
+
+def model_task(model: nn.Module) -> str:
+    """``"classification"`` or ``"sod"``: the model's ``task`` (a class attribute, or restored
+    from its checkpoint), else what its family is known to do (saliency by default)."""
+    model = getattr(model, "module", model)  # DistributedDataParallel
+    declared = getattr(model, "task", None)
+    if isinstance(declared, str) and declared in TASKS:
+        return TASKS[declared]
+    return "classification" if getattr(type(model), "family", None) in CLASSIFIER_FAMILIES else "sod"
+
+
+def describe_model(model: nn.Module) -> str:
+    """What a model is, for messages: ``a classifier (csnet-cls; 3 classes: a, b, c)``."""
+    model = getattr(model, "module", model)
+    name = getattr(model, "registry_name", None) or getattr(type(model), "family", type(model).__name__)
+    if model_task(model) == "sod":
+        return f"a saliency model ({name})"
+    names = getattr(model, "class_names", None)
+    classes = f"; {len(names)} classes: {', '.join(names)}" if names else ""
+    return f"a classifier ({name}{classes})"
 
 
 def atomic_torch_save(obj: Any, path: str | Path) -> Path:
@@ -41,7 +68,10 @@ def model_record(model: nn.Module) -> dict[str, Any]:
         "name": getattr(model, "registry_name", family),
         "config": model.config.to_dict(),
         "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
+        "task": model_task(model),
     }
+    if getattr(model, "class_names", None):
+        record["class_names"] = [str(c) for c in model.class_names]
     if getattr(model, "input_size", None) is not None:
         record["input_size"] = int(model.input_size)
     return record
@@ -77,6 +107,15 @@ def model_from_record(record: Mapping[str, Any], source: str = "checkpoint") -> 
     except RuntimeError as exc:
         raise CheckpointError(f"{source}: weights do not fit the stored configuration: {str(exc).splitlines()[0]}") from exc
     model.registry_name = record.get("name", record["family"])
+    task = record.get("task")
+    if task is not None and task not in TASKS:
+        raise CheckpointError(f"{source}: unknown task {task!r} (expected one of {', '.join(sorted(TASKS))})")
+    model.task = TASKS[task] if task is not None else model_task(model)  # older checkpoints: from the family
+    names = record.get("class_names")
+    if names is not None:
+        if not isinstance(names, list) or not all(isinstance(c, str) for c in names):
+            raise CheckpointError(f"{source}: class_names must be a list of strings")
+        model.class_names = list(names)
     size = record.get("input_size")
     if size is not None:
         # the side the model was trained at: predict and eval use it unless told otherwise

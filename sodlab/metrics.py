@@ -34,11 +34,14 @@ Two more forms of the same numbers, for code that scores many models or subsets:
 over processes: the trainer's validation) and `per_image_curves` + `max_f_from_curves` (the
 SalMetric counts kept per image, so that max-F of any subset of images is a sum away: the
 studies' bootstraps over images).
+
+Classification (`ClassificationMetrics`, `format_confusion`): top-1, per-class accuracy and the
+confusion matrix of a classifier, with the same ``step`` / ``get_results`` shape.
 """
 from __future__ import annotations
 
 import warnings
-from typing import Any
+from typing import Any, Mapping, Sequence
 
 import numpy as np
 import pandas as pd
@@ -280,3 +283,67 @@ class SaliencyStats:
         if c == 0:
             return {"max_f": float("nan"), "mae": float("nan")}
         return {"max_f": float((self.f_sum / c).max()), "mae": float(self.mae_sum / c)}
+
+
+class ClassificationMetrics:
+    """Top-1 accuracy, per-class accuracy and the confusion matrix, accumulated batch by batch
+    in the spirit of PySODMetrics: ``step(logits_or_pred, target)``, then ``get_results()``.
+
+    >>> m = ClassificationMetrics(["ring", "star"])
+    >>> m.step(logits, labels)               # logits (N, K) or predicted labels (N,)
+    >>> m.get_results()["top1"]
+    """
+
+    def __init__(self, class_names: Sequence[str]) -> None:
+        self.class_names = [str(c) for c in class_names]
+        if not self.class_names:
+            raise DataError("ClassificationMetrics needs at least one class name")
+        k = len(self.class_names)
+        self.confusion = np.zeros((k, k), dtype=np.int64)  # rows: true class, columns: predicted
+
+    def __len__(self) -> int:
+        return int(self.confusion.sum())
+
+    def step(self, logits_or_pred: Any, target: Any) -> None:
+        """Add a batch: ``logits_or_pred`` (N, K) scores (their arg-max is the prediction) or
+        (N,) predicted labels; ``target`` (N,) true labels in [0, K)."""
+        p = logits_or_pred.detach().cpu().numpy() if isinstance(logits_or_pred, Tensor) else np.asarray(logits_or_pred)
+        t = target.detach().cpu().numpy() if isinstance(target, Tensor) else np.asarray(target)
+        k = len(self.class_names)
+        if p.ndim == 2:
+            if p.shape[1] < k:
+                raise DataError(f"logits have {p.shape[1]} classes but {k} class names were given")
+            p = p.argmax(axis=1)
+        t = t.reshape(-1)
+        if p.ndim != 1 or p.shape[0] != t.shape[0]:
+            raise DataError(f"expected (N, K) logits or (N,) labels and (N,) targets, got {p.shape} and {t.shape}")
+        if t.size and (t.min() < 0 or t.max() >= k):
+            raise DataError(f"target labels must lie in [0, {k}); got {int(t.min())}..{int(t.max())}")
+        if p.size and (p.min() < 0 or p.max() >= k):
+            raise DataError(f"predicted labels must lie in [0, {k}); got {int(p.min())}..{int(p.max())}")
+        np.add.at(self.confusion, (t.astype(np.int64), p.astype(np.int64)), 1)
+
+    def get_results(self) -> dict[str, Any]:
+        """``top1`` (fraction correct), ``n`` (images), ``per_class`` (class name -> accuracy
+        on its images; None for a class without images) and ``confusion`` (``{"classes":
+        names, "matrix": rows}``, row = true class, column = predicted class, counts)."""
+        n = len(self)
+        if n == 0:
+            raise DataError("no images were scored (call step() first)")
+        totals = self.confusion.sum(axis=1)
+        diag = np.diag(self.confusion)
+        per_class = {c: (float(diag[i] / totals[i]) if totals[i] else None) for i, c in enumerate(self.class_names)}
+        return {"top1": float(diag.sum() / n), "n": n, "per_class": per_class,
+                "confusion": {"classes": list(self.class_names), "matrix": self.confusion.tolist()}}
+
+
+def format_confusion(confusion: Mapping[str, Any]) -> str:
+    """The confusion matrix of `ClassificationMetrics.get_results` as aligned text: one row
+    per true class, one column per predicted class, headed by the class names."""
+    names, rows = list(confusion["classes"]), confusion["matrix"]
+    label = "true \\ predicted"
+    first = max(len(label), *(len(c) for c in names))
+    width = max(max(len(c) for c in names), *(len(str(v)) for r in rows for v in r))
+    lines = [f"{label:<{first}}  " + "  ".join(f"{c:>{width}}" for c in names)]
+    lines += [f"{c:<{first}}  " + "  ".join(f"{v:>{width}}" for v in r) for c, r in zip(names, rows)]
+    return "\n".join(line.rstrip() for line in lines)

@@ -242,9 +242,10 @@ def test_classification_task(tmp_path):
     data = Blobs(12, labels=3)
     model = create_model("csnet-cls", width=4, num_classes=3)
     log = fit(model, data, Blobs(6, seed=1, labels=3), TrainConfig(task="classification", epochs=2, batch_size=4, lr=1e-2, regularizer="l2"), tmp_path, progress=False)
-    assert {"val_acc", "val_loss"} <= set(log.columns) and "val_max_f" not in log.columns
-    assert 0.0 <= log["val_acc"].iloc[-1] <= 1.0
-    assert type(sodlab.load(tmp_path / "best.pt")).__name__ == "CSNetClassifier"
+    assert {"val_top1", "val_loss"} <= set(log.columns) and "val_max_f" not in log.columns
+    assert 0.0 <= log["val_top1"].iloc[-1] <= 1.0 and list(log["val_acc"]) == list(log["val_top1"])
+    best = sodlab.load(tmp_path / "best.pt")
+    assert type(best).__name__ == "CSNetClassifier" and best.task == "classification"
     bad = Blobs(4)
     bad.labels[:] = -1
     with pytest.raises(sodlab.errors.DataError, match="category label"):

@@ -81,6 +81,7 @@ def run(args: argparse.Namespace) -> int:
     import numpy as np
     from tqdm import tqdm
 
+    from ..checkpoint import describe_model, model_task
     from ..data.io import read_image, write_png_atomic
     from ..inference import input_side, predict_batch
 
@@ -102,6 +103,9 @@ def run(args: argparse.Namespace) -> int:
                           "them, or --skip-existing to write only the missing ones")
     check_readable(files)
     model = load_model(args)
+    if model_task(model) != "sod":
+        raise SodlabError(f"{args.weights} is {describe_model(model)}; sodlab predict writes saliency maps and needs a saliency "
+                          f"model (score a classifier with sodlab eval --weights {args.weights} --data DIR)")
     size = input_side(args.size, model)
     model = maybe_optimize(model, not args.no_optimize)
     # The folder is made by the first map written: a run that fails before that leaves nothing.

@@ -1,6 +1,10 @@
 """`sodlab train`: train a registered model on a dataset folder with a recipe.
 
 One process: ``sodlab train --data TRAIN --val VAL --recipe quick --out runs/quick``.
+A classifier: ``sodlab train --data TRAIN --val VAL --recipe classify-quick --out runs/cls`` on a
+folder with ``categories.csv`` or an ImageFolder (``TRAIN/<class>/*.jpg``); the number of
+classes comes from the data unless ``--model-arg num_classes=K``, and the class names are
+stored in the checkpoints.
 Several (DistributedDataParallel): ``torchrun --nproc_per_node N -m sodlab train ...``.
 """
 from __future__ import annotations
@@ -14,15 +18,17 @@ from typing import Any
 from ..errors import ConfigError
 
 NAME = "train"
-HELP = "train a model (recipes: csnet-paper, quick, csf-res2net-paper, csf-res2net-batched); resumable, multi-GPU with torchrun"
+HELP = ("train a model (recipes: csnet-paper, quick, csf-res2net-paper, csf-res2net-batched, csf-mini-quick, classify-quick); "
+        "saliency or classification, resumable, multi-GPU with torchrun")
 
 log = logging.getLogger(__name__)
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--data", required=True, help="training folder (images + masks)")
-    p.add_argument("--val", default=None, help="validation folder (best.pt is chosen by its max-F)")
-    p.add_argument("--model", default=None, help="registry name (default: the recipe's model; see `sodlab info --list`)")
+    p.add_argument("--data", required=True, help="training folder: images + masks (saliency); for classification images + "
+                   "categories.csv, or an ImageFolder (one sub-folder per class)")
+    p.add_argument("--val", default=None, help="validation folder (best.pt is chosen by its max-F, or top-1 for classification)")
+    p.add_argument("--model", default=None, help="registry name, overriding the recipe's model (see `sodlab info --list`)")
     p.add_argument("--model-arg", action="append", default=[], metavar="K=V", help="model constructor argument (JSON value), repeatable")
     src = p.add_mutually_exclusive_group()
     src.add_argument("--recipe", default=None, help="shipped recipe name (default: quick)")
@@ -55,6 +61,7 @@ def parse_pairs(pairs: list[str], what: str) -> dict[str, Any]:
 def run(args: argparse.Namespace) -> int:
     from ..train import TrainConfig, fit, folder_dataset, read_recipe
     from ..train import distributed as D
+    from ..train.data import class_names_of
     from ..train.rundir import check_writable
 
     # Everything is checked before anything is read at length or written.
@@ -79,12 +86,10 @@ def run(args: argparse.Namespace) -> int:
     info = D.init_from_env(args.device)
     try:
         train_ds = folder_dataset(args.data, config, train=True)
-        val_ds = folder_dataset(args.val, config, train=False, category_names=train_ds.category_names or None) if args.val else None
-        if config.resolved_task == "classification" and "num_classes" not in model_args:
-            names = getattr(train_ds, "category_names", None)
-            if not names:
-                raise ConfigError(f"{args.data}: classification needs category labels (categories.csv)")
-            model_args["num_classes"] = len(names)
+        names = class_names_of(train_ds)
+        val_ds = folder_dataset(args.val, config, train=False, category_names=names) if args.val else None
+        if config.resolved_task == "classification":
+            _set_num_classes(model_args, names, args.data)
         model = _build_model(name, model_args, config.seed)
         if not info.is_main:
             logging.getLogger("sodlab").setLevel(logging.WARNING)
@@ -93,7 +98,7 @@ def run(args: argparse.Namespace) -> int:
         D.cleanup()
     if info.is_main and len(df):
         last = df.iloc[-1]
-        metric = "val_max_f" if "val_max_f" in df else ("val_acc" if "val_acc" in df else None)
+        metric = "val_max_f" if "val_max_f" in df else ("val_top1" if "val_top1" in df else None)
         msg = f"trained {name} for {int(last['epoch'])} epochs into {args.out} (last.pt, best.pt, log.csv, config.json)"
         if metric:
             best = df[metric].idxmax()
@@ -101,6 +106,15 @@ def run(args: argparse.Namespace) -> int:
             msg += f"; best epoch {int(df['epoch'][best])}: {metric} {df[metric][best]:.4f}{extra}"
         print(msg)
     return 0
+
+
+def _set_num_classes(model_args: dict[str, Any], names: Any, data: str) -> None:
+    """``num_classes`` from the data's classes, unless given (then it must cover them)."""
+    if not names:
+        raise ConfigError(f"{data}: classification needs class labels (categories.csv, or an ImageFolder: one sub-folder per class)")
+    given = model_args.setdefault("num_classes", len(names))
+    if isinstance(given, bool) or not isinstance(given, int) or given < len(names):
+        raise ConfigError(f"--model-arg num_classes={given!r}: {data} has {len(names)} classes ({', '.join(names)})")
 
 
 def _build_model(name: str, model_args: dict[str, Any], seed: int) -> Any:

@@ -13,6 +13,7 @@ from typing import Any
 
 _PUBLIC = {
     "SODFolder": "sodlab.data.folder",
+    "ImageFolder": "sodlab.data.imagefolder",
     "read_categories": "sodlab.data.folder",
     "image_size": "sodlab.data.io",
     "read_gray": "sodlab.data.io",

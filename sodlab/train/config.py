@@ -17,6 +17,7 @@ TASKS = {"sod": "sod", "saliency": "sod", "classification": "classification"}
 # Settings that may differ when a run is resumed: they change how long or how fast it
 # runs, not what an epoch computes, except ``lr``, which a user lowers after a NaN loss
 # (the optimizer and schedule are rescaled on resume; see `optim.rescale_lr`).
+SCHEDULES = ("step", "cosine", "onecycle", "constant")
 RESUMABLE_CHANGES = ("epochs", "num_workers", "val_batch_size", "val_every", "fused", "lr")
 
 
@@ -30,9 +31,11 @@ class TrainConfig:
     each image, averaged over images (the authors' CSF+Res2Net).
 
     Optimisation: ``optimizer`` ``"adam"`` (coupled L2 ``weight_decay``, as the authors),
-    ``"adamw"`` or ``"sgd"``; ``schedule`` ``"step"`` (x ``gamma`` at each epoch in
-    ``milestones``; epoch indices count from 0, so ``[200]`` changes the rate for the
-    201st epoch on), ``"cosine"`` (per epoch, to 0 at ``epochs``) or ``"constant"``;
+    ``"adamw"`` or ``"sgd"`` (``momentum``, ``nesterov``); ``schedule`` ``"step"`` (x ``gamma``
+    at each epoch in ``milestones``; epoch indices count from 0, so ``[200]`` changes the rate
+    for the 201st epoch on), ``"cosine"`` (per epoch, to 0 at ``epochs``), ``"onecycle"``
+    (per step, as torch's OneCycleLR for the rate only: cosine from ``lr/25`` up to ``lr`` over
+    the first 30% of the steps, then cosine down to ``lr/25/1e4``) or ``"constant"``;
     ``warmup_epochs``: linear warm-up of the first epochs (per step); ``accumulate``:
     micro-batches per optimizer step; ``grad_clip``: max gradient norm or None.
 
@@ -40,8 +43,11 @@ class TrainConfig:
     ``"l2"``, ``"l1"`` or ``"none"``; ``regularizer_weight`` (None: 3.0, 5e-3, 1e-4);
     ``regularizer_scope``; ``dwd_scale_weights`` (w_b per scale); ``authors_wd_typo``.
 
+    ``label_smoothing``: of the cross-entropy (classification), in [0, 1).
+
     Data (used when `fit` is given folders rather than datasets): ``image_size``,
-    ``hflip``. ``batch_size`` is the global batch (see the module docstring);
+    ``hflip``; for classification also ``vflip`` and ``rot90`` (random multiples of 90
+    degrees; see `sodlab.data.imagefolder.ImageTransform`). ``batch_size`` is the global batch (see the module docstring);
     ``val_batch_size`` defaults to ``2 * batch_size``; ``drop_last`` drops an incomplete
     last training batch.
 
@@ -66,12 +72,14 @@ class TrainConfig:
     betas: list[float] = field(default_factory=lambda: [0.9, 0.99])
     eps: float = 1e-8
     momentum: float = 0.9
+    nesterov: bool = False
     weight_decay: float = 5e-3
     schedule: str = "step"
     milestones: list[int] = field(default_factory=list)
     gamma: float = 0.1
     warmup_epochs: float = 0.0
     grad_clip: Optional[float] = None
+    label_smoothing: float = 0.0
     regularizer: str = "none"
     regularizer_weight: Optional[float] = None
     regularizer_scope: str = "auto"
@@ -79,6 +87,8 @@ class TrainConfig:
     authors_wd_typo: bool = False
     image_size: Optional[int] = None
     hflip: bool = True
+    vflip: bool = False
+    rot90: bool = False
     val_batch_size: Optional[int] = None
     val_every: int = 1
     drop_last: bool = True
@@ -111,13 +121,26 @@ class TrainConfig:
             raise bad("bce_reduction", f"use 'mean' or 'sum', got {self.bce_reduction!r}")
         if self.optimizer not in ("adam", "adamw", "sgd"):
             raise bad("optimizer", f"use 'adam', 'adamw' or 'sgd', got {self.optimizer!r}")
-        if self.schedule not in ("step", "cosine", "constant"):
-            raise bad("schedule", f"use 'step', 'cosine' or 'constant', got {self.schedule!r}")
+        if self.schedule not in SCHEDULES:
+            raise bad("schedule", f"use one of {', '.join(repr(s) for s in SCHEDULES)}, got {self.schedule!r}")
         for key in ("lr", "eps", "weight_decay", "gamma", "momentum", "warmup_epochs"):
             v = getattr(self, key)
             if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or v < 0:
                 raise bad(key, f"must be a non-negative number, got {v!r}")
             setattr(self, key, float(v))
+        for key in ("nesterov", "hflip", "vflip", "rot90"):
+            if not isinstance(getattr(self, key), bool):
+                raise bad(key, f"must be true or false, got {getattr(self, key)!r}")
+        if self.nesterov and (self.optimizer != "sgd" or self.momentum <= 0):
+            raise bad("nesterov", f"needs optimizer 'sgd' with momentum > 0 (got optimizer {self.optimizer!r}, momentum {self.momentum})")
+        ls = self.label_smoothing
+        if isinstance(ls, bool) or not isinstance(ls, (int, float)) or not 0.0 <= ls < 1.0:
+            raise bad("label_smoothing", f"must be a number in [0, 1), got {ls!r}")
+        self.label_smoothing = float(ls)
+        if self.rot90 and self.resolved_task != "classification":
+            raise bad("rot90", "applies to classification only (the saliency transform does not rotate)")
+        if self.label_smoothing and self.resolved_loss != "ce":
+            raise bad("label_smoothing", "applies to the cross-entropy of classification only")
         if len(self.betas) != 2:
             raise bad("betas", f"needs two numbers, got {self.betas!r}")
         self.betas = [float(b) for b in self.betas]

@@ -13,28 +13,48 @@ from torch.utils.data import DataLoader, Dataset, DistributedSampler, Subset
 
 from ..data import SODFolder
 from ..data import transforms as T
+from ..data.imagefolder import ImageFolder, ImageTransform, is_image_folder, labelled_images
 from ..errors import ConfigError, DataError
 from . import distributed as D
 from .config import TrainConfig
 
 
 def folder_dataset(root: str | Path, config: TrainConfig, train: bool, category_names: Optional[Sequence[str]] = None) -> Dataset:
-    """A `SODFolder` with the training (flip when ``config.hflip``) or evaluation transform
-    at ``config.image_size``; ``category_names`` fixes label indices (give validation the
-    training set's)."""
+    """The dataset of folder ``root`` at ``config.image_size``, with the training or the
+    evaluation transform; ``category_names`` fixes label indices (give validation the
+    training set's).
+
+    Saliency: a `SODFolder` (flips per ``config.hflip``/``vflip``). Classification: an
+    `ImageFolder` (``root/<class>/*.jpg``) or the images of a `SODFolder` labelled by its
+    ``categories.csv``, with `ImageTransform` (crop, flips, ``config.rot90``); masks are not read.
+    """
     if config.image_size is None:
         raise ConfigError("training from a folder needs image_size in the train config")
-    if train:
-        transform = T.train_transform(int(config.image_size), hflip=config.hflip)
-    else:
-        transform = T.eval_transform(int(config.image_size))
+    size = int(config.image_size)
+    if config.resolved_task == "classification":
+        image_tf = ImageTransform(size, train=train, hflip=config.hflip, vflip=config.vflip, rot90=config.rot90)
+        if is_image_folder(root):
+            return ImageFolder(root, transform=image_tf, class_names=category_names)
+        return labelled_images(SODFolder(root, category_names=category_names), image_tf)
+    if is_image_folder(root):
+        raise DataError(f"{root}: an ImageFolder (one sub-folder per class, no masks); saliency training needs images/ and GT/ "
+                        "(to train a classifier, use a classification recipe such as classify-quick)")
+    transform = T.train_transform(size, hflip=config.hflip, vflip=config.vflip) if train else T.eval_transform(size)
     return SODFolder(root, transform=transform, category_names=category_names)
 
 
-def as_dataset(data: Any, config: TrainConfig, train: bool) -> Dataset:
-    """``data`` itself when it is a dataset, else the `folder_dataset` of that path."""
+def class_names_of(ds: Dataset) -> Optional[list[str]]:
+    """The class names of a labelled dataset (``class_names`` or `SODFolder`'s
+    ``category_names``), or None."""
+    names = getattr(ds, "class_names", None) or getattr(ds, "category_names", None)
+    return [str(c) for c in names] if names else None
+
+
+def as_dataset(data: Any, config: TrainConfig, train: bool, class_names: Optional[Sequence[str]] = None) -> Dataset:
+    """``data`` itself when it is a dataset, else the `folder_dataset` of that path
+    (``class_names`` fixing its label indices)."""
     if isinstance(data, (str, Path)):
-        return folder_dataset(data, config, train)
+        return folder_dataset(data, config, train, class_names)
     if not hasattr(data, "__getitem__") or not hasattr(data, "__len__"):
         raise DataError(f"expected a dataset or a folder path, got {type(data).__name__}")
     return data

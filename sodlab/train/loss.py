@@ -34,7 +34,7 @@ def task_loss(out: Any, target: Tensor, config: TrainConfig) -> Tensor:
         else:
             if (target < 0).any():
                 raise DataError("classification needs a category label for every training image (found -1: no categories.csv?)")
-            l = F.cross_entropy(o, target.long())
+            l = F.cross_entropy(o, target.long(), label_smoothing=config.label_smoothing)
         total = l if total is None else total + l
     return total
 

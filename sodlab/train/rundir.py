@@ -100,7 +100,8 @@ def check_resumable(record: Mapping, model: nn.Module, config: TrainConfig, out:
     mine = model_record(model)
     if record["family"] != mine["family"] or record["config"] != mine["config"]:
         raise ConfigError(f"{out}: the run trains a different model ({record['family']}, config differs); use another output folder")
-    old = record["train_state"]["config"]
+    # keys added since the run was written hold their defaults, which are what it ran with
+    old = {**TrainConfig().to_dict(), **record["train_state"]["config"]}
     new = config.to_dict()
     diff = [k for k in sorted(set(old) | set(new)) if k not in RESUMABLE_CHANGES and old.get(k) != new.get(k)]
     if diff:

@@ -2,7 +2,7 @@
 
 A run directory holds ``config.json`` (the resolved configuration), ``last.pt`` (written
 atomically after every epoch: model, optimizer, scheduler, grad scaler, RNG states, epoch,
-config, log), ``best.pt`` (the best epoch by validation max-F, or accuracy for
+config, log), ``best.pt`` (the best epoch by validation max-F, or top-1 accuracy for
 classification; the last epoch when there is no validation data) and ``log.csv`` (one row
 per epoch). Both checkpoints are ordinary sodlab checkpoints (`sodlab.load` reads them and
 ignores the training state).
@@ -34,14 +34,15 @@ from torch import Tensor, nn
 from torch.utils.data import DataLoader, Dataset, DistributedSampler
 from tqdm.auto import tqdm
 
+from ..checkpoint import describe_model, model_task
 from ..device import resolve_device
 from ..errors import ConfigError, DataError, SodlabError
 from ..fast import optimize_for_training
 from . import distributed as D
 from .config import TrainConfig
-from .data import as_dataset, train_loader, unpack
+from .data import as_dataset, class_names_of, train_loader, unpack
 from .loss import autocast, task_loss
-from .optim import build_optimizer, build_scheduler, group_sizes, rescale_lr, warmup_factor
+from .optim import build_optimizer, build_scheduler, group_sizes, rescale_lr, step_factor
 from .regularizers import Regularizer, build_regularizer
 from .rng import epoch_seed, preserve_global_rng, seed_everything, set_rng_state
 from .rundir import RunState, check_resumable, discard_unstarted, open_run_dir, save_epoch, write_config
@@ -110,8 +111,15 @@ def fit(
     out = Path(out_dir)
     existed = out.exists()
     record = _open(out, resume, model, config, info)
+    _check_task(model, config)
     train_ds = as_dataset(train_data, config, train=True)
-    val_ds = as_dataset(val_data, config, train=False) if val_data is not None else None
+    names = class_names_of(train_ds)
+    val_ds = as_dataset(val_data, config, train=False, class_names=names) if val_data is not None else None
+    if config.resolved_task == "classification" and names:
+        k = getattr(getattr(model, "config", None), "num_classes", None)
+        if isinstance(k, int) and k < len(names):
+            raise ConfigError(f"the model has {k} outputs but the training data has {len(names)} classes ({', '.join(names)})")
+        model.class_names = names  # best.pt and last.pt remember what each label means
     if len(train_ds) < config.batch_size and config.drop_last:
         raise DataError(f"{len(train_ds)} training images are fewer than one batch of {config.batch_size} (drop_last)")
     parts = _build(model, config, info)
@@ -138,6 +146,16 @@ def fit(
 
 
 # --- before the first epoch ----------------------------------------------------------------------
+def _check_task(model: nn.Module, config: TrainConfig) -> None:
+    """A sodlab model trains for its own task only (a classifier's logits are no saliency map)."""
+    if getattr(type(model), "family", None) is None and getattr(model, "task", None) is None:
+        return  # not a sodlab model: its task is whatever the user says
+    if model_task(model) != config.resolved_task:
+        want = "saliency" if config.resolved_task == "sod" else "classification"
+        raise ConfigError(f"the model is {describe_model(model)} but the train config's task is {config.task!r}: "
+                          f"use a {want} model, or a recipe for its task (--set task=...)")
+
+
 def _dist_info(device: str | torch.device, config: TrainConfig) -> D.DistInfo:
     dev = resolve_device(device)
     info = D.current(dev)
@@ -227,7 +245,7 @@ def _epoch(parts: _Parts, train_ds: Dataset, val_ds: Optional[Dataset], sampler:
     row["time_s"] = time.perf_counter() - t0
     run.rows.append(row)
     run.epoch = epoch + 1
-    metric_key = "val_max_f" if config.resolved_task == "sod" else "val_acc"
+    metric_key = "val_max_f" if config.resolved_task == "sod" else "val_top1"
     score = row.get(metric_key, float("nan")) if val_ds is not None else float(epoch)
     improved = score == score and score > run.best
     if improved:
@@ -251,15 +269,17 @@ def _train_epoch(parts: _Parts, loader: DataLoader, epoch: int, config: TrainCon
     sums = torch.zeros(4, dtype=torch.float64)  # loss*n, task*n, reg*n, n
     bar = tqdm(loader, desc=f"epoch {epoch + 1}/{config.epochs}", leave=False, disable=not (progress and info.is_main))
     parts.optimizer.zero_grad(set_to_none=True)
+    factor = 1.0
     for i, batch in enumerate(bar):
         step_end = (i + 1) % config.accumulate == 0 or i == n_batches - 1
         sums += _forward_backward(parts, batch, groups[i], step_end, f"epoch {epoch + 1}, batch {i + 1}", config, info, out, run)
         if step_end:
-            _optimizer_step(parts, base_lrs, warmup_factor(config, epoch, i // config.accumulate, steps_per_epoch), config)
+            factor = step_factor(config, epoch, i // config.accumulate, steps_per_epoch)
+            _optimizer_step(parts, base_lrs, factor, config)
         if progress and info.is_main and i % 10 == 0:
             bar.set_postfix(loss=f"{sums[0].item() / max(sums[3].item(), 1):.4f}")
     bar.close()
-    lr = parts.optimizer.param_groups[0]["lr"]
+    lr = parts.optimizer.param_groups[0]["lr"] * factor  # the rate of the epoch's last step
     parts.scheduler.step()
     sums = D.all_reduce_sum(sums.to(info.device), info).cpu()
     n = max(float(sums[3]), 1.0)

@@ -17,7 +17,8 @@ from .loss import autocast, first, task_loss
 
 @torch.no_grad()
 def validate(model: nn.Module, ds: Dataset, config: TrainConfig, info: D.DistInfo, progress: bool) -> dict[str, float]:
-    """``val_loss`` and ``val_max_f``/``val_mae`` or ``val_acc`` of ``model`` on ``ds``."""
+    """``val_loss`` and ``val_max_f``/``val_mae`` or ``val_top1`` (top-1 accuracy; also as
+    ``val_acc``, its older name) of ``model`` on ``ds``."""
     task = config.resolved_task
     was_training = model.training
     model.eval()
@@ -57,5 +58,6 @@ def validate(model: nn.Module, ds: Dataset, config: TrainConfig, info: D.DistInf
         r = stats.results()
         res.update({"val_max_f": r["max_f"], "val_mae": r["mae"]})
     else:
-        res["val_acc"] = float(correct) / n if n else float("nan")
+        res["val_top1"] = float(correct) / n if n else float("nan")
+        res["val_acc"] = res["val_top1"]  # the studies' classifier logs read this name
     return res
