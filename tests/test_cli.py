@@ -5,6 +5,11 @@ from __future__ import annotations
 import subprocess
 import sys
 
+import pytest
+
+from sodlab.commands._common import parse_assignments
+from sodlab.errors import ConfigError
+
 
 def test_a_warning_is_one_log_line_without_the_source_line(repo_env):
     code = ("import sys, warnings\nfrom sodlab import cli\n"
@@ -43,3 +48,14 @@ def test_an_interrupted_command_exits_130_in_a_real_process(repo_env):
             "sys.exit(cli.main(['fake']))\n")
     r = subprocess.run([sys.executable, "-c", code], env=repo_env, capture_output=True, text=True, timeout=120)
     assert r.returncode == 130 and r.stderr.strip() == "sodlab fake: interrupted", r.stderr
+
+
+def test_one_key_value_parser_for_every_command():
+    got = parse_assignments(["x=[1, 2]", "ckpt=/a/b.pth.tar", "flag=true", "py=True", "t=(1, 2)", "image-size=64",
+                             "name=csnet", "f=1e-3", "s='quoted'", "empty="], "--set")
+    assert got == {"x": [1, 2], "ckpt": "/a/b.pth.tar", "flag": True, "py": True, "t": (1, 2), "image_size": 64,
+                   "name": "csnet", "f": 1e-3, "s": "quoted", "empty": ""}
+    with pytest.raises(ConfigError, match=r"^--param 'scale': expected KEY=VALUE$"):
+        parse_assignments(["scale"], "--param")
+    with pytest.raises(ConfigError, match=r"^--model-arg '2x=1': '2x' is not a valid name$"):
+        parse_assignments(["2x=1"], "--model-arg")

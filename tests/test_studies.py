@@ -166,8 +166,6 @@ def test_unknown_param_and_unknown_notebook_are_errors(nbdir: Path, tmp_path: Pa
         studies.run_studies(notebooks_dir=nbdir, results_dir=tmp_path, extra_params={"scal": 1}, show_progress=False)
     assert cli_main(["studies", "--notebooks", str(nbdir), "--only", "nope"]) == 2
     assert "no notebook matches 'nope'; available: 01_works, 02_breaks" in capsys.readouterr().err
-    assert studies.parse_param("x=[1, 2]") == ("x", [1, 2])
-    assert studies.parse_param("ckpt=/a/b.pth.tar") == ("ckpt", "/a/b.pth.tar")
 
 
 def test_cli_list(nbdir: Path, capsys):

@@ -8,12 +8,14 @@ functions: ``sodlab --help`` must not pay for them.
 from __future__ import annotations
 
 import argparse
+import ast
+import json
 import os
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Iterator, Optional
 
-from ..errors import NonFiniteError, SodlabError
+from ..errors import ConfigError, NonFiniteError, SodlabError
 
 
 def check_size_arg(size: Optional[int]) -> None:
@@ -97,3 +99,31 @@ def check_output_file(path: str | Path, flag: str, overwrite: bool) -> Path:
         return path
     _check_creatable(path, flag)
     return path
+
+
+def parse_value(text: str) -> Any:
+    """A command-line VALUE: JSON (``true``, ``[1, 2]``, ``{"a": 1}``), else a Python literal
+    (``True``, ``(1, 2)``, ``'x'``), else the text itself (a path, a name)."""
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError:
+        pass
+    try:
+        return ast.literal_eval(text)
+    except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError):
+        return text
+
+
+def parse_assignments(pairs: list[str], flag: str) -> dict[str, Any]:
+    """``KEY=VALUE`` arguments of ``flag`` as a dict; dashes in KEY read as underscores, so
+    ``--set image-size=64`` and ``--set image_size=64`` are the same key."""
+    out: dict[str, Any] = {}
+    for pair in pairs:
+        if "=" not in pair:
+            raise ConfigError(f"{flag} {pair!r}: expected KEY=VALUE")
+        key, raw = pair.split("=", 1)
+        key = key.strip().replace("-", "_")
+        if not key.isidentifier():
+            raise ConfigError(f"{flag} {pair!r}: {key!r} is not a valid name")
+        out[key] = parse_value(raw)
+    return out

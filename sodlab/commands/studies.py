@@ -4,6 +4,8 @@ from __future__ import annotations
 import argparse
 import logging
 
+from ._common import parse_assignments
+
 NAME = "studies"
 HELP = "run the study notebooks headless (executed notebooks, figures, tables and findings go to results/)"
 
@@ -58,7 +60,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"wrote {path}")
         return 0
 
-    extra = dict(studies.parse_param(p) for p in args.param)
+    extra = parse_assignments(args.param, "--param")
     runs = studies.run_studies(
         only=args.only,
         mode=args.mode or "quick",

@@ -10,12 +10,12 @@ Several (DistributedDataParallel): ``torchrun --nproc_per_node N -m sodlab train
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 from pathlib import Path
 from typing import Any
 
 from ..errors import ConfigError
+from ._common import parse_assignments
 
 NAME = "train"
 HELP = ("train a model (recipes: csnet-paper, quick, csf-res2net-paper, csf-res2net-batched, csf-mini-quick, classify-quick); "
@@ -41,23 +41,6 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
 
 
-def _value(text: str) -> Any:
-    try:
-        return json.loads(text)
-    except json.JSONDecodeError:
-        return text
-
-
-def parse_pairs(pairs: list[str], what: str) -> dict[str, Any]:
-    out = {}
-    for pair in pairs:
-        if "=" not in pair:
-            raise ConfigError(f"{what} {pair!r}: expected KEY=VALUE")
-        k, v = pair.split("=", 1)
-        out[k.strip().replace("-", "_")] = _value(v)
-    return out
-
-
 def run(args: argparse.Namespace) -> int:
     from ..train import TrainConfig, fit, folder_dataset, read_recipe
     from ..train import distributed as D
@@ -70,7 +53,7 @@ def run(args: argparse.Namespace) -> int:
             raise ConfigError(f"{flag} {path}: no such folder")
     recipe = read_recipe(args.config or args.recipe or "quick")
     train_cfg = dict(recipe["train"])
-    train_cfg.update(parse_pairs(args.set, "--set"))
+    train_cfg.update(parse_assignments(args.set, "--set"))
     if args.epochs is not None:
         train_cfg["epochs"] = args.epochs
     config = TrainConfig.from_dict(train_cfg, args.config or f"recipe {args.recipe or 'quick'}")
@@ -81,7 +64,7 @@ def run(args: argparse.Namespace) -> int:
     if not name:
         raise ConfigError("no model: give --model NAME (the recipe names none)")
     model_args = dict(model_spec.get("args", {})) if name == model_spec.get("name") else {}
-    model_args.update(parse_pairs(args.model_arg, "--model-arg"))
+    model_args.update(parse_assignments(args.model_arg, "--model-arg"))
 
     info = D.init_from_env(args.device)
     try:

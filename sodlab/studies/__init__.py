@@ -27,7 +27,7 @@ _PUBLIC = {
     "sodlab.studies.paths": ("MODES", "repo_root", "default_notebooks_dir", "default_results_dir", "default_docs_dir",
                              "discover_notebooks", "select_notebooks"),
     "sodlab.studies.source": ("PARAMETERS_TAG", "INJECTED_TAG", "read_notebook", "notebook_title", "parameter_names",
-                              "inject_parameters", "parse_param", "paired_notebook_text", "out_of_sync", "sync_notebooks"),
+                              "inject_parameters", "paired_notebook_text", "out_of_sync", "sync_notebooks"),
     "sodlab.studies.runner": ("RUN_RECORD", "CellFailure", "NotebookRun", "execute_notebook", "run_studies", "summary_table",
                               "write_summary"),
     "sodlab.studies.notebook": ("FINDINGS_RECORD", "QUICK_BENCHMARK", "Study", "start_study"),

@@ -84,21 +84,6 @@ def inject_parameters(nb, params: Mapping[str, Any]):
     return nb
 
 
-def parse_param(text: str) -> tuple[str, Any]:
-    """``NAME=VALUE`` from the command line; VALUE is a Python literal or else a string."""
-    if "=" not in text:
-        raise ConfigError(f"--param {text!r}: expected NAME=VALUE")
-    name, raw = text.split("=", 1)
-    name = name.strip()
-    if not name.isidentifier():
-        raise ConfigError(f"--param {text!r}: {name!r} is not a Python identifier")
-    try:
-        value = ast.literal_eval(raw)
-    except (ValueError, SyntaxError):
-        value = raw
-    return name, value
-
-
 def notebook_title(path: Path) -> str:
     """The first markdown heading of a notebook, without the leading ``#``."""
     for cell in read_notebook(path).cells:
