@@ -1,4 +1,5 @@
-"""`sodlab data`: generate the synthetic benchmark, check a dataset folder, draw samples."""
+"""`sodlab data`: generate the synthetic benchmark or the pre-training corpus, check a dataset
+folder, draw samples."""
 from __future__ import annotations
 
 import argparse
@@ -9,31 +10,54 @@ from typing import Optional
 from ..errors import DataError
 
 NAME = "data"
-HELP = "generate the synthetic benchmark (synth), check a dataset folder (check), draw samples (samples)"
+HELP = ("generate the synthetic benchmark or the pre-training corpus (synth), check a dataset folder (check), "
+        "draw samples (samples)")
+
+# `data synth` flags that belong to one corpus only (the rest apply to both): given for the
+# other one, they are refused rather than silently ignored.
+_OWN_FLAGS = {"sod": ("train", "test", "categories", "difficulty"),
+              "pretrain": ("variant", "classes", "per_class", "val_per_class")}
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     from ..data.synthetic import CATEGORIES, DEFAULT_DIFFICULTY, DEFAULT_SEED, DEFAULT_SIZE, DEFAULT_TEST, DEFAULT_TRAIN
+    from ..data.synthetic.corpus import (DEFAULT_CLASSES, DEFAULT_CORPUS_SIZE, DEFAULT_PER_CLASS, DEFAULT_VAL_PER_CLASS,
+                                         DEFAULT_VARIANT)
 
     sub = p.add_subparsers(dest="data_command", metavar="ACTION")
     sub.required = True
 
-    s = sub.add_parser("synth", help="generate the synthetic benchmark (train/ and test/ folders)",
-                       description="Generate the synthetic benchmark: OUT/train and OUT/test with images/, GT/ "
-                                   "and categories.csv, plus OUT/synth.json.")
+    s = sub.add_parser("synth", help="generate the synthetic benchmark or the pre-training corpus",
+                       description="Generate the synthetic SOD benchmark (--corpus sod, the default): OUT/train and "
+                                   "OUT/test with images/, GT/ and categories.csv, plus OUT/synth.json; or the "
+                                   "pre-training classification corpus (--corpus pretrain): OUT/train/<class>/*.jpg, "
+                                   "OUT/val/<class>/*.jpg (ImageFolder layout), plus OUT/corpus.json.")
     s.add_argument("--out", required=True, help="output folder (must not exist or be empty unless --overwrite)")
-    s.add_argument("--train", type=int, default=DEFAULT_TRAIN, help=f"training images (default {DEFAULT_TRAIN})")
-    s.add_argument("--test", type=int, default=DEFAULT_TEST, help=f"test images (default {DEFAULT_TEST})")
-    s.add_argument("--size", type=int, default=DEFAULT_SIZE, help=f"image side in pixels (default {DEFAULT_SIZE})")
+    s.add_argument("--corpus", default="sod", metavar="{sod,pretrain}",
+                   help="sod: the SOD benchmark (default); pretrain: the classification corpus, disjoint from it")
+    s.add_argument("--size", type=int, default=None,
+                   help=f"image side in pixels (default {DEFAULT_SIZE}; {DEFAULT_CORPUS_SIZE} for --corpus pretrain)")
     s.add_argument("--seed", type=int, default=DEFAULT_SEED, help=f"random seed (default {DEFAULT_SEED})")
-    s.add_argument("--categories", default=None,
-                   help=f"comma-separated subset of: {','.join(CATEGORIES)} (default: all)")
-    s.add_argument("--difficulty", type=float, default=DEFAULT_DIFFICULTY,
-                   help=f"0 (easy) .. 1 (hard), up to 1.5 (default {DEFAULT_DIFFICULTY})")
     s.add_argument("--format", choices=("jpg", "png"), default="jpg", help="image file format (masks are PNG)")
     s.add_argument("--workers", type=int, default=None, help="processes (default: the usable cores)")
     s.add_argument("--overwrite", action="store_true", help="replace a non-empty --out folder")
     s.add_argument("--no-progress", action="store_true", help="no progress bar")
+    sod = s.add_argument_group("--corpus sod")
+    sod.add_argument("--train", type=int, default=None, help=f"training images (default {DEFAULT_TRAIN})")
+    sod.add_argument("--test", type=int, default=None, help=f"test images (default {DEFAULT_TEST})")
+    sod.add_argument("--categories", default=None,
+                     help=f"comma-separated subset of: {','.join(CATEGORIES)} (default: all)")
+    sod.add_argument("--difficulty", type=float, default=None,
+                     help=f"0 (easy) .. 1 (hard), up to 1.5 (default {DEFAULT_DIFFICULTY})")
+    pre = s.add_argument_group("--corpus pretrain")
+    pre.add_argument("--variant", default=None, metavar="{with-sod,without-sod}",
+                     help=f"with or without the {len(CATEGORIES)} benchmark categories among the classes "
+                          f"(default {DEFAULT_VARIANT})")
+    pre.add_argument("--classes", type=int, default=None, help=f"number of classes (default {DEFAULT_CLASSES})")
+    pre.add_argument("--per-class", type=int, default=None,
+                     help=f"training images per class (default {DEFAULT_PER_CLASS})")
+    pre.add_argument("--val-per-class", type=int, default=None,
+                     help=f"validation images per class (default {DEFAULT_VAL_PER_CLASS})")
 
     c = sub.add_parser("check", help="validate a dataset folder and summarise it",
                        description="Validate a dataset folder (pairing, readability, sizes) and summarise it, "
@@ -57,14 +81,36 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def _synth(args: argparse.Namespace) -> int:
-    from ..data.synthetic import generate
+    from ..data.synthetic import DEFAULT_DIFFICULTY, DEFAULT_SIZE, DEFAULT_TEST, DEFAULT_TRAIN, generate
+    from ..data.synthetic.corpus import (DEFAULT_CLASSES, DEFAULT_CORPUS_SIZE, DEFAULT_PER_CLASS, DEFAULT_VAL_PER_CLASS,
+                                         DEFAULT_VARIANT, generate_corpus)
 
-    cats = [c.strip() for c in args.categories.split(",") if c.strip()] if args.categories else None
-    out = generate(args.out, n_train=args.train, n_test=args.test, size=args.size, seed=args.seed, categories=cats,
-                   difficulty=args.difficulty, progress=not args.no_progress, overwrite=args.overwrite,
-                   workers=args.workers, image_format=args.format)
+    if args.corpus not in _OWN_FLAGS:
+        raise DataError(f"--corpus {args.corpus!r}: choose sod (the SOD benchmark) or pretrain (the classification corpus)")
+    other = "pretrain" if args.corpus == "sod" else "sod"
+    stray = [f"--{k.replace('_', '-')}" for k in _OWN_FLAGS[other] if getattr(args, k) is not None]
+    if stray:
+        raise DataError(f"{', '.join(stray)}: only for --corpus {other}, not --corpus {args.corpus}")
+    common = dict(seed=args.seed, progress=not args.no_progress, overwrite=args.overwrite, workers=args.workers,
+                  image_format=args.format)
+    if args.corpus == "pretrain":
+        out = generate_corpus(args.out, variant=args.variant or DEFAULT_VARIANT,
+                              n_classes=_given(args.classes, DEFAULT_CLASSES),
+                              per_class=_given(args.per_class, DEFAULT_PER_CLASS),
+                              val_per_class=_given(args.val_per_class, DEFAULT_VAL_PER_CLASS),
+                              size=_given(args.size, DEFAULT_CORPUS_SIZE), **common)
+    else:
+        cats = [c.strip() for c in args.categories.split(",") if c.strip()] if args.categories else None
+        out = generate(args.out, n_train=_given(args.train, DEFAULT_TRAIN), n_test=_given(args.test, DEFAULT_TEST),
+                       size=_given(args.size, DEFAULT_SIZE), categories=cats,
+                       difficulty=_given(args.difficulty, DEFAULT_DIFFICULTY), **common)
     print(out)
     return 0
+
+
+def _given(value, default):
+    """A flag's value, or its default when it was not given (0 is a value)."""
+    return default if value is None else value
 
 
 def _check(args: argparse.Namespace) -> int:

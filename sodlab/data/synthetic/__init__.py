@@ -27,21 +27,30 @@ Image ``i`` of split ``s`` is drawn from its own random stream, seeded by
 the same versions of numpy, Pillow and scikit-image). Categories are balanced within each
 split (counts differ by at most one).
 
+Distractors are never shapes of a category (``shapes.OBJECT_LIKE_SHAPES``, bars and blobs):
+the category label says what the image shows.
+
 The package: ``params`` (what a benchmark is: `SynthParams`, categories, per-image streams),
-``render`` (drawing one image), ``workers`` (writing images, in worker processes),
-``generation`` (`generate`: a whole folder, atomically) and ``cache`` (`ensure_benchmark`,
-`default_data_dir`, `read_params`). The figure of samples per category is
+``shapes`` (the templates of categories, non-category shapes and glyphs), ``render``
+(drawing one image), ``workers`` (writing images, in worker processes), ``generation``
+(`generate`: a whole folder, atomically), ``corpus`` (`generate_corpus`: the pre-training
+classification corpus, disjoint from the benchmark) and ``cache`` (`ensure_benchmark`,
+`ensure_corpus`, `default_data_dir`, `read_params`). The figure of samples per category is
 `sodlab.viz.samples.sample_grid` (the data package draws nothing).
 """
 from __future__ import annotations
 
-from .cache import default_data_dir, ensure_benchmark, read_params
+from .cache import default_data_dir, ensure_benchmark, ensure_corpus, read_params
+from .corpus import ALL_CLASSES, CORPUS_PHOTOS, OTHER_CLASSES, VARIANTS, CorpusParams, corpus_classes, generate_corpus
 from .generation import default_workers, generate
 from .params import (CATEGORIES, DEFAULT_DIFFICULTY, DEFAULT_SEED, DEFAULT_SIZE, DEFAULT_TEST, DEFAULT_TRAIN,
                      GENERATOR_VERSION, PHOTOS, SPLITS, SynthParams, image_rng, image_stem, split_categories)
-from .render import render
+from .render import Rendering, compose, render
+from .shapes import EXTRA_SHAPES, GLYPHS, OBJECT_LIKE_SHAPES
 
 __all__ = [
+    "ALL_CLASSES", "CORPUS_PHOTOS", "CorpusParams", "EXTRA_SHAPES", "GLYPHS", "OBJECT_LIKE_SHAPES", "OTHER_CLASSES",
+    "Rendering", "VARIANTS", "compose", "corpus_classes", "ensure_corpus", "generate_corpus",
     "CATEGORIES", "DEFAULT_DIFFICULTY", "DEFAULT_SEED", "DEFAULT_SIZE", "DEFAULT_TEST", "DEFAULT_TRAIN",
     "GENERATOR_VERSION", "PHOTOS", "SPLITS", "SynthParams", "default_data_dir", "default_workers",
     "ensure_benchmark", "generate", "image_rng", "image_stem", "read_params", "render", "split_categories",

@@ -1,22 +1,21 @@
 """`generate`: a whole benchmark folder, written into a temporary folder and renamed into
-place, its images rendered in worker processes (`.workers`) when there are enough of them."""
+place (`write_folder`, which the pre-training corpus uses too), its images rendered in
+worker processes (`.workers`) when there are enough of them."""
 from __future__ import annotations
 
 import json
 import logging
-import math
 import os
 import shutil
-import sys
 import tempfile
 from pathlib import Path
-from typing import Optional, Sequence
+from typing import Callable, Optional, Sequence
 
 from ...atomic import current_umask, finish_cleanup
 from ...errors import DataError
 from .params import (CATEGORIES, DEFAULT_DIFFICULTY, DEFAULT_SEED, DEFAULT_SIZE, DEFAULT_TEST, DEFAULT_TRAIN,
                      SynthParams, image_stem, split_categories)
-from .workers import _write_chunk, _write_in_processes, sigint_held
+from .workers import run_tasks, sigint_held, split_into_tasks
 
 log = logging.getLogger(__name__)
 
@@ -36,28 +35,53 @@ def _is_nonempty_dir(path: Path) -> bool:
 
 
 def _write_all(params: SynthParams, tmp: Path, progress: bool, workers: int) -> None:
-    from tqdm import tqdm
-
-    tasks = []
-    pj = params.to_json()
-    total = params.n_train + params.n_test
-    chunk = min(_MAX_CHUNK, max(32, math.ceil(total / (4 * max(1, workers)))))
+    splits = []
     for split, n in (("train", params.n_train), ("test", params.n_test)):
         (tmp / split / "images").mkdir(parents=True)
         (tmp / split / "GT").mkdir(parents=True)
         cats = split_categories(params, split, n)
         rows = ["stem,category"] + [f"{image_stem(split, i)},{c}" for i, c in enumerate(cats)]
         (tmp / split / "categories.csv").write_text("\n".join(rows) + "\n", encoding="utf-8")
-        items = list(enumerate(cats))
-        tasks += [(split, items[k:k + chunk]) for k in range(0, n, chunk)]
-    with tqdm(total=total, unit="img", desc="synthetic benchmark", disable=not progress) as bar:
-        left = dict(enumerate(tasks))
-        if workers > 1 and len(tasks) > 1 and sys.executable:
-            _write_in_processes(pj, str(tmp), left, min(workers, len(tasks)), bar)
-        for k in sorted(left):
-            bar.update(_write_chunk(pj, str(tmp), *left.pop(k)))
+        splits.append((split, list(enumerate(cats))))
+    pj = params.to_json()
+    run_tasks(pj, str(tmp), split_into_tasks(splits, workers, _MAX_CHUNK), workers, progress, "synthetic benchmark")
     (tmp / "synth.json").write_text(json.dumps({"generator": "sodlab.data.synthetic", **pj}, indent=2, sort_keys=True) + "\n",
                                     encoding="utf-8")
+
+
+def pick_workers(workers: Optional[int], total: int) -> int:
+    """``workers``, or by default the usable cores (one for fewer than 256 images: starting
+    processes costs more than it saves)."""
+    if workers is not None:
+        return int(workers)
+    return 1 if total < 256 else default_workers()
+
+
+def write_folder(out_dir: str | Path, overwrite: bool, write: Callable[[Path], None]) -> Path:
+    """``write(tmp)`` into a temporary folder beside ``out_dir``, then that folder renamed
+    into place: ``out_dir`` is either complete or untouched, and an interrupted or failed
+    ``write`` leaves nothing. An existing non-empty ``out_dir`` raises `DataError` unless
+    ``overwrite``."""
+    out = Path(out_dir).expanduser()
+    if _is_nonempty_dir(out) and not overwrite:
+        raise DataError(f"{out}: folder exists and is not empty; pass overwrite=True (--overwrite) to replace it")
+    if out.exists() and not out.is_dir():
+        raise DataError(f"{out}: exists and is not a folder")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent))
+    old: Optional[Path] = None
+    try:
+        write(tmp)
+        os.chmod(tmp, 0o777 & ~current_umask())  # mkdtemp makes it private
+        # Ctrl-C between the two renames left the new files deleted and the old ones hidden.
+        with sigint_held():
+            if out.is_dir():
+                old = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".old", dir=out.parent))
+                os.replace(out, old / "replaced")
+            os.replace(tmp, out)
+    finally:
+        finish_cleanup(lambda: _remove_leftovers(tmp, old))
+    return out
 
 
 def generate(out_dir: str | Path, n_train: int = DEFAULT_TRAIN, n_test: int = DEFAULT_TEST, size: int = DEFAULT_SIZE,
@@ -77,31 +101,8 @@ def generate(out_dir: str | Path, n_train: int = DEFAULT_TRAIN, n_test: int = DE
                          categories=tuple(categories) if categories else CATEGORIES,
                          difficulty=float(difficulty), image_format=image_format)
     params.validate()
-    out = Path(out_dir).expanduser()
-    if _is_nonempty_dir(out) and not overwrite:
-        raise DataError(f"{out}: folder exists and is not empty; pass overwrite=True (--overwrite) to replace it")
-    if out.exists() and not out.is_dir():
-        raise DataError(f"{out}: exists and is not a folder")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    if workers is not None:
-        n_workers = int(workers)
-    elif params.n_train + params.n_test < 256:
-        n_workers = 1  # starting processes costs more than it saves
-    else:
-        n_workers = default_workers()
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent))
-    old: Optional[Path] = None
-    try:
-        _write_all(params, tmp, progress, n_workers)
-        os.chmod(tmp, 0o777 & ~current_umask())  # mkdtemp makes it private
-        # Ctrl-C between the two renames left the new files deleted and the old ones hidden.
-        with sigint_held():
-            if out.is_dir():
-                old = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".old", dir=out.parent))
-                os.replace(out, old / "replaced")
-            os.replace(tmp, out)
-    finally:
-        finish_cleanup(lambda: _remove_leftovers(tmp, old))
+    n_workers = pick_workers(workers, params.n_train + params.n_test)
+    out = write_folder(out_dir, overwrite, lambda tmp: _write_all(params, tmp, progress, n_workers))
     log.info("wrote %d training and %d test images (%dpx, seed %d, difficulty %.2f) to %s",
              params.n_train, params.n_test, params.size, params.seed, params.difficulty, out)
     return out

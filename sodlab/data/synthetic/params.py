@@ -12,7 +12,7 @@ import numpy as np
 
 from ...errors import DataError
 
-GENERATOR_VERSION = 1
+GENERATOR_VERSION = 2  # 2: distractors are never category shapes (labels say what the image shows)
 DEFAULT_DIFFICULTY = 0.1
 DEFAULT_SIZE = 128
 DEFAULT_TRAIN = 2000
@@ -67,8 +67,12 @@ class SynthParams:
 
     def digest(self) -> str:
         """A short hash of the parameters (the cache key of `ensure_benchmark`)."""
-        blob = json.dumps(self.to_json(), sort_keys=True).encode()
-        return hashlib.sha256(blob).hexdigest()[:10]
+        return short_digest(self.to_json())
+
+
+def short_digest(params: dict[str, Any]) -> str:
+    """10 hex digits of the SHA-256 of ``params`` as sorted JSON: a cache folder's key."""
+    return hashlib.sha256(json.dumps(params, sort_keys=True).encode()).hexdigest()[:10]
 
 
 

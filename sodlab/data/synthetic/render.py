@@ -1,17 +1,18 @@
 """Drawing one image: photographs and shape templates (`_Assets`, loaded once per worker
-task) and `render`, which composes the background, clutter, distractors and the salient
-object from an image's random stream. How ``difficulty`` weakens the saliency cues is
-described in the package docstring."""
+task), the pieces every generated image is made of (photo textures, placed shapes, clutter,
+contrasting paint, light and noise) and `render`, which composes a benchmark image (the
+background, clutter, distractors and the salient object) from its random stream. How
+``difficulty`` weakens the saliency cues is described in the package docstring."""
 from __future__ import annotations
 
 import math
-from typing import Iterable, Optional, Sequence
+from typing import NamedTuple, Optional, Sequence
 
 import numpy as np
-from PIL import Image, ImageDraw, ImageFilter, ImageFont
+from PIL import Image, ImageDraw, ImageFilter
 
-from ...errors import DataError
 from .params import CATEGORIES, SynthParams
+from .shapes import BAR, BAR_LENGTH, BLOB, EXTRA_SHAPES, OBJECT_LIKE_SHAPES, templates
 
 _TEMPLATE_RES = 160   # canonical shape bitmaps, side in pixels
 _PHOTO_MAX_SIDE = 384  # photos are downscaled once; crops are resized to the image size
@@ -19,6 +20,17 @@ _SUPERSAMPLE = 2      # shapes are placed at twice the resolution, then box-filt
 
 
 # --- assets: photographs and shape templates ------------------------------------------------
+def _mosaic(stack: np.ndarray) -> np.ndarray:
+    """A stack of small images (scikit-image's faces) tiled into one picture, 10 rows."""
+    n, h, w = stack.shape[:3]
+    cols = -(-n // 10)
+    out = np.zeros((10 * h, cols * w) + stack.shape[3:], stack.dtype)
+    for k in range(n):
+        r, c = divmod(k, cols)
+        out[r * h:(r + 1) * h, c * w:(c + 1) * w] = stack[k]
+    return out
+
+
 def _load_photo(name: str) -> Image.Image:
     import skimage.data
 
@@ -26,6 +38,8 @@ def _load_photo(name: str) -> Image.Image:
     if isinstance(arr, tuple):  # stereo pairs
         arr = arr[0]
     arr = np.asarray(arr)
+    if arr.ndim == 3 and arr.shape[-1] not in (3, 4):
+        arr = _mosaic(arr)
     if arr.dtype != np.uint8:
         arr = (np.clip(arr.astype(np.float64), 0, 1) * 255).astype(np.uint8) if arr.max() <= 1 else arr.astype(np.uint8)
     im = Image.fromarray(arr).convert("RGB") if arr.ndim == 2 else Image.fromarray(arr[:, :, :3])
@@ -35,90 +49,14 @@ def _load_photo(name: str) -> Image.Image:
     return im
 
 
-def _polygon(draw: ImageDraw.ImageDraw, pts: Iterable[tuple[float, float]], res: int, fill: int = 255) -> None:
-    # Unit coordinates (radius 1 around the centre) to template pixels.
-    half, r = res / 2.0, 0.46 * res
-    draw.polygon([(half + x * r, half + y * r) for x, y in pts], fill=fill)
-
-
-def _circle(draw: ImageDraw.ImageDraw, cx: float, cy: float, rad: float, res: int, fill: int) -> None:
-    n = 96
-    _polygon(draw, [(cx + rad * math.cos(2 * math.pi * k / n), cy + rad * math.sin(2 * math.pi * k / n)) for k in range(n)], res, fill)
-
-
-def _fit_bitmap(mask: np.ndarray, res: int) -> np.ndarray:
-    """A binary bitmap cropped to its content and centred in a res x res template."""
-    ys, xs = np.nonzero(mask)
-    crop = mask[ys.min():ys.max() + 1, xs.min():xs.max() + 1]
-    h, w = crop.shape
-    scale = 0.92 * res / max(h, w)
-    im = Image.fromarray(crop.astype(np.uint8) * 255).resize((max(1, round(w * scale)), max(1, round(h * scale))), Image.BILINEAR)
-    out = Image.new("L", (res, res), 0)
-    out.paste(im, ((res - im.width) // 2, (res - im.height) // 2))
-    return np.asarray(out)
-
-
-def _template(name: str, res: int) -> np.ndarray:
-    """The canonical (res, res) uint8 alpha of a category, object centred, upright."""
-    big = res * 2  # drawn at twice the size, then downsampled for smooth edges
-    im = Image.new("L", (big, big), 0)
-    d = ImageDraw.Draw(im)
-    tau = 2 * math.pi
-    if name == "ellipse":
-        _circle(d, 0, 0, 1, big, 255)
-    elif name == "triangle":
-        _polygon(d, [(math.cos(a), math.sin(a) + 0.2) for a in (-math.pi / 2, math.pi / 6, 5 * math.pi / 6)], big)
-    elif name == "rectangle":
-        _polygon(d, [(-0.8, -0.8), (0.8, -0.8), (0.8, 0.8), (-0.8, 0.8)], big)
-    elif name == "star":
-        _polygon(d, [((1.0 if k % 2 == 0 else 0.42) * math.cos(tau * k / 10 - math.pi / 2),
-                      (1.0 if k % 2 == 0 else 0.42) * math.sin(tau * k / 10 - math.pi / 2) + 0.08) for k in range(10)], big)
-    elif name == "cross":
-        a = 0.3
-        _polygon(d, [(-a, -1), (a, -1), (a, -a), (1, -a), (1, a), (a, a), (a, 1), (-a, 1), (-a, a), (-1, a), (-1, -a), (-a, -a)], big)
-    elif name == "ring":
-        _circle(d, 0, 0, 1, big, 255)
-        _circle(d, 0, 0, 0.55, big, 0)
-    elif name == "crescent":
-        _circle(d, 0, 0, 1, big, 255)
-        _circle(d, 0.45, -0.15, 0.85, big, 0)
-    elif name == "heart":
-        t = np.linspace(0, tau, 120, endpoint=False)
-        x = 16 * np.sin(t) ** 3
-        y = -(13 * np.cos(t) - 5 * np.cos(2 * t) - 2 * np.cos(3 * t) - np.cos(4 * t))
-        _polygon(d, zip(x / 17, (y + 2.5) / 17), big)
-    elif name == "arrow":
-        _polygon(d, [(-1, -0.22), (0.15, -0.22), (0.15, -0.6), (1, 0), (0.15, 0.6), (0.15, 0.22), (-1, 0.22)], big)
-    elif name == "gear":
-        pts = []
-        for k in range(10):
-            a0 = tau * k / 10
-            for da, r in ((0.0, 0.72), (0.08, 1.0), (0.31, 1.0), (0.39, 0.72)):
-                a = a0 + da * tau / 10 * 2.5 / 2
-                pts.append((r * math.cos(a), r * math.sin(a)))
-        _polygon(d, pts, big)
-        _circle(d, 0, 0, 0.3, big, 0)
-    elif name == "letter_A":
-        font = ImageFont.load_default(size=big)
-        glyph = Image.new("L", (big * 2, big * 2), 0)
-        ImageDraw.Draw(glyph).text((big // 2, big // 4), "A", fill=255, font=font)
-        return _fit_bitmap(np.asarray(glyph) > 127, res)
-    elif name == "horse":
-        import skimage.data
-
-        return _fit_bitmap(~skimage.data.horse(), res)
-    else:  # pragma: no cover - guarded by SynthParams.validate
-        raise DataError(f"unknown category {name!r}")
-    return np.asarray(im.resize((res, res), Image.BOX))
-
-
 class _Assets:
-    """Photographs and shape templates, loaded once per worker task."""
+    """Photographs and shape templates (every variant of each), loaded once per worker task.
+    ``shapes`` defaults to what a benchmark draws: its categories and the distractor shapes."""
 
-    def __init__(self, photos: Sequence[str]) -> None:
+    def __init__(self, photos: Sequence[str], shapes: Sequence[str] = CATEGORIES + EXTRA_SHAPES) -> None:
         self.photos = [_load_photo(p) for p in photos]
         self.photo_is_grey = [bool(np.ptp(np.asarray(p, dtype=np.int16), axis=2).max() == 0) for p in self.photos]
-        self.templates = {c: Image.fromarray(_template(c, _TEMPLATE_RES)) for c in CATEGORIES}
+        self.templates = {c: [Image.fromarray(t) for t in templates(c, _TEMPLATE_RES)] for c in shapes}
 
 
 # --- drawing ----------------------------------------------------------------------------------
@@ -144,11 +82,15 @@ def _texture(assets: _Assets, rng: np.random.Generator, size: int, photo: Option
 
 
 def _place(assets: _Assets, rng: np.random.Generator, name: str, size: int, side: float,
-           centre: tuple[float, float], aspect: float, supersample: int = _SUPERSAMPLE) -> np.ndarray:
-    """The (size, size) float alpha of template ``name`` with the given side (pixels),
-    centre, aspect ratio and a random rotation."""
+           centre: tuple[float, float], aspect: float, supersample: int = _SUPERSAMPLE,
+           max_rotation: Optional[float] = None) -> np.ndarray:
+    """The (size, size) float alpha of shape ``name`` (a random variant of it) with the given
+    side (pixels), centre, aspect ratio and a random rotation: any angle, or within
+    +-``max_rotation`` radians (glyphs, which turned over would be other glyphs)."""
     ss = supersample
-    theta = rng.uniform(0, 2 * math.pi)
+    variants = assets.templates[name]
+    template = variants[int(rng.integers(len(variants)))] if len(variants) > 1 else variants[0]
+    theta = rng.uniform(0, 2 * math.pi) if max_rotation is None else rng.uniform(-max_rotation, max_rotation)
     sx = side * ss * math.sqrt(aspect) / _TEMPLATE_RES
     sy = side * ss / math.sqrt(aspect) / _TEMPLATE_RES
     c, s = math.cos(theta), math.sin(theta)
@@ -158,7 +100,7 @@ def _place(assets: _Assets, rng: np.random.Generator, name: str, size: int, side
     a, b = c / sx, s / sx
     d_, e = -s / sy, c / sy
     coeffs = (a, b, half - a * cx - b * cy, d_, e, half - d_ * cx - e * cy)
-    big = assets.templates[name].transform((size * ss, size * ss), Image.AFFINE, coeffs, resample=Image.BILINEAR)
+    big = template.transform((size * ss, size * ss), Image.AFFINE, coeffs, resample=Image.BILINEAR)
     if ss > 1:
         big = big.reduce(ss)
     return np.asarray(big, dtype=np.float32) / 255.0
@@ -215,24 +157,70 @@ def _clutter(canvas: np.ndarray, rng: np.random.Generator, n: int, strength: flo
     return canvas * (1 - a) + (np.asarray(colours, dtype=np.float32) / 255.0) * a
 
 
-def render(assets: _Assets, params: SynthParams, category: str, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
-    """One ``(image uint8 SxSx3, mask bool SxS)`` pair with an object of ``category``."""
-    S, d = params.size, params.difficulty
-    img, bg_photo = _texture(assets, rng, S)
-    if rng.random() < 0.5:  # a second photograph blended in: backgrounds are not one texture
-        other, _ = _texture(assets, rng, S)
+def _paint(img: np.ndarray, alpha: np.ndarray, tex: np.ndarray, rng: np.random.Generator, distance: float,
+           keep: float) -> np.ndarray:
+    """``img`` with ``tex`` composited by ``alpha``, its colour moved ``distance`` away from
+    the mean of what it covers (so a shape contrasts locally, whatever its photograph)."""
+    a = alpha[..., None]
+    around = (img * a).reshape(-1, 3).sum(0) / max(float(a.sum()), 1e-6)
+    return img * (1 - a) + _recolour(tex, _contrasting_colour(rng, around, distance), keep) * a
+
+
+def _light_and_noise(img: np.ndarray, rng: np.random.Generator, gradient: float, noise: float) -> np.ndarray:
+    """The uint8 image after a random illumination gradient and sensor noise."""
+    size = img.shape[0]
+    ramp = np.linspace(-0.5, 0.5, size, dtype=np.float32)
+    g = rng.normal(0, gradient, 2).astype(np.float32)
+    img = img * (1 + g[0] * ramp[None, :, None] + g[1] * ramp[:, None, None])
+    img += rng.normal(0, noise, img.shape).astype(np.float32)
+    return (np.clip(img, 0, 1) * 255 + 0.5).astype(np.uint8)
+
+
+def _background(assets: _Assets, rng: np.random.Generator, size: int) -> tuple[np.ndarray, int]:
+    """A photo crop, half the time blended with a second one (backgrounds are not one
+    texture), and the index of the first photograph."""
+    img, photo = _texture(assets, rng, size)
+    if rng.random() < 0.5:
+        other, _ = _texture(assets, rng, size)
         w = np.float32(rng.uniform(0.2, 0.5))
         img = (1 - w) * img + w * other
+    return img, photo
+
+
+class Rendering(NamedTuple):
+    """A benchmark image, its mask and the shapes drawn as distractors (in drawing order)."""
+
+    image: np.ndarray          # uint8 SxSx3
+    mask: np.ndarray           # bool SxS
+    distractors: tuple[str, ...]
+
+
+def _distractor(rng: np.random.Generator, side: float, d: float) -> tuple[str, float, float]:
+    """A distractor's shape, aspect and side. Never a category: a smaller star beside a
+    heart would make the image's label arguable (see `shapes.OBJECT_LIKE_SHAPES`)."""
+    kind = rng.random()
+    dside = side * rng.uniform(0.12, 0.35 + 0.45 * d)
+    if kind < 0.45:
+        return OBJECT_LIKE_SHAPES[int(rng.integers(len(OBJECT_LIKE_SHAPES)))], float(np.exp(rng.uniform(-0.5, 0.5))), dside
+    if kind < 0.75:
+        # Long bars 8-20 times as long as wide, as long and wide as the stretched squares of
+        # generator version 1 (the bar template is BAR_LENGTH:1 and spans 0.83 of its side).
+        return BAR, float(rng.uniform(8, 20)) / BAR_LENGTH, dside * 1.22
+    return BLOB, float(np.exp(rng.uniform(-0.8, 0.8))), dside
+
+
+def compose(assets: _Assets, params: SynthParams, category: str, rng: np.random.Generator) -> Rendering:
+    """One benchmark image with an object of ``category``, with what was drawn."""
+    S, d = params.size, params.difficulty
+    img, bg_photo = _background(assets, rng, S)
 
     # The object: large, compact, near the centre.
     side = S * rng.uniform(0.42, 0.72)
     aspect = float(np.exp(rng.uniform(-0.35, 0.35)))
     centre = tuple(np.clip(rng.normal(S / 2, 0.1 * S, 2), 0.3 * side, S - 0.3 * side))
     alpha_obj = _place(assets, rng, category, S, side, centre, aspect)
-    mask = alpha_obj > 0.5
-    if not mask.any():  # degenerate placement; a centred object instead
+    if not (alpha_obj > 0.5).any():  # degenerate placement; a centred object instead
         alpha_obj = _place(assets, rng, category, S, side, (S / 2, S / 2), 1.0)
-        mask = alpha_obj > 0.5
 
     img = _clutter(img, rng, int(rng.poisson(1 + 6 * d)), strength=0.12 + 0.25 * d)
 
@@ -241,42 +229,29 @@ def render(assets: _Assets, params: SynthParams, category: str, rng: np.random.G
     obj_tex, obj_photo = _texture(assets, rng, S, obj_photo)
 
     # Distractors: smaller shapes, bars and blobs with similar textures, behind the object.
+    drawn = []
     for _ in range(int(rng.poisson(1 + 5 * d))):
-        kind = rng.random()
-        dside = side * rng.uniform(0.12, 0.35 + 0.45 * d)
-        if kind < 0.45:
-            name, dasp = CATEGORIES[int(rng.integers(len(CATEGORIES)))], float(np.exp(rng.uniform(-0.5, 0.5)))
-        elif kind < 0.75:
-            name, dasp, dside = "rectangle", float(rng.uniform(8, 20)), dside * 0.5
-        else:
-            name, dasp = "ellipse", float(np.exp(rng.uniform(-0.8, 0.8)))
-        dcentre = tuple(rng.uniform(0, S, 2))
-        alpha = _place(assets, rng, name, S, dside, dcentre, dasp, supersample=1)
+        name, dasp, dside = _distractor(rng, side, d)
+        alpha = _place(assets, rng, name, S, dside, tuple(rng.uniform(0, S, 2)), dasp, supersample=1)
         box = _bbox(alpha)
         same = rng.random() < 0.3 + 0.6 * d
         dist = rng.uniform(0.08, 0.15 + 0.3 * d)
         keep = rng.uniform(0.5, 1.0)
         if box is None:
             continue
-        a = alpha[box][..., None]
-        region = img[box]
-        tex, _ = _texture(assets, rng, max(a.shape[:2]), obj_photo if same else None)
-        tex = tex[:a.shape[0], :a.shape[1]]
-        around = (region * a).reshape(-1, 3).sum(0) / max(float(a.sum()), 1e-6)
-        tex = _recolour(tex, _contrasting_colour(rng, around, dist), keep)
-        img[box] = region * (1 - a) + tex * a
+        a = alpha[box]
+        tex, _ = _texture(assets, rng, max(a.shape), obj_photo if same else None)
+        img[box] = _paint(img[box], a, tex[:a.shape[0], :a.shape[1]], rng, dist, keep)
+        drawn.append(name)
 
     # The object itself, contrasting with what it covers.
-    around = img[mask].mean(0)
     contrast = (0.45 - 0.35 * min(d, 1.0)) * rng.uniform(0.75, 1.25)
-    fg = _recolour(obj_tex, _contrasting_colour(rng, around, contrast), rng.uniform(0.5, 1.0))
-    a = alpha_obj[..., None]
-    img = img * (1 - a) + fg * a
+    img = _paint(img, alpha_obj, obj_tex, rng, contrast, rng.uniform(0.5, 1.0))
+    out = _light_and_noise(img, rng, 0.1 + 0.15 * d, 0.01 + 0.025 * d)
+    return Rendering(out, alpha_obj > 0.5, tuple(drawn))
 
-    # Illumination gradient and sensor noise.
-    ramp = np.linspace(-0.5, 0.5, S, dtype=np.float32)
-    g = rng.normal(0, 0.1 + 0.15 * d, 2).astype(np.float32)
-    img = img * (1 + g[0] * ramp[None, :, None] + g[1] * ramp[:, None, None])
-    img += rng.normal(0, 0.01 + 0.025 * d, img.shape).astype(np.float32)
-    out = (np.clip(img, 0, 1) * 255 + 0.5).astype(np.uint8)
-    return out, mask
+
+def render(assets: _Assets, params: SynthParams, category: str, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """One ``(image uint8 SxSx3, mask bool SxS)`` pair with an object of ``category``."""
+    r = compose(assets, params, category, rng)
+    return r.image, r.mask

@@ -1,10 +1,13 @@
-"""Writing images: `_write_chunk` renders and saves a task's images, and
-`_write_in_processes` runs tasks in worker processes (fresh interpreters, see `_WORKER_CODE`),
-relaying each image written back to the parent's progress bar."""
+"""Writing images: `_write_chunk` renders and saves a task's benchmark images, and
+`run_tasks` runs tasks of any such writer (the pre-training corpus has its own) in worker
+processes (fresh interpreters, see `_WORKER_CODE`), relaying each image written back to the
+parent's progress bar."""
 from __future__ import annotations
 
+import importlib
 import json
 import logging
+import math
 import queue
 import signal
 import subprocess
@@ -13,7 +16,7 @@ import tempfile
 import threading
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Callable, Iterator, Optional, Sequence
+from typing import Any, Callable, Iterator, Optional, Sequence, TypeVar
 
 import numpy as np
 from PIL import Image
@@ -23,6 +26,19 @@ from .params import SynthParams, image_rng, image_stem
 from .render import _Assets, render
 
 log = logging.getLogger(__name__)
+
+Item = TypeVar("Item")
+# A writer: (parameters as JSON, output folder, split, items, on_image) -> images written. It
+# must be a module-level function: worker processes import it by module and name.
+Writer = Callable[..., int]
+
+
+def save_image(image: np.ndarray, stem: Path, image_format: str) -> None:
+    """Write ``image`` to ``stem``.jpg (quality 92) or ``stem``.png."""
+    if image_format == "jpg":
+        Image.fromarray(image).save(stem.with_name(stem.name + ".jpg"), format="JPEG", quality=92)
+    else:
+        Image.fromarray(image).save(stem.with_name(stem.name + ".png"), format="PNG")
 
 
 def _write_chunk(pj: dict[str, Any], out: str, split: str, items: Sequence[tuple[int, str]],
@@ -35,10 +51,7 @@ def _write_chunk(pj: dict[str, Any], out: str, split: str, items: Sequence[tuple
     for index, category in items:
         image, mask = render(assets, params, category, image_rng(params.seed, split, index))
         stem = image_stem(split, index)
-        if params.image_format == "jpg":
-            Image.fromarray(image).save(root / "images" / f"{stem}.jpg", format="JPEG", quality=92)
-        else:
-            Image.fromarray(image).save(root / "images" / f"{stem}.png", format="PNG")
+        save_image(image, root / "images" / stem, params.image_format)
         Image.fromarray(mask.astype(np.uint8) * 255).save(root / "GT" / f"{stem}.png", format="PNG")
         if on_image is not None:
             on_image()
@@ -61,8 +74,10 @@ def _worker_main() -> None:
     """Body of a worker process: reads its job (JSON) from stdin, writes its tasks, and prints
     the key of the task of every image written."""
     job = json.load(sys.stdin)
+    module, name = job["writer"].split(":")
+    writer = getattr(importlib.import_module(module), name)
     for key, split, items in job["tasks"]:
-        _write_chunk(job["params"], job["out"], split, items, on_image=lambda: print(key, flush=True))
+        writer(job["params"], job["out"], split, items, on_image=lambda: print(key, flush=True))
 
 
 def _start_worker() -> tuple[subprocess.Popen, Any]:
@@ -111,7 +126,32 @@ def sigint_held() -> Iterator[None]:
             signal.raise_signal(signal.SIGINT)
 
 
-def _write_in_processes(pj: dict[str, Any], out: str, left: dict[int, tuple[str, list]], workers: int, bar: Any) -> None:
+def split_into_tasks(splits: Sequence[tuple[str, list[Item]]], workers: int, max_chunk: int) -> list[tuple[str, list[Item]]]:
+    """(split, items) tasks: about four per worker, of 32 to ``max_chunk`` items (each task
+    loads the photographs and templates once)."""
+    total = sum(len(items) for _, items in splits)
+    chunk = min(max_chunk, max(32, math.ceil(total / (4 * max(1, workers)))))
+    return [(split, items[k:k + chunk]) for split, items in splits for k in range(0, len(items), chunk)]
+
+
+def run_tasks(pj: dict[str, Any], out: str, tasks: list[tuple[str, list]], workers: int, progress: bool, desc: str,
+              writer: Writer = _write_chunk) -> None:
+    """Write ``tasks`` with ``writer``, in ``workers`` processes when there are more than one
+    (and more than one task), with a progress bar; this process writes what a failed worker
+    left."""
+    from tqdm import tqdm
+
+    total = sum(len(items) for _, items in tasks)
+    with tqdm(total=total, unit="img", desc=desc, disable=not progress) as bar:
+        left = dict(enumerate(tasks))
+        if workers > 1 and len(tasks) > 1 and sys.executable:
+            _write_in_processes(pj, out, left, min(workers, len(tasks)), bar, writer, desc)
+        for k in sorted(left):
+            bar.update(writer(pj, out, *left.pop(k)))
+
+
+def _write_in_processes(pj: dict[str, Any], out: str, left: dict[int, tuple[str, list]], workers: int, bar: Any,
+                        writer: Writer, desc: str) -> None:
     """Write the tasks (split, items) in ``left`` in worker processes, removing each one
     written. Tasks of a worker that failed stay in ``left`` for the caller, with a warning."""
     keys = sorted(left)
@@ -122,7 +162,8 @@ def _write_in_processes(pj: dict[str, Any], out: str, left: dict[int, tuple[str,
         with sigint_held():
             for w in range(workers):
                 mine = keys[w::workers]
-                job = {"params": pj, "out": out, "tasks": [[k, *left[k]] for k in mine]}
+                job = {"params": pj, "out": out, "writer": f"{writer.__module__}:{writer.__name__}",
+                       "tasks": [[k, *left[k]] for k in mine]}
                 proc, err = _start_worker()
                 relay = threading.Thread(target=_relay, args=(proc, json.dumps(job), events), daemon=True)
                 started.append((proc, err, relay))
@@ -149,7 +190,7 @@ def _write_in_processes(pj: dict[str, Any], out: str, left: dict[int, tuple[str,
                     failed.append(f"exit code {proc.returncode}" + (f": {lines[-1].strip()}" if lines else ""))
             partial = sum(done[k] for k in left)
             bar.update(-partial)  # those tasks are written again, whole
-            log.warning("synthetic benchmark: %s; writing the remaining %d images in this process",
+            log.warning("%s: %s; writing the remaining %d images in this process", desc,
                         "a worker process failed (" + "; ".join(failed) + ")" if failed else "the worker processes stopped early",
                         sum(len(items) for _, items in left.values()))
     finally:  # Ctrl-C or an error: stop the workers before the caller removes their folder
