@@ -28,7 +28,7 @@ DEFAULT_NUM_CLASSES = 12
 # The CPU-sized preset (see the README, "The study model"): the 50-layer model's structure
 # and strides (4/8/16/32: stem stride 2 + max-pool) at a quarter of its width and one or two
 # blocks per stage. Measured on 2 cores, dropping the max-pool (strides 2/4/8/16, 4x4 at
-# 64 px) cost the classifier 1.5-2.5x in training speed for the same parameters.
+# 64 px) made the classifier 1.8-4.9x slower to train for the same parameters.
 MINI = {
     "layers": [1, 1, 2, 1],
     "planes": [16, 32, 64, 128],
