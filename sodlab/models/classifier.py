@@ -60,6 +60,7 @@ class CSNetClassifier(nn.Module):
     """CSNet encoder -> global average pool -> linear: RGB (N,3,H,W) -> class logits (N,K)."""
 
     family = "csnet-cls"
+    task = "classification"
 
     @classmethod
     def from_config(cls, config: Mapping[str, Any]) -> "CSNetClassifier":

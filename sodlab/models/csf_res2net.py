@@ -242,6 +242,7 @@ class CSFNet(nn.Module):
     """
 
     family = "csf"
+    task = "sod"
 
     @classmethod
     def from_config(cls, config: Mapping[str, Any] | CSFNetConfig) -> "CSFNet":

@@ -244,6 +244,7 @@ class CSNet(nn.Module):
     """CSNet for saliency: RGB (N,3,H,W) with H, W multiples of 16 -> logits (N,C,H,W)."""
 
     family = "csnet"
+    task = "sod"
 
     @classmethod
     def from_config(cls, config: Mapping[str, Any]) -> "CSNet":

@@ -4,6 +4,10 @@ The "v1b" variant has a deep stem (three 3x3 convolutions instead of one 7x7) an
 down-samples the shortcut with an average pool before its 1x1 convolution. Module names
 follow the Res2Net-PretrainedModels files (``conv1.0``, ``layer1.0.convs.2``, ...), so their
 ImageNet weights load by plain state-dict keys.
+
+`Res2NetConfig` also describes small members of the family (the CPU-sized study model,
+``res2net-mini``): channels per stage, stem stride, max-pool and expansion are plain data,
+while the v1b structure (deep stem, average-pooled shortcut) and the module names stay.
 """
 from __future__ import annotations
 
@@ -32,6 +36,11 @@ class Res2NetConfig:
     ``layers``: blocks per stage (50 layers: 3, 4, 6, 3); ``base_width``/``scale``: the
     "26w x 4s" of the name (each block splits ``floor(planes * base_width / 64) * scale``
     channels into ``scale`` groups); ``stem_width``: channels of the first two stem convs;
+    ``planes``: bottleneck width of each stage (a stage outputs ``planes * expansion``
+    channels); ``expansion``: the bottleneck's output/inner ratio (4 in the paper);
+    ``stem_stride``: stride of the first stem convolution (1 or 2); ``max_pool``: the 3x3
+    stride-2 max-pool after the stem. Stage strides are ``stem_stride * (2 if max_pool) *
+    (1, 2, 4, 8)``: 4/8/16/32 for the 50-layer model, 2/4/8/16 with ``max_pool=False``.
     ``freeze_bn``: keep every BatchNorm in eval mode and its affine parameters fixed (the
     authors' fine-tuning setting); ``frozen_stages``: -1 freezes nothing, 0 the stem, k the
     stem and ``layer1``..``layerk`` (parameters fixed, BatchNorm statistics not updated).
@@ -43,6 +52,10 @@ class Res2NetConfig:
     stem_width: int = 32
     freeze_bn: bool = False
     frozen_stages: int = -1
+    planes: list[int] = field(default_factory=lambda: list(STAGE_PLANES))
+    expansion: int = EXPANSION
+    stem_stride: int = 2
+    max_pool: bool = True
 
     def __post_init__(self) -> None:
         self.layers = [int(n) for n in self.layers]
@@ -52,7 +65,26 @@ class Res2NetConfig:
             raise ConfigError(f"Res2Net base_width, scale and stem_width must be positive, got {self.base_width}, {self.scale}, {self.stem_width}")
         if not -1 <= self.frozen_stages <= 4:
             raise ConfigError(f"frozen_stages must be -1 (none), 0 (stem) or 1..4, got {self.frozen_stages}")
-        self.freeze_bn = bool(self.freeze_bn)
+        self.planes = [int(p) for p in self.planes]
+        if len(self.planes) != 4 or min(self.planes) < 1:
+            raise ConfigError(f"Res2Net needs 4 positive stage widths (planes), got {self.planes}")
+        # Each of the ``scale`` groups needs at least one channel.
+        if any(math.floor(p * self.base_width / 64.0) < 1 for p in self.planes):
+            raise ConfigError(f"Res2Net planes {self.planes} with base_width {self.base_width} leave a group without channels (need planes * base_width >= 64)")
+        if self.expansion < 1:
+            raise ConfigError(f"Res2Net expansion must be positive, got {self.expansion}")
+        if self.stem_stride not in (1, 2):
+            raise ConfigError(f"Res2Net stem_stride must be 1 or 2, got {self.stem_stride}")
+        self.freeze_bn, self.max_pool = bool(self.freeze_bn), bool(self.max_pool)
+
+    @property
+    def out_channels(self) -> list[int]:
+        return [p * self.expansion for p in self.planes]
+
+    @property
+    def strides(self) -> list[int]:
+        first = self.stem_stride * (2 if self.max_pool else 1)
+        return [first * 2**k for k in range(4)]
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -82,10 +114,11 @@ class Bottle2neck(nn.Module):
         base_width: int = 26,
         scale: int = 4,
         stage_start: bool = False,
+        expansion: int = EXPANSION,
     ) -> None:
         super().__init__()
         width = int(math.floor(planes * base_width / 64.0))
-        out_channels = planes * EXPANSION
+        out_channels = planes * expansion
         self.width, self.scale, self.stage_start = width, scale, stage_start
         n_convs = max(1, scale - 1)
         self.conv1 = nn.Conv2d(in_channels, width * scale, 1, bias=False)
@@ -120,7 +153,8 @@ class Bottle2neck(nn.Module):
 
 class Res2Net(nn.Module):
     """Res2Net v1b feature extractor: RGB (N,3,H,W) -> list of the four stage outputs
-    (strides 4, 8, 16, 32; 256, 512, 1024, 2048 channels for the 50-layer model)."""
+    (strides 4, 8, 16, 32; 256, 512, 1024, 2048 channels for the 50-layer model;
+    ``config.strides`` and ``config.out_channels`` in general)."""
 
     def __init__(self, config: Res2NetConfig | None = None, **overrides: Any) -> None:
         super().__init__()
@@ -129,28 +163,29 @@ class Res2Net(nn.Module):
         elif overrides:
             config = Res2NetConfig.from_dict({**config.to_dict(), **overrides})
         self.config = config
-        sw = config.stem_width
+        sw, stem_out = config.stem_width, config.planes[0]
         self.conv1 = nn.Sequential(
-            nn.Conv2d(3, sw, 3, 2, 1, bias=False),
+            nn.Conv2d(3, sw, 3, config.stem_stride, 1, bias=False),
             nn.BatchNorm2d(sw),
             nn.ReLU(inplace=True),
             nn.Conv2d(sw, sw, 3, 1, 1, bias=False),
             nn.BatchNorm2d(sw),
             nn.ReLU(inplace=True),
-            nn.Conv2d(sw, STAGE_PLANES[0], 3, 1, 1, bias=False),
+            nn.Conv2d(sw, stem_out, 3, 1, 1, bias=False),
         )
-        self.bn1 = nn.BatchNorm2d(STAGE_PLANES[0])
+        self.bn1 = nn.BatchNorm2d(stem_out)
         self.relu = nn.ReLU(inplace=True)
-        self.maxpool = nn.MaxPool2d(3, 2, 1)
-        in_ch = STAGE_PLANES[0]
-        for k, (planes, n) in enumerate(zip(STAGE_PLANES, config.layers), 1):
+        # Identity keeps the module name free of weights, so state-dict keys do not change.
+        self.maxpool = nn.MaxPool2d(3, 2, 1) if config.max_pool else nn.Identity()
+        in_ch, exp = stem_out, config.expansion
+        for k, (planes, n) in enumerate(zip(config.planes, config.layers), 1):
             stride = 1 if k == 1 else 2
-            blocks = [Bottle2neck(in_ch, planes, stride, config.base_width, config.scale, stage_start=True)]
-            in_ch = planes * EXPANSION
-            blocks += [Bottle2neck(in_ch, planes, 1, config.base_width, config.scale) for _ in range(n - 1)]
+            blocks = [Bottle2neck(in_ch, planes, stride, config.base_width, config.scale, stage_start=True, expansion=exp)]
+            in_ch = planes * exp
+            blocks += [Bottle2neck(in_ch, planes, 1, config.base_width, config.scale, expansion=exp) for _ in range(n - 1)]
             setattr(self, f"layer{k}", nn.Sequential(*blocks))
-        self.out_channels = [p * EXPANSION for p in STAGE_PLANES]
-        self.strides = [4, 8, 16, 32]
+        self.out_channels = config.out_channels
+        self.strides = config.strides
         self._init_weights()
         self._freeze_parameters()
 
