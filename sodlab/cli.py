@@ -69,19 +69,24 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, format="%(levelname)s: %(message)s")
+    try:
+        return int(args._run(args) or 0)
+    except SodlabError as exc:
+        print(f"sodlab {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        with _further_interrupts_ignored():
+            hint = args._resume_hint(args) if args._resume_hint is not None else ""
+            print(f"sodlab {args.command}: interrupted{'; ' + hint if hint else ''}", file=sys.stderr)
+        return 130
+
+
+def console_main() -> int:
+    """The `sodlab` program: `main` with warnings shown as one log line. (`main` itself leaves
+    warnings alone: a program or test that calls it keeps its own warning handling.)"""
     with warnings.catch_warnings():
         warnings.showwarning = _warning_as_log_line
-        try:
-            return int(args._run(args) or 0)
-        except SodlabError as exc:
-            print(f"sodlab {args.command}: error: {exc}", file=sys.stderr)
-            return 2
-        except KeyboardInterrupt:
-            with _further_interrupts_ignored():
-                hint = args._resume_hint(args) if args._resume_hint is not None else ""
-                print(f"sodlab {args.command}: interrupted{'; ' + hint if hint else ''}", file=sys.stderr)
-            return 130
-
+        return main()
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(console_main())

@@ -16,7 +16,8 @@ def test_a_warning_is_one_log_line_without_the_source_line(repo_env):
             "def run(a):\n    warnings.warn('masks in /x are 0/1', UserWarning)\n    return 0\n"
             "class M:\n NAME='fake'; HELP='h'\n add_arguments=staticmethod(lambda p: None)\n run=staticmethod(run)\n"
             "cli._command_modules = lambda: [M]\n"
-            "sys.exit(cli.main(['fake']))\n")
+            "sys.argv = ['sodlab', 'fake']\n"
+            "sys.exit(cli.console_main())\n")
     r = subprocess.run([sys.executable, "-c", code], env=repo_env, capture_output=True, text=True, timeout=120)
     assert r.returncode == 0 and r.stderr == "WARNING: masks in /x are 0/1\n", r.stderr
 
