@@ -477,7 +477,11 @@ def test_cli_refuses_non_finite_weights(tmp_path, capsys, bad):
     out = tmp_path / "slim.pt"
     assert cli_main(["prune", str(ckpt), "--out", str(out), "--probe-size", "32"]) == 2
     err = capsys.readouterr().err
-    assert err == f"sodlab prune: error: {ckpt}: {key} holds a non-finite value (NaN or inf); nothing written\n"
+    # The checkpoint loader refuses it before pruning starts, with the same words every command uses.
+    assert err == (
+        f"sodlab prune: error: {ckpt}: weight {key!r} holds NaN or inf; "
+        "the checkpoint is unusable (a diverged training run?)\n"
+    )
     assert not out.exists() and sorted(p.name for p in tmp_path.iterdir()) == ["full.pt"]
     with pytest.raises(ConfigError, match=f"^pruning needs finite weights: {key} holds NaN or inf$"):
         prune(model)

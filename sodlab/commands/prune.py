@@ -34,7 +34,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from ..atomic import write_text_atomic
     from ..checkpoint import load_weights, save
-    from ..prune import DEFAULT_THRESHOLD, first_nonfinite, prune
+    from ..prune import DEFAULT_THRESHOLD, prune
 
     out = Path(args.out)
     config_out = Path(args.config_out) if args.config_out else None
@@ -54,9 +54,6 @@ def run(args: argparse.Namespace) -> int:
             raise SodlabError(f"{flag} removes channels whose output is not exactly a foldable constant; add --approximate")
     threshold = None if args.keep_fraction is not None else (DEFAULT_THRESHOLD if args.threshold is None else args.threshold)
     model = load_weights(args.checkpoint, args.model, args.layer_config).eval()
-    bad = first_nonfinite(model)
-    if bad is not None:
-        raise SodlabError(f"{args.checkpoint}: {bad} holds a non-finite value (NaN or inf); nothing written")
     slim_model, report = prune(model, threshold, keep_fraction=args.keep_fraction, fold=not args.no_fold,
                                probe_size=args.probe_size, exact=not args.approximate)
     save(slim_model, out, extra={"pruned_from": str(args.checkpoint), "prune_report": report})
