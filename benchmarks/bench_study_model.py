@@ -9,6 +9,7 @@ idle machine to extrapolate.
 
     python benchmarks/bench_study_model.py [--steps 5] [--threads 2] [--batch 64] [--size 64]
         [--config '{"layers": [1, 1, 2, 1]}']   # override the mini backbone (sizing runs)
+        [--head '{"norm": "bn"}']                 # override the csf-res2net-mini head
 """
 from __future__ import annotations
 
@@ -65,18 +66,24 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=5)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--config", default=None, help="JSON overrides of the mini backbone config")
+    ap.add_argument("--head", default=None, help="JSON overrides of the csf-res2net-mini head (CSFHeadConfig.for_stages arguments)")
     ap.add_argument("--models", nargs="+", default=["csnet", "res2net-mini", "csf-res2net-mini"])
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     overrides = json.loads(args.config) if args.config else None
+    head = json.loads(args.head) if args.head else None
     print(f"batch {args.batch}, {args.size}x{args.size}, channels-last, {args.threads} CPU threads, torch {torch.__version__}")
     if overrides:
         print(f"mini backbone overrides: {overrides}")
+    if head:
+        print(f"csf-res2net-mini head overrides: {head}")
     print(f"{'model':18s} {'params':>10s} {'MMACs@64':>9s} {'MMACs@224':>10s} {'train img/s':>12s} {'vs CSNet-16':>12s}")
     ref = None
     for name in ["csnet"] + [m for m in args.models if m != "csnet"]:
         torch.manual_seed(0)
         kw = {"width": 16} if name == "csnet" else ({"config": overrides} if overrides and "mini" in name else {})
+        if head and name == "csf-res2net-mini":
+            kw["head"] = head
         model = create_model(name, **kw)
         macs = [count_macs(model, s) / 1e6 for s in (64, 224)]
         rate = train_rate(model, args.batch, args.size, args.steps)
