@@ -137,8 +137,16 @@ study.savefig(fig, "benchmark_examples")
 
 # %% [markdown]
 # ## What we found
+# Rule fixed before the data (`sodlab.verdicts.quickstart`): the effect is the model's max-F
+# minus the centre-bias guess's on the same test images, rule `greater` with margin 0.05: supported
+# if its 90% interval lies above +0.05, **refuted if it lies entirely below +0.05**, otherwise
+# inconclusive. The benchmark is scored as a whole, so this design has no interval yet and
+# cannot conclude.
+# Gates first: every trained model at a plateau (gain under 0.005 over the last quarter of its
+# epochs on a validation split) and selected on that split, not the test split; a failed or
+# unevaluable gate leaves the outcome inconclusive. Quick mode never concludes.
 
 # %%
 finding = verdicts.quickstart(metrics, centre, source=source, params=prof["params"], gmacs=prof["gmacs"],
-                             size=eval_size, n_images=len(show))
-study.findings(finding.claim, finding.verdict, finding.text, key_figure="benchmark_examples.png")
+                             size=eval_size, n_images=len(show), mode=study.mode, seeds=[] if checkpoint else [0])
+study.findings(finding, key_figure="benchmark_examples.png")

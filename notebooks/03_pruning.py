@@ -100,6 +100,15 @@ study.savefig(fig, "training_curves")
 
 # %% [markdown]
 # ## What we found
+# Rule fixed before the data: the effect is DWD's max-F at the curve's point nearest 20% of the
+# parameters (after fine-tuning when the curves were fine-tuned) minus the unpruned DWD model's,
+# rule `equivalent` with margin 0.02: supported if its 90% interval lies inside [-0.02, +0.02],
+# **refuted if it lies entirely outside**, otherwise inconclusive. The curves carry one score per
+# point (one seed), so this design has no interval yet and cannot conclude.
+# Gates first: every trained model at a plateau (gain under 0.005 over the last quarter of its
+# epochs on a validation split) and selected on that split, not the test split; a failed or
+# unevaluable gate leaves the outcome inconclusive. Quick mode never concludes.
+#
 # "Prunable" below means: the largest share of parameters removed while keeping max-F within
 # 0.02 (absolute) of the unpruned model, read off the curve above (so it is limited by the
 # kept fractions that were tried). When the slim models were fine-tuned, the verdict reads them
@@ -107,5 +116,5 @@ study.savefig(fig, "training_curves")
 # protocol.
 
 # %%
-finding = verdicts.pruning(pr)
-study.findings(finding.claim, finding.verdict, finding.text, key_figure="pruning_curves.png")
+finding = verdicts.pruning(pr, mode=study.mode, seeds=[0])
+study.findings(finding, key_figure="pruning_curves.png")

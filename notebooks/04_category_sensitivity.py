@@ -18,15 +18,15 @@
 # **Protocol (ours; the paper's exact splits are not published).** Split the benchmark's
 # categories into *seen* and *unseen* at random (fixed seed). Train CSNet for saliency on the
 # seen categories' images only and score it on the test images of seen vs unseen categories;
-# the seen-minus-unseen gap gets a bootstrap 95% interval over test images. Train the
+# the seen-minus-unseen gap gets a bootstrap 90% interval over test images. Train the
 # classification twin (the same encoder with a class head) on the same images. Its head cannot
 # name unseen classes, so both encoders are read out the same way: nearest-class-mean accuracy
 # of pooled encoder features, chance-normalised (0 = chance, 1 = perfect) because the two groups
 # have different numbers of classes. Finally, a leave-one-category-out (LOO) matrix: one SOD
 # model per held-out category, scored on every category.
 #
-# The claim fails if the SOD gap is clearly positive (its interval excludes zero by a margin
-# comparable to the classifier's gap).
+# The claim fails if the SOD gap's interval lies entirely outside [-0.02, +0.02] max-F (the
+# rule is stated in "What we found").
 
 # %% tags=["parameters"]
 mode = "quick"
@@ -75,7 +75,7 @@ sod = summary[(summary.task == "sod") & (summary.metric == "max_f")]
 viz.bar_plot(sod, x="group", y="value", xlabel="test categories", ylabel="max F-measure (0-1)",
              title="SOD trained on seen categories", ax=axes[0])
 viz.bar_plot(gaps, x="label", y="gap", err=("low", "high"), xlabel="task: metric",
-             ylabel="seen minus unseen (metric units)", title="Gap with bootstrap 95% interval", ax=axes[1], rotate=20)
+             ylabel="seen minus unseen (metric units)", title=f"Gap with bootstrap {gaps.level.iloc[0]:.0%} interval", ax=axes[1], rotate=20)
 axes[1].axhline(0, color="0.3", lw=0.8)
 study.savefig(fig, "seen_unseen_gap")
 gaps
@@ -108,7 +108,17 @@ if len(loo):
 
 # %% [markdown]
 # ## What we found
+# Rule fixed before the data (`sodlab.verdicts.category_sensitivity`): the effect is SOD's
+# max-F on seen minus unseen categories with its 90% bootstrap interval, rule `equivalent` with
+# margin 0.02: supported if the interval lies inside [-0.02, +0.02], **refuted if it lies
+# entirely outside it**, otherwise inconclusive (an interval covering zero but wider than the
+# band is no evidence either way).
+# Gates first: the classification twin at 0.90 top-1 on held-out images;
+# every trained model at a plateau (gain under 0.005 over the last quarter of its
+# epochs on a validation split) and selected on that split, not the test split; a failed or
+# unevaluable gate leaves the outcome inconclusive. Quick mode never concludes.
 
 # %%
-finding = verdicts.category_sensitivity(summary, gaps, drops if len(loo) else None, classifiers=res["classifiers"])
-study.findings(finding.claim, finding.verdict, finding.text, key_figure="seen_unseen_gap.png")
+finding = verdicts.category_sensitivity(summary, gaps, drops if len(loo) else None, classifiers=res["classifiers"],
+                                        mode=study.mode, seeds=[0])
+study.findings(finding, key_figure="seen_unseen_gap.png")

@@ -121,7 +121,16 @@ study.savefig(fig, "prunable_channels")
 
 # %% [markdown]
 # ## What we found
+# Rule fixed before the data (`sodlab.verdicts.redundancy`): the effect is the share of its
+# widest model's score SOD keeps at the narrowest width minus the share classification keeps,
+# rule `greater` with margin 0.02: supported if its 90% interval lies above +0.02, **refuted if
+# it lies entirely below +0.02**, otherwise inconclusive. One model per task and width (one
+# seed): this design has no interval yet and cannot conclude.
+# Gates first: the widest classifier at 0.90 top-1 on held-out images;
+# every trained model at a plateau (gain under 0.005 over the last quarter of its
+# epochs on a validation split) and selected on that split, not the test split; a failed or
+# unevaluable gate leaves the outcome inconclusive. Quick mode never concludes.
 
 # %%
-finding = verdicts.redundancy(res)
-study.findings(finding.claim, finding.verdict, finding.text, key_figure="width_sweep.png")
+finding = verdicts.redundancy(res, mode=study.mode, seeds=[0])
+study.findings(finding, key_figure="width_sweep.png")

@@ -137,7 +137,16 @@ study.savefig(fig, "channel_explorer")
 
 # %% [markdown]
 # ## What we found
+# Rule fixed before the data (`sodlab.verdicts.mechanisms`): the effect is the tasks' top-channel
+# Jaccard overlap above chance (channel ablation), mean over layers, rule `equivalent` with margin
+# 0.10: supported if its 90% interval lies inside [-0.10, +0.10], **refuted if it lies entirely
+# outside it** (the tasks share their channels), otherwise inconclusive. One encoder and seed,
+# no permutation null: this design has no interval yet and cannot conclude.
+# Gates first: the classification twin and the SOD encoder's class head at 0.90 top-1 on held-out
+# images; every trained model at a plateau (gain under 0.005 over the last quarter of its
+# epochs on a validation split) and selected on that split, not the test split; a failed or
+# unevaluable gate leaves the outcome inconclusive. Quick mode never concludes.
 
 # %%
-finding = verdicts.mechanisms(ov, cross, gc, classifiers=res["classifiers"])
-study.findings(finding.claim, finding.verdict, finding.text, key_figure="importance_overlap.png")
+finding = verdicts.mechanisms(ov, cross, gc, classifiers=res["classifiers"], mode=study.mode, seeds=[0])
+study.findings(finding, key_figure="importance_overlap.png")

@@ -1,25 +1,31 @@
 """The studies' verdicts, kept importable as ``from sodlab import verdicts`` (the notebooks' and
-users' path); they live in `sodlab.studies.verdicts`."""
+users' path); they live in `sodlab.studies.verdicts`, the rule they apply in `sodlab.studies.rules`."""
+from .studies.rules import OUTCOMES, RULES, Gate, Verdict  # noqa: F401
 from .studies.verdicts import (  # noqa: F401
     ANATOMY_CLAIM,
+    ANATOMY_MARGIN,
     CATEGORY_CLAIM,
-    CLASSIFIER_MIN_ABOVE_CHANCE,
+    CATEGORY_MARGIN,
+    CLASSIFIER_MIN_TOP1,
     MECHANISMS_CLAIM,
-    OUTCOMES,
+    MECHANISMS_MARGIN,
     PRETRAINING_CLAIM,
+    PRETRAINING_MARGIN,
     PRUNING_CLAIM,
+    PRUNING_TARGET_KEPT,
     PRUNING_TOLERANCE,
     QUICKSTART_CLAIM,
     QUICKSTART_MARGIN,
     REDUNDANCY_CLAIM,
-    Finding,
+    REDUNDANCY_MARGIN,
     anatomy,
     category_sensitivity,
-    classifier_check,
+    classifier_gates,
     mechanisms,
     pretraining,
     prunable_share,
     pruning,
     quickstart,
     redundancy,
+    training_gates,
 )

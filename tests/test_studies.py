@@ -1,6 +1,7 @@
 """The studies runner: headless execution, failure reports, parameter injection, pairing, CLI."""
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 
@@ -220,15 +221,24 @@ def test_findings_and_docs(tmp_path: Path):
     fig, ax = plt.subplots()
     ax.plot([0, 1], [0, 1])
     assert study.savefig(fig, "key").name == "key.png"
-    md = study.findings("SOD is category-insensitive.", "held, weakly", "gap 0.01 (CI -0.02..0.03)", key_figure="key.png")
+    verdict = studies.judge(study="01_works", claim="SOD is category-insensitive.", quantity="seen minus unseen max-F",
+                            effect=0.01, ci=(-0.01, 0.015), margin=0.02, rule="equivalent", mode="quick", seeds=[0],
+                            lines=["- gap 0.01 (90% CI -0.01..0.015)"])
+    md = study.findings(verdict, key_figure="key.png")
     text = getattr(md, "data", md)
-    assert "too small to conclude anything" in text and "gap 0.01" in text
+    assert "too small to conclude anything" in text and "**Outcome: inconclusive** (quick mode)." in text and "gap 0.01" in text
+    # results/<notebook>/findings.json is the verdict object itself
+    assert json.loads((study.results_dir / "findings.json").read_text()) == verdict.to_dict()
+    assert json.loads((study.results_dir / "findings_context.json").read_text())["key_figure"] == "key.png"
     with pytest.raises(Exception, match="key figure missing.png not found"):
-        study.findings("c", "v", "t", key_figure="missing.png")
+        study.findings(verdict, key_figure="missing.png")
+    with pytest.raises(Exception, match="a verdict of 02_other in quick mode cannot close 01_works in quick mode"):
+        study.findings(dataclasses.replace(verdict, study="02_other"))
     docs = tmp_path / "docs"
     out = studies.regenerate_docs(tmp_path / "res", docs, nbdir)
     body = out.read_text()
-    assert "## A notebook that works" in body and "held, weakly" in body and "![01_works](01_works.png)" in body
+    assert "## A notebook that works" in body and "**Outcome: inconclusive** (quick mode)." in body and "![01_works](01_works.png)" in body
+    assert json.loads((docs / "findings.json").read_text()) == [verdict.to_dict()]
     assert (docs / "01_works.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     # the README's findings block is replaced, the rest kept; a README without the block is an error
     readme = tmp_path / "README.md"
@@ -242,6 +252,10 @@ def test_findings_and_docs(tmp_path: Path):
     with pytest.raises(Exception, match="bare.md: expected one <!-- studies:findings:start -->"):
         studies.regenerate_docs(tmp_path / "res", docs, nbdir, readme=bare)
     assert bare.read_text() == "# no block\n"
+    # a findings.json from before the verdict rule is named, not half-read
+    (study.results_dir / "findings.json").write_text(json.dumps({"claim": "c", "verdict": "held"}))
+    with pytest.raises(Exception, match=r"01_works/findings.json: not a verdict record"):
+        studies.regenerate_docs(tmp_path / "res", docs, nbdir)
 
 
 def test_viz_figures_are_labelled_and_saved_atomically(tmp_path: Path):

@@ -1,27 +1,43 @@
-"""Verdicts of the study notebooks: the thresholds decide as documented, on small tables."""
+"""Verdicts of the study notebooks: each study's effect, interval, margin, rule and gates on
+small constructed tables, with the outcome computed by hand."""
 from __future__ import annotations
+
+import json
 
 import pandas as pd
 import pytest
 
 from sodlab.studies import verdicts
+from sodlab.studies.rules import VERDICT_KEYS
+
+FLAT = [0.70, 0.79, 0.800, 0.801]  # gain over the last quarter 0.001: at a plateau
+GOOD = dict(selected_on_validation=True)  # plus a flat validation curve per model, added by each test
 
 
-def test_outcome_is_read_from_the_verdict_and_must_be_known():
-    assert verdicts._finding("c", "held, strongly: x", []).outcome == "held"
-    assert verdicts._finding("c", "did not hold in this run: x", []).outcome == "did not hold"
-    with pytest.raises(ValueError, match="outcome 'maybe'"):
-        verdicts.Finding("c", "maybe", "maybe", ())
+def _classifiers(accuracy, classes=12, model="classifier_twin", **extra):
+    chance = 1 / classes
+    return pd.DataFrame([{"model": model, **extra, "classes": classes, "n_images": 300, "accuracy": accuracy, "chance": chance,
+                          "above_chance": (accuracy - chance) / (1 - chance)}])
 
 
-@pytest.mark.parametrize("model_f,outcome", [(0.60, "held"), (0.52, "did not hold")])
-def test_quickstart_needs_a_clear_margin_over_centre_bias(model_f, outcome):
-    f = verdicts.quickstart({"max_f": model_f, "mae": 0.1}, {"max_f": 0.5, "mae": 0.2}, source="m", params=1000,
-                            gmacs=0.01, size=64, n_images=30)
-    assert f.outcome == outcome
-    assert "Test split (30 images)" in f.text and "1,000 parameters" in f.text
+def _gates(v):
+    return {name: g.passed for name, g in ((g.name, g) for g in v.gates)}
 
 
+# ------------------------------------------------------------------------ 1: quickstart
+def test_quickstart_has_no_interval_so_it_cannot_conclude():
+    v = verdicts.quickstart({"max_f": 0.60, "mae": 0.1}, {"max_f": 0.5, "mae": 0.2}, source="m", params=1000, gmacs=0.01, size=64,
+                            n_images=30, mode="standard", seeds=[0], validation_curves={"model": FLAT}, **GOOD)
+    assert (v.study, v.rule, v.margin, v.effect, v.ci, v.mde) == ("01_quickstart", "greater", 0.05, pytest.approx(0.1), None, None)
+    assert v.outcome == "inconclusive" and v.reason.startswith("no interval: the evaluation scores the test set as a whole")
+    assert "Test split (30 images)" in v.lines[1] and "1,000 parameters" in v.lines[0] and "gain +0.100" in v.lines[1]
+    # without validation curves the training gates fail, never pass by default
+    v = verdicts.quickstart({"max_f": 0.6, "mae": 0.1}, {"max_f": 0.5, "mae": 0.2}, source="m", params=1, gmacs=0.0, size=64,
+                            n_images=3, mode="standard", seeds=[0])
+    assert _gates(v) == {"plateau": False, "selection on validation": False}
+
+
+# ------------------------------------------------------------------------ 2: anatomy
 def _anatomy_tables(kept_x1):
     models = pd.DataFrame({"model": ["csnet", "csnet-L-x1", "csnet-L-x2", "csf-res2net50"],
                            "params": [900_000, 100_000, 140_000, 36_000_000], "gmacs": [1.0, 0.2, 0.5, 8.0]})
@@ -33,13 +49,19 @@ def _anatomy_tables(kept_x1):
     return models, pd.DataFrame(rows)
 
 
-def test_anatomy_wants_a_non_uniform_allocation():
-    f = verdicts.anatomy(*_anatomy_tables([0.9, 0.5, 0.1, 0.05]))
-    assert f.verdict.startswith("held, strongly: CSNet-L-x2 has 140,000 parameters, 257x fewer")
-    assert "most in `b0`, fewest in `b3`" in f.text
-    assert verdicts.anatomy(*_anatomy_tables([0.5, 0.5, 0.5, 0.5])).outcome == "did not hold"
+def test_anatomy_is_a_verdict_that_can_fail():
+    # kept shares 0.9, 0.5, 0.1, 0.05: mean 0.3875, sample variance 0.471875 / 3, spread 0.3966 > 0.10
+    v = verdicts.anatomy(*_anatomy_tables([0.9, 0.5, 0.1, 0.05]), mode="standard")
+    assert v.effect == pytest.approx((0.471875 / 3) ** 0.5) and v.ci == (v.effect, v.effect) and v.mde == 0.0
+    assert (v.outcome, v.rule, v.margin, v.seeds, v.gates) == ("supported", "greater", 0.10, (), ())
+    assert "most in `b0`, fewest in `b3`" in v.lines[3] and "257x the parameters" in v.lines[1]
+    # a uniform allocation (every block keeps half) has spread 0: below the margin, refuted
+    v = verdicts.anatomy(*_anatomy_tables([0.5, 0.5, 0.5, 0.5]), mode="standard")
+    assert (v.outcome, v.effect, v.reason) == ("refuted", 0.0, "the interval [+0.0000, +0.0000] lies below +0.1")
+    assert verdicts.anatomy(*_anatomy_tables([0.9, 0.5, 0.1, 0.05]), mode="quick").reason == "quick mode"
 
 
+# ------------------------------------------------------------------------ 3: pruning
 def test_prunable_share_reads_the_curve_within_tolerance():
     curve = pd.DataFrame({"params": [1000, 500, 200, 100], "max_f": [0.80, 0.795, 0.781, 0.70]})
     share, full = verdicts.prunable_share(curve)
@@ -57,27 +79,28 @@ def _curves(dwd_f, l2_f, tuned=None):
     return pd.DataFrame(rows)
 
 
-def test_pruning_verdicts_without_fine_tuning():
-    held = verdicts.pruning(_curves([0.8, 0.8, 0.79, 0.7], [0.8, 0.7, 0.6, 0.5]))
-    assert held.verdict == "held: DWD lets 80% of the parameters go within 0.02 max-F without fine-tuning (L2 0%)"
-    assert "after fine-tuning" not in held.text
-    assert verdicts.pruning(_curves([0.8, 0.79, 0.7, 0.6], [0.8, 0.7, 0.6, 0.5])).outcome == "held partly"
-    assert verdicts.pruning(_curves([0.8, 0.7, 0.6, 0.5], [0.8, 0.79, 0.7, 0.6])).outcome == "did not hold"
+def test_pruning_effect_is_dwd_at_20_percent_minus_unpruned():
+    v = verdicts.pruning(_curves([0.8, 0.8, 0.79, 0.7], [0.8, 0.7, 0.6, 0.5]), mode="standard", seeds=[0])
+    assert (v.rule, v.margin, v.ci, v.outcome) == ("equivalent", 0.02, None, "inconclusive")
+    assert v.effect == pytest.approx(0.79 - 0.8) and v.quantity.startswith("DWD max-F at 20% of the parameters without fine-tuning")
+    assert v.reason == "no interval: one score per pruning point (one seed, no per-image scores)"
+    assert v.lines[0] == "- dwd: unpruned max-F 0.800; up to 80% of the parameters removed within 0.02 max-F without fine-tuning"
+    assert ("- nearest 20% of the parameters kept, without fine-tuning: dwd 20% kept, max-F 0.790 (-0.010 from unpruned); "
+            "l2 20% kept, max-F 0.600 (-0.200 from unpruned)") in v.lines
 
 
-def test_pruning_verdict_judges_fine_tuned_curves_against_the_original_model():
-    # pruned alone DWD looks best, but after fine-tuning L2 recovers more: the verdict follows fine-tuning
+def test_pruning_verdict_reads_fine_tuned_curves_against_the_original_model():
     tuned = {"dwd": [0.82, 0.75, 0.7, 0.6], "l2": [0.81, 0.80, 0.79, 0.70]}
-    f = verdicts.pruning(_curves([0.8, 0.8, 0.79, 0.7], [0.8, 0.7, 0.6, 0.5], tuned))
-    assert f.verdict == "did not hold in this run: after fine-tuning, DWD 0% of the parameters prunable within 0.02 max-F (L2 80%)"
-    assert "removable within the same tolerance of the unpruned model: dwd 0%; l2 80%" in f.text
-    assert "fine-tuned the same way: dwd 0.800 -> 0.820; l2 0.800 -> 0.810" in f.text
-    # a fine-tuning recipe that damages every model cannot make pruning look free
-    hurt = {"dwd": [0.6, 0.6, 0.6, 0.6], "l2": [0.6, 0.6, 0.6, 0.6]}
-    assert "(L2 0%)" in verdicts.pruning(_curves([0.8, 0.8, 0.79, 0.7], [0.8, 0.7, 0.6, 0.5], hurt)).verdict
+    v = verdicts.pruning(_curves([0.8, 0.8, 0.79, 0.7], [0.8, 0.7, 0.6, 0.5], tuned), mode="standard", seeds=[0])
+    assert v.effect == pytest.approx(0.7 - 0.8) and "after fine-tuning" in v.quantity
+    assert "- after fine-tuning, removable within the same tolerance of the unpruned model: dwd 0%; l2 80%" in v.lines
+    assert "- the unpruned model fine-tuned the same way: dwd 0.800 -> 0.820; l2 0.800 -> 0.810" in v.lines
+    with pytest.raises(ValueError, match="no 'dwd' curve among regularizers"):
+        verdicts.pruning(_curves([0.8] * 4, [0.8] * 4).replace({"dwd": "l1"}), mode="standard", seeds=[0])
 
 
-def _category_tables(gap, low, high, rel, cls_low=0.1):
+# ------------------------------------------------------------------------ 4: categories
+def _category_tables(gap, low, high, rel=0.0, cls_low=0.1, level=0.9):
     summary = pd.DataFrame([
         {"task": t, "group": g, "metric": m, "value": v}
         for t, m in (("sod", "max_f"), ("sod", "mae"), ("classifier", "ncm_accuracy_vs_chance"), ("sod_encoder", "ncm_accuracy_vs_chance"))
@@ -87,39 +110,68 @@ def _category_tables(gap, low, high, rel, cls_low=0.1):
         {"task": "sod", "metric": "mae", "gap": -0.001, "low": -0.01, "high": 0.01, "relative_gap": -0.01},
         {"task": "classifier", "metric": "ncm_accuracy_vs_chance", "gap": 0.3, "low": cls_low, "high": 0.5, "relative_gap": 0.4},
         {"task": "sod_encoder", "metric": "ncm_accuracy_vs_chance", "gap": 0.0, "low": -0.1, "high": 0.1, "relative_gap": 0.0},
-    ])
+    ]).assign(level=level)
     return summary, gaps
 
 
-def test_category_verdicts():
-    f = verdicts.category_sensitivity(*_category_tables(0.01, -0.01, 0.03, 0.0125))
-    assert f.verdict == ("held: the SOD gap between seen and unseen categories is indistinguishable from zero, "
-                         "while the classifier's gap is clearly positive (strong contrast)")
-    assert verdicts.category_sensitivity(*_category_tables(0.024, 0.01, 0.04, 0.03)).outcome == "held weakly"
-    assert verdicts.category_sensitivity(*_category_tables(0.08, 0.05, 0.1, 0.1)).outcome == "did not hold"
+def _category(gap, low, high, accuracy=0.95, **kw):
+    kw = {"validation_curves": {"sod": FLAT, "classifier": FLAT}, **GOOD, **kw}
+    return verdicts.category_sensitivity(*_category_tables(gap, low, high), classifiers=_classifiers(accuracy, model="classifier"),
+                                         mode=kw.pop("mode", "standard"), seeds=[0], **kw)
+
+
+def test_category_verdict_is_equivalence_within_002():
+    v = _category(0.005, -0.01, 0.015)
+    assert (v.outcome, v.effect, v.ci, v.ci_level, v.margin, v.rule) == ("supported", 0.005, (-0.01, 0.015), 0.9, 0.02, "equivalent")
+    assert v.reason == "the interval [-0.0100, +0.0150] lies inside [-0.02, +0.02]"
+    assert v.lines[0].startswith("- SOD max-F: seen 0.800, unseen 0.795; gap +0.005 (90% CI -0.010 .. +0.015")
+    assert _category(0.04, 0.03, 0.05).outcome == "refuted"
+    # the old verdict read an interval covering zero as support; now a wide one decides nothing
+    wide = _category(0.01, -0.03, 0.05)
+    assert (wide.outcome, wide.reason) == ("inconclusive", "the interval [-0.0300, +0.0500] lies neither inside nor entirely "
+                                                            "outside [-0.02, +0.02]")
+
+
+def test_category_gates_the_classifier_and_the_training():
+    v = _category(0.005, -0.01, 0.015, accuracy=0.24)
+    assert (v.outcome, v.reason) == ("inconclusive", "failed gate: classifier top-1: classifier")
+    assert "- Classifiers on held-out test images: the classification twin top-1 0.240 on 12 classes (chance 0.083)." in v.lines
+    v = verdicts.category_sensitivity(*_category_tables(0.005, -0.01, 0.015), classifiers=None, mode="standard", seeds=[0])
+    assert v.reason == "failed gates: classifier top-1: classifier; plateau; selection on validation"
+    assert v.to_dict()["gates"]["plateau"] == {"value": None, "threshold": 0.005, "passed": False}
     drops = pd.DataFrame({"category": ["a", "b"], "drop": [0.01, 0.05]})
-    assert "largest +0.050, `b`" in verdicts.category_sensitivity(*_category_tables(0.01, -0.01, 0.03, 0.0125), drops).text
+    v = verdicts.category_sensitivity(*_category_tables(0.01, -0.01, 0.03), drops, mode="quick", seeds=[0])
+    assert "largest +0.050, `b`" in v.lines[-1] and v.reason == "quick mode"
+    with pytest.raises(ValueError, match="gaps has no 'level' column"):
+        verdicts.category_sensitivity(_category_tables(0, 0, 0)[0], _category_tables(0, 0, 0)[1].drop(columns="level"),
+                                      mode="standard", seeds=[0])
 
 
+# ------------------------------------------------------------------------ 5: pre-training
 def _pretraining_tables(gain, low, high, small_gain=0.0):
     final = pd.DataFrame([{"init": i, "fraction": fr, "max_f": 0.7 + (gain if i == "pretrained" else 0)}
                           for i in ("scratch", "pretrained") for fr in (0.1, 1.0)])
-    eff = pd.DataFrame([{"fraction": 1.0, "n_train": 2000, "max_f_gain": gain, "low": low, "high": high, "mae_gain": 0.0},
-                        {"fraction": 0.1, "n_train": 200, "max_f_gain": small_gain, "low": -1, "high": 1, "mae_gain": 0.0}])
+    eff = pd.DataFrame([{"fraction": 1.0, "n_train": 2000, "max_f_gain": gain, "low": low, "high": high, "mae_gain": 0.0, "level": 0.9},
+                        {"fraction": 0.1, "n_train": 200, "max_f_gain": small_gain, "low": -1, "high": 1, "mae_gain": 0.0, "level": 0.9}])
     return final, eff
 
 
-def test_pretraining_verdicts():
-    assert verdicts.pretraining(*_pretraining_tables(0.01, -0.01, 0.02)).verdict.startswith(
-        "held: with the full training set, pre-training changes max-F by +0.010")
-    assert verdicts.pretraining(*_pretraining_tables(-0.03, -0.05, -0.01, small_gain=-0.05)).verdict == (
-        "held: with the full training set, scratch is better by 0.030")
-    weak = verdicts.pretraining(*_pretraining_tables(0.015, 0.005, 0.025, small_gain=0.05))
-    assert weak.outcome == "held weakly" and weak.verdict.endswith("with 10% of the data the gain is larger (+0.050)")
-    assert verdicts.pretraining(*_pretraining_tables(0.05, 0.03, 0.07)).outcome == "did not hold"
-    assert weak.text.splitlines()[0].startswith("- 10% of the training set (200 images)")
+def test_pretraining_reads_the_full_training_set():
+    curves = {m: FLAT for m in ("pretraining_classifier", "scratch at 10%", "pretrained at 10%", "scratch at 100%", "pretrained at 100%")}
+    v = verdicts.pretraining(*_pretraining_tables(0.05, 0.03, 0.07), classifiers=_classifiers(0.93, model="pretraining_classifier"),
+                             mode="standard", seeds=[0], validation_curves=curves, **GOOD)
+    assert (v.outcome, v.effect, v.ci, v.margin) == ("refuted", 0.05, (0.03, 0.07), 0.02)
+    assert v.reason == "the interval [+0.0300, +0.0700] lies entirely outside [-0.02, +0.02]"
+    assert v.lines[0].startswith("- 10% of the training set (200 images)") and "(90% CI +0.030 .. +0.070)" in v.lines[1]
+    v = verdicts.pretraining(*_pretraining_tables(0.0, -0.015, 0.01), classifiers=_classifiers(0.93, model="pretraining_classifier"),
+                             mode="standard", seeds=[0], validation_curves=curves, **GOOD)
+    assert v.outcome == "supported"
+    v = verdicts.pretraining(*_pretraining_tables(0.0, -0.015, 0.01), classifiers=_classifiers(0.157, model="pretraining_classifier"),
+                             mode="standard", seeds=[0], validation_curves=curves, **GOOD)
+    assert v.reason == "failed gate: classifier top-1: pretraining_classifier"
 
 
+# ------------------------------------------------------------------------ 6: redundancy
 def _redundancy_tables(sod_small, cls_small, er_sod=0.3, er_cls=0.5, dead_sod=0.4, dead_cls=0.1):
     sweep = pd.DataFrame([{"task": t, "width": w, "metric": m, "value": v, "params": w * 1000}
                           for t, m, small in (("sod", "max_f", sod_small), ("classification", "accuracy", cls_small))
@@ -132,68 +184,43 @@ def _redundancy_tables(sod_small, cls_small, er_sod=0.3, er_cls=0.5, dead_sod=0.
     return {"width_sweep": sweep, "layers": layers, "pruning": prn, "cka_twins": twins}
 
 
-def test_redundancy_verdicts():
-    f = verdicts.redundancy(_redundancy_tables(0.78, 0.4))
-    assert f.verdict.startswith("held: shrinking the width keeps 97.5% of SOD's max-F but 50.0% of the classifier's")
-    assert "CKA between the twins, same layer: a 0.90, b 0.40." in f.text
-    partly = verdicts.redundancy(_redundancy_tables(0.78, 0.4, er_sod=0.6))
-    assert partly.outcome == "held partly" and "agree only 2 of 3 ways" in partly.verdict
-    assert verdicts.redundancy(_redundancy_tables(0.6, 0.6)).outcome == "did not hold"
+def test_redundancy_effect_is_the_difference_in_kept_share():
+    res = _redundancy_tables(0.78, 0.4)
+    res["classifiers"] = pd.concat([_classifiers(0.5, model="classifier_w4", width=4), _classifiers(0.95, model="classifier_w16", width=16)])
+    v = verdicts.redundancy(res, mode="standard", seeds=[0])
+    # 0.78 / 0.8 - 0.4 / 0.8
+    assert (v.effect, v.rule, v.margin, v.ci, v.outcome) == (pytest.approx(0.475), "greater", 0.02, None, "inconclusive")
+    assert "- CKA between the twins, same layer: a 0.90, b 0.40." in v.lines
+    # only the widest classifier is gated; the narrow one's accuracy is the measurement
+    assert [g.name for g in v.gates][0] == "classifier top-1: classifier_w16" and v.gates[0].passed
+    assert not any("width-4" in line for line in v.lines)
 
 
+# ------------------------------------------------------------------------ 7: mechanisms
 def _mechanism_tables(excess, rho, selective=True):
     ov = pd.DataFrame([{"layer": l, "method": "ablation", "k": 4, "channels": 16, "jaccard": 0.14 + excess,
                         "chance_jaccard": 0.14, "excess_jaccard": excess, "spearman": rho} for l in ("s3", "s4")])
     own, other = (0.5, 0.1) if selective else (0.1, 0.5)
     cross = pd.DataFrame([{"layer": l, "removed": r, "sod_rel_drop": a, "classification_rel_drop": b}
-                          for l in ("s3", "s4") for r, a, b in (("sod_top", own, other), ("classification_top", other, own))])
+                          for l in ("s3", "s4") for r, a, b in (("sod_top", own, other), ("classification_top", other, own),
+                                                                 ("random", 0.05, 0.02))])
     gc = pd.DataFrame({"cam_of": ["saliency", "gradcam"], "r_cam_gt": [0.6, 0.1]})
     return ov, cross, gc
 
 
-def test_mechanism_verdicts():
-    f = verdicts.mechanisms(*_mechanism_tables(-0.02, 0.1))
-    assert f.verdict.startswith("held: the tasks' important channels overlap no more than chance")
-    assert "gradcam 0.10, saliency 0.60" in f.text
-    assert verdicts.mechanisms(*_mechanism_tables(0.05, 0.1, selective=False)).verdict.endswith("is not selective")
-    assert verdicts.mechanisms(*_mechanism_tables(0.3, 0.6)).outcome == "did not hold"
+def test_mechanisms_effect_is_mean_excess_overlap_and_both_classifiers_are_gated():
+    cls = pd.concat([_classifiers(0.95), _classifiers(0.3, model="sod_encoder_probe")])
+    v = verdicts.mechanisms(*_mechanism_tables(-0.02, 0.1), classifiers=cls, mode="standard", seeds=[0])
+    assert (v.effect, v.rule, v.margin, v.outcome) == (pytest.approx(-0.02), "equivalent", 0.10, "inconclusive")
+    assert _gates(v) == {"classifier top-1: classifier_twin": True, "classifier top-1: sod_encoder_probe": False,
+                         "plateau": False, "selection on validation": False}
+    assert "gradcam 0.10, saliency 0.60" in v.lines[-3]
+    # the random-channel control is part of the evidence shown
+    assert v.lines[2].endswith("; as many random channels: saliency +5%, class +2%.")
 
 
-def _classifiers(accuracy, classes=12, model="classifier_twin", **extra):
-    chance = 1 / classes
-    return pd.DataFrame([{"model": model, **extra, "classes": classes, "n_images": 300, "accuracy": accuracy, "chance": chance,
-                          "above_chance": (accuracy - chance) / (1 - chance)}])
-
-
-def test_classifier_check_names_classifiers_near_chance():
-    lines, caveat = verdicts.classifier_check(_classifiers(0.157))
-    assert lines == ["- Classifiers on the test split: the classification twin accuracy 0.157 on 12 classes (chance 0.083)."]
-    assert caveat == ("caveat: the classification twin (0.16, chance 0.08) barely learned the categories, "
-                      "so the comparison with classification is weak")
-    # (0.27 - 1/12) / (11/12) = 0.204: just past the bar
-    assert verdicts.classifier_check(_classifiers(0.27))[1] is None
-    assert verdicts.classifier_check(None) == ([], None)
-    two = pd.concat([_classifiers(0.1), _classifiers(0.12, model="sod_encoder_probe")])
-    assert verdicts.classifier_check(two)[1].startswith(
-        "caveat: the classification twin (0.10, chance 0.08) and the SOD encoder's linear class head (0.12, chance 0.08) barely")
-
-
-def test_a_classifier_near_chance_weakens_the_comparisons_with_classification():
-    # mechanisms and redundancy rest on the classification side: "held" becomes "held weakly"
-    f = verdicts.mechanisms(*_mechanism_tables(-0.02, 0.1), classifiers=_classifiers(0.157, model="sod_encoder_probe"))
-    assert f.outcome == "held weakly"
-    assert f.verdict.endswith("; caveat: the SOD encoder's linear class head (0.16, chance 0.08) barely learned the categories, "
-                              "so the comparison with classification is weak")
-    assert verdicts.mechanisms(*_mechanism_tables(-0.02, 0.1), classifiers=_classifiers(0.6)).outcome == "held"
-    res = _redundancy_tables(0.78, 0.4)
-    res["classifiers"] = pd.concat([_classifiers(0.6, model="classifier_w4", width=4), _classifiers(0.1, model="classifier_w16", width=16)])
-    f = verdicts.redundancy(res)
-    assert f.outcome == "held weakly" and "the width-16 classifier (0.10, chance 0.08) barely learned" in f.verdict
-    assert "width-4" not in f.text  # only the widest width is judged
-    # the category claim is about SOD: the outcome stands, the contrast with classification goes
-    f = verdicts.category_sensitivity(*_category_tables(0.01, -0.01, 0.03, 0.0125), classifiers=_classifiers(0.25, classes=5, model="classifier"))
-    assert f.outcome == "held" and "strong contrast" not in f.verdict and f.verdict.endswith("comparison with classification is weak")
-    f = verdicts.pretraining(*_pretraining_tables(0.05, 0.03, 0.07), classifiers=_classifiers(0.1, model="pretraining_classifier"))
-    assert f.outcome == "did not hold" and f.verdict.endswith(
-        "the pre-training classifier (0.10, chance 0.08) barely learned the categories, so this measures a barely trained "
-        "encoder, not classification features")
+def test_every_study_writes_the_same_json_schema():
+    vs = [verdicts.anatomy(*_anatomy_tables([0.5] * 4), mode="standard"), _category(0.0, -0.01, 0.01),
+          verdicts.pruning(_curves([0.8] * 4, [0.8] * 4), mode="quick", seeds=[0])]
+    for v in vs:
+        assert tuple(json.loads(json.dumps(v.to_dict(), allow_nan=False))) == VERDICT_KEYS

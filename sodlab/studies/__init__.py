@@ -8,12 +8,13 @@ nbclient and saves the executed notebook, outputs included, into ``results/<name
 
 A notebook talks back through `start_study`: it resolves the device and the data, writes
 figures and tables into its results folder, and records its closing findings
-(``findings.json``), from which `regenerate_docs` builds ``docs/findings.md``.
+(``findings.json``, its `Verdict`), from which `regenerate_docs` builds ``docs/findings.md`` and
+``docs/findings.json``.
 
 Modules, one job each: `paths` (folders, discovery), `source` (reading, parameters, pairing),
 `runner` (execution, summary), `notebook` (`Study`, `start_study`), `docs`; `common` (what the
 experiments share) and one module per experiment (`anatomy`, `pruning`, `categories`,
-`pretraining`, `redundancy`, `mechanisms`, `explorer`); `verdicts`.
+`pretraining`, `redundancy`, `mechanisms`, `explorer`); `rules` (the verdict rule, gates, `Verdict`) and `verdicts` (each study's).
 
 Names are resolved lazily, as in `sodlab`: the runner's process (``sodlab studies``) never
 imports torch, only the notebooks' kernels do.
@@ -30,8 +31,9 @@ _PUBLIC = {
                               "inject_parameters", "paired_notebook_text", "out_of_sync", "sync_notebooks"),
     "sodlab.studies.runner": ("RUN_RECORD", "CellFailure", "NotebookRun", "execute_notebook", "run_studies", "summary_table",
                               "write_summary"),
-    "sodlab.studies.notebook": ("FINDINGS_RECORD", "QUICK_BENCHMARK", "Study", "start_study"),
-    "sodlab.studies.docs": ("README_START", "README_END", "default_readme", "regenerate_docs"),
+    "sodlab.studies.notebook": ("FINDINGS_RECORD", "FINDINGS_CONTEXT", "QUICK_BENCHMARK", "Study", "start_study"),
+    "sodlab.studies.docs": ("README_START", "README_END", "FINDINGS_JSON", "default_readme", "regenerate_docs"),
+    "sodlab.studies.rules": ("OUTCOMES", "RULES", "Gate", "Verdict", "judge"),
 }
 _WHERE = {name: module for module, names in _PUBLIC.items() for name in names}
 

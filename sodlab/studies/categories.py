@@ -15,6 +15,7 @@ from ..device import resolve_device
 from ..metrics import max_f_from_curves
 from .common import (category_names, classifier_row, cls_model, collect, datasets, eval_view, flush_denormals, score_summary,
                      slug, sod_model, sod_scores, train_or_resume)
+from .rules import CI_LEVEL
 
 
 @flush_denormals
@@ -33,21 +34,22 @@ def category_sensitivity(
     loo_epochs: Optional[int] = None,
     loo_max: Optional[int] = None,
     progress: bool = False,
+    ci: float = CI_LEVEL,
 ) -> dict[str, pd.DataFrame]:
     """Is saliency category-insensitive, and is classification not?
 
     SOD: a CSNet trained on the ``n_seen`` seen categories, scored on the test images of seen
-    and unseen categories (max-F, MAE), with bootstrap intervals of the seen-minus-unseen gap
-    over test images. Classification: the twin classifier trained on the same seen images;
-    its head cannot name unseen categories, so both tasks' encoders are read out the same
+    and unseen categories (max-F, MAE), with bootstrap intervals (at level ``ci``) of the
+    seen-minus-unseen gap over test images. Classification: the twin classifier trained on the
+    same seen images; its head cannot name unseen categories, so both tasks' encoders are read out the same
     way: nearest-class-mean accuracy of pooled encoder features (class means from training
     images, scored on test images) on seen vs on unseen categories, chance-normalised so
     that different numbers of classes compare. Leave-one-category-out (``loo``): one SOD
     model per held-out category (at most ``loo_max``), scored on every test category.
 
     Returns ``split``, ``sod_per_category``, ``summary`` (task x group), ``gaps`` (one row per
-    task/metric: gap, CI, relative gap), ``loo`` (long matrix), ``classifiers`` (the twin's test
-    accuracy on the seen categories next to chance) and ``classifier_log``/``sod_log``.
+    task/metric: gap, CI low/high at ``level``, relative gap), ``loo`` (long matrix),
+    ``classifiers`` (the twin's test accuracy on the seen categories next to chance) and ``classifier_log``/``sod_log``.
     """
     dev = resolve_device(device)
     train, test = datasets(data_root, image_size)
@@ -76,8 +78,8 @@ def category_sensitivity(
         {"task": "sod", "group": "unseen", "metric": "mae", "value": score_summary(scores, ui)["mae"], "n_images": len(ui)},
     ]
     gaps = [
-        {"task": "sod", "metric": "max_f", **bootstrap_gap(scores["curves"][si], scores["curves"][ui], n_boot, seed=seed, statistic=max_f_from_curves)},
-        {"task": "sod", "metric": "mae", **bootstrap_gap(scores["mae"][si], scores["mae"][ui], n_boot, seed=seed)},
+        {"task": "sod", "metric": "max_f", **bootstrap_gap(scores["curves"][si], scores["curves"][ui], n_boot, ci, seed=seed, statistic=max_f_from_curves)},
+        {"task": "sod", "metric": "mae", **bootstrap_gap(scores["mae"][si], scores["mae"][ui], n_boot, ci, seed=seed)},
     ]
 
     # --- classification twin on the same seen images; NCM read-out for both encoders
@@ -103,9 +105,10 @@ def category_sensitivity(
         # chance-normalise per image so the bootstrap compares like with like
         a = (seen_correct - 1 / k_seen) / (1 - 1 / k_seen)
         b = (unseen_correct - 1 / k_unseen) / (1 - 1 / k_unseen)
-        gaps.append({"task": task, "metric": "ncm_accuracy_vs_chance", **bootstrap_gap(a, b, n_boot, seed=seed)})
+        gaps.append({"task": task, "metric": "ncm_accuracy_vs_chance", **bootstrap_gap(a, b, n_boot, ci, seed=seed)})
     summary_df = pd.DataFrame(summary)
     gaps_df = pd.DataFrame(gaps)
+    gaps_df["level"] = ci
     seen_vals = {(r.task, r.metric): r.value for r in summary_df[summary_df.group == "seen"].itertuples()}
     gaps_df["relative_gap"] = [g / seen_vals.get((t, m), float("nan")) if seen_vals.get((t, m)) else float("nan") for t, m, g in zip(gaps_df.task, gaps_df.metric, gaps_df.gap)]
 

@@ -1,5 +1,5 @@
-"""The studies' documentation: ``docs/findings.md`` and the README's findings block, from the
-findings each notebook records."""
+"""The studies' documentation: ``docs/findings.md``, ``docs/findings.json`` and the README's
+findings block, from the verdicts each notebook records."""
 from __future__ import annotations
 
 import json
@@ -11,14 +11,16 @@ from typing import Optional
 
 from ..atomic import atomic_path, write_text_atomic
 from ..errors import DataError
-from .notebook import FINDINGS_RECORD
+from .notebook import FINDINGS_CONTEXT, FINDINGS_RECORD
 from .paths import default_docs_dir, default_results_dir, discover_notebooks, repo_root
+from .rules import check_record, render
 from .source import notebook_title
 
 log = logging.getLogger(__name__)
 
 README_START = "<!-- studies:findings:start -->"
 README_END = "<!-- studies:findings:end -->"
+FINDINGS_JSON = "findings.json"  # in docs/: a list with each study's verdict object
 
 
 def default_readme() -> Optional[Path]:
@@ -32,9 +34,11 @@ def default_readme() -> Optional[Path]:
 
 def regenerate_docs(results_dir: str | Path | None = None, docs_dir: str | Path | None = None,
                     notebooks_dir: str | Path | None = None, readme: str | Path | None = None) -> Path:
-    """Copy each notebook's key figure to ``docs/<name>.png`` and write ``docs/findings.md``
-    from the ``findings.json`` in ``results_dir``. Notebooks without findings are listed as
-    missing; findings from quick runs are marked as such. With ``readme``, the same findings
+    """Copy each notebook's key figure to ``docs/<name>.png`` and write ``docs/findings.md`` and
+    ``docs/findings.json`` (a list, one verdict object per study, in reading order) from the
+    ``findings.json`` in ``results_dir``. Notebooks without findings are listed as missing; a
+    findings file that is not a verdict object (an older run's) is an error naming it; findings
+    from quick runs are marked as such. With ``readme``, the same findings
     (verdict, numbers, key figure) also replace the block between `README_START` and
     `README_END` in that file; the rest of it is left as it was."""
     results = Path(results_dir) if results_dir is not None else default_results_dir()
@@ -52,23 +56,30 @@ def regenerate_docs(results_dir: str | Path | None = None, docs_dir: str | Path 
              ""]
     short: list[str] = []
     missing = []
+    records = []
     for script in discover_notebooks(notebooks_dir):
         rec_path = results / script.stem / FINDINGS_RECORD
         if not rec_path.exists():
             missing.append(script.stem)
             continue
-        rec = json.loads(rec_path.read_text())
+        try:
+            rec = check_record(json.loads(rec_path.read_text(encoding="utf-8")), str(rec_path))
+        except ValueError as e:
+            raise DataError(str(e)) from None
+        records.append(rec)
+        ctx_path = results / script.stem / FINDINGS_CONTEXT
+        ctx = json.loads(ctx_path.read_text(encoding="utf-8")) if ctx_path.exists() else {}
         parts += [f"## {notebook_title(script)}", ""]
-        if rec.get("mode") == "quick" and not rec.get("exact"):
-            parts += ["*From a quick run: too small to conclude anything.*", ""]
-        body = [f"**Claim.** {rec['claim']}", "", f"**Verdict ({rec['mode']} mode).** {rec['verdict']}", "", rec["text"], ""]
+        if rec["mode"] == "quick":
+            parts += ["*From a quick run: quick mode never concludes.*", ""]
+        body = [f"**Claim.** {rec['claim']}", "", f"**Verdict ({rec['mode']} mode).**", "", *render(rec), ""]
         parts += body
         short += [f"#### {notebook_title(script)}", ""]
-        if rec.get("mode") == "quick" and not rec.get("exact"):
-            short += ["*From a quick run: too small to conclude anything.*", ""]
+        if rec["mode"] == "quick":
+            short += ["*From a quick run: quick mode never concludes.*", ""]
         short += body
-        if rec.get("key_figure"):
-            src = results / script.stem / rec["key_figure"]
+        if ctx.get("key_figure"):
+            src = results / script.stem / ctx["key_figure"]
             if src.exists():
                 dst = docs / f"{script.stem}.png"
                 with atomic_path(dst) as tmp:
@@ -82,6 +93,7 @@ def regenerate_docs(results_dir: str | Path | None = None, docs_dir: str | Path 
         parts += ["## Not run", "", ", ".join(f"`{m}`" for m in missing), ""]
         short += ["Not run: " + ", ".join(f"`{m}`" for m in missing), ""]
     out = write_text_atomic(docs / "findings.md", "\n".join(parts))
+    write_text_atomic(docs / FINDINGS_JSON, json.dumps(records, indent=1, allow_nan=False) + "\n")
     if readme is not None:
         head, rest = old.split(README_START, 1)
         _, tail = rest.split(README_END, 1)

@@ -18,10 +18,12 @@ from ..device import resolve_device
 from ..errors import ConfigError, DataError
 from ..viz.io import save_table, savefig
 from .paths import MODES, default_results_dir
+from .rules import Verdict
 
 log = logging.getLogger(__name__)
 
-FINDINGS_RECORD = "findings.json"
+FINDINGS_RECORD = "findings.json"  # the study's `Verdict` object, the same as its entry in docs/findings.json
+FINDINGS_CONTEXT = "findings_context.json"  # how it was run and its key figure, for docs/
 # The built-in benchmark in quick mode: small enough that all seven notebooks train their
 # models in minutes on two CPU cores (quick mode only proves the code paths). Ten test and
 # forty training images per category; standard and full mode use the default benchmark.
@@ -70,37 +72,40 @@ class Study:
         """Save a DataFrame as ``<results_dir>/<name>.csv`` (atomically)."""
         return save_table(df, self.results_dir / name, index=index)
 
-    def findings(self, claim: str, verdict: str, text: str, key_figure: Optional[str] = None, exact: bool = False):
-        """Record the closing findings (``findings.json``, ``findings.md``) and return them as
-        Markdown for display. In quick mode a caveat that nothing can be concluded is added.
+    def findings(self, verdict: Verdict, key_figure: Optional[str] = None, exact: bool = False):
+        """Record the closing `Verdict` (``findings.json``: its JSON object, exactly; with
+        ``findings_context.json``: key figure, data, device, and ``findings.md``) and return it
+        as Markdown for display.
 
-        ``verdict`` is one short phrase (for example "held, strongly"); ``text`` carries the
-        numbers of this run. ``exact``: the notebook trains and samples nothing, so its numbers
-        are the same in every mode (the quick-mode caveat says so instead).
+        ``exact``: the notebook trains and samples nothing, so its numbers are the same in every
+        mode (quick mode still concludes nothing: the rule is the same for every notebook).
         """
+        if verdict.study != self.name or verdict.mode != self.mode:
+            raise ConfigError(f"a verdict of {verdict.study} in {verdict.mode} mode cannot close {self.name} "
+                              f"in {self.mode} mode")
         caveat = ""
         if self.quick and exact:
-            caveat = ("*Quick mode; this notebook trains and samples nothing, so its numbers are exact "
-                      "and the same in every mode.*")
+            caveat = ("*Quick mode never concludes; this notebook trains and samples nothing, so its numbers are "
+                      "exact and the same in every mode: run it with `mode = \"standard\"` for a verdict.*")
         elif self.quick:
-            caveat = ("**Quick mode: this run only proves that the code path works. It is far too "
-                      "small to conclude anything**; the verdict below is what these numbers would "
-                      "say, not evidence. Run with `mode = \"standard\"` (CPU) or `\"full\"` (GPU, real data).")
+            caveat = ("**Quick mode: this run only proves that the code path works; it is far too small to conclude "
+                      "anything, so its outcome is inconclusive whatever the numbers.** Run with `mode = \"standard\"` "
+                      "(CPU) or `\"full\"` (GPU, real data).")
         data = ("no data" if self.data_root is None else
                 "the built-in generated benchmark" if self.builtin_data else f"`{self.data_root}`")
         md = "\n\n".join(x for x in [
             "## What we found",
             caveat,
-            f"**Claim.** {claim}",
-            f"**Verdict ({self.mode} mode, {data}, device {self.device}).** {verdict}",
-            text.strip(),
+            f"**Claim.** {verdict.claim}",
+            f"**Verdict ({self.mode} mode, {data}, device {self.device}).**",
+            verdict.markdown(),
         ] if x)
         if key_figure is not None and not (self.results_dir / key_figure).exists():
             raise DataError(f"key figure {key_figure} not found in {self.results_dir}")
-        record = {"name": self.name, "mode": self.mode, "claim": claim, "verdict": verdict, "text": text.strip(),
-                  "key_figure": key_figure, "data": None if self.data_root is None else "builtin" if self.builtin_data else str(self.data_root),
-                  "device": self.device, "exact": exact}
-        write_text_atomic(self.results_dir / FINDINGS_RECORD, json.dumps(record, indent=1) + "\n")
+        context = {"key_figure": key_figure, "device": self.device, "exact": exact,
+                   "data": None if self.data_root is None else "builtin" if self.builtin_data else str(self.data_root)}
+        write_text_atomic(self.results_dir / FINDINGS_RECORD, json.dumps(verdict.to_dict(), indent=1, allow_nan=False) + "\n")
+        write_text_atomic(self.results_dir / FINDINGS_CONTEXT, json.dumps(context, indent=1) + "\n")
         write_text_atomic(self.results_dir / "findings.md", md + "\n")
         try:
             from IPython.display import Markdown

@@ -14,6 +14,7 @@ from ..metrics import max_f_from_curves
 from ..models.classifier import transfer_encoder
 from .common import (category_names, classifier_row, cls_model, datasets, flush_denormals, log_frame, score_summary, sod_model,
                      sod_scores, train_or_resume)
+from .rules import CI_LEVEL
 
 
 @flush_denormals
@@ -30,13 +31,14 @@ def pretraining_effect(
     batch_size: int = 16,
     n_boot: int = 300,
     progress: bool = False,
+    ci: float = CI_LEVEL,
 ) -> dict[str, pd.DataFrame]:
     """SOD from scratch vs from an encoder pre-trained to classify the benchmark's categories
     (the stand-in for ImageNet), on ``fractions`` of the training set (stratified by category).
 
     Returns ``pretrain_log``, ``curves`` (training logs by init and fraction), ``final``
     (max-F/MAE per init and fraction), ``efficiency`` (pretrained minus scratch per
-    fraction with a bootstrap interval over test images) and ``classifiers`` (the
+    fraction with a bootstrap interval over test images at ``level`` = ``ci``) and ``classifiers`` (the
     pre-training classifier's test accuracy next to chance).
     """
     dev = resolve_device(device)
@@ -58,8 +60,8 @@ def pretraining_effect(
             finals.append({"init": init, "fraction": frac, "n_train": len(sub), **score_summary(scores[init])})
         # the same images for both inits: a paired bootstrap (rows of the stacked curves resampled whole)
         paired = np.stack([scores["pretrained"]["curves"], scores["scratch"]["curves"]], 1)
-        gain = bootstrap_ci(paired, n_boot, seed=seed, statistic=lambda v: max_f_from_curves(v[:, 0]) - max_f_from_curves(v[:, 1]))
-        eff.append({"fraction": frac, "n_train": len(sub), "max_f_gain": gain["estimate"], "low": gain["low"], "high": gain["high"],
+        gain = bootstrap_ci(paired, n_boot, ci, seed=seed, statistic=lambda v: max_f_from_curves(v[:, 0]) - max_f_from_curves(v[:, 1]))
+        eff.append({"fraction": frac, "n_train": len(sub), "max_f_gain": gain["estimate"], "low": gain["low"], "high": gain["high"], "level": ci,
                     "mae_gain": float(scores["scratch"]["mae"].mean() - scores["pretrained"]["mae"].mean())})
     return {"pretrain_log": pre_log, "curves": pd.concat(curves, ignore_index=True), "final": pd.DataFrame(finals), "efficiency": pd.DataFrame(eff),
             "classifiers": pd.DataFrame([classifier_row("pretraining_classifier", cls, test, dev, len(names))])}

@@ -1,51 +1,31 @@
-"""The "What we found" of each study notebook: from a study's result tables to a verdict on the
-paper's claim and the numbers behind it.
+"""The "What we found" of each study notebook: from a study's result tables to a `Verdict` on
+the paper's claim, by the rule of `sodlab.studies.rules` fixed before the data.
 
-Each function takes the tables an experiment in `sodlab.studies` returns (or the notebook
-derives from them) and returns a `Finding`: the claim, an ``outcome`` ("held", "held weakly",
-"held partly", "did not hold"), a one-sentence ``verdict`` starting with that outcome, and
-``lines`` of Markdown bullets with this run's numbers. The thresholds that decide an outcome live
-here, next to the reason for each, so that they are tested and the notebooks stay thin.
+Each function names the quantity its study measures (``effect``), reads its interval from the
+study's tables (90% bootstrap intervals where the study computes one; none where the design has
+none, which leaves the outcome inconclusive), and applies the margin and rule chosen here in
+advance, each with its reason, after the competence gates that apply: every classifier in a
+comparison at `CLASSIFIER_MIN_TOP1` top-1 on held-out images, every trained model at a plateau
+on a validation split, and models selected on that split. Today's studies train on the training
+split and monitor the test split, so the plateau and selection gates are reported as not
+evaluable (failed) until a study passes validation curves (``validation_curves``, per model)
+and ``selected_on_validation=True``; a gate is never passed by default.
 """
 from __future__ import annotations
 
-import dataclasses
-from typing import Mapping, Optional
+from typing import Mapping, Optional, Sequence
 
 import numpy as np
 import pandas as pd
 
 from .redundancy import task_scores
+from .rules import (CLASSIFIER_MIN_TOP1, Gate, Verdict, classifier_gate, judge, plateau_gate,  # noqa: F401 (re-exported)
+                    selection_gate)
 
-OUTCOMES = ("held", "held weakly", "held partly", "did not hold")
+Curves = Optional[Mapping[str, Sequence[float]]]
 
-
-@dataclasses.dataclass(frozen=True)
-class Finding:
-    claim: str
-    outcome: str
-    verdict: str
-    lines: tuple[str, ...]
-
-    def __post_init__(self) -> None:
-        if self.outcome not in OUTCOMES:
-            raise ValueError(f"outcome {self.outcome!r}: expected one of {OUTCOMES}")
-
-    @property
-    def text(self) -> str:
-        return "\n".join(self.lines)
-
-
-def _finding(claim: str, verdict: str, lines: list[str]) -> Finding:
-    outcome = next(o for o in sorted(OUTCOMES, key=len, reverse=True) if verdict.startswith(o))
-    return Finding(claim, outcome, verdict, tuple(lines))
-
-
-# ------------------------------------------------------------------------ classifiers
-# A classifier that closes less than a fifth of the distance from chance to perfect accuracy has
-# not learned the categories: what its features or its gradients do says little about how
-# classification works, so a comparison with it is weak whatever the SOD side shows.
-CLASSIFIER_MIN_ABOVE_CHANCE = 0.2
+# Why the training gates cannot be evaluated on today's tables.
+NO_VALIDATION_SPLIT = "training monitors the test split; there is no validation split"
 
 _CLASSIFIER_NAMES = {"classifier": "the classification twin", "classifier_twin": "the classification twin",
                      "pretraining_classifier": "the pre-training classifier",
@@ -58,67 +38,68 @@ def _classifier_name(model: str) -> str:
     return _CLASSIFIER_NAMES.get(model, model)
 
 
-def classifier_check(classifiers: Optional[pd.DataFrame],
-                     consequence: str = "the comparison with classification is weak") -> tuple[list[str], Optional[str]]:
-    """From a ``classifiers`` table (model, classes, accuracy, chance, above_chance; as the
-    experiments return it): one line per classifier, and a caveat naming those that stayed
-    within `CLASSIFIER_MIN_ABOVE_CHANCE` of chance and saying what follows (``consequence``);
-    None when every one learned."""
+def classifier_gates(classifiers: Optional[pd.DataFrame], expected: Sequence[str]) -> tuple[list[Gate], list[str]]:
+    """One gate per classifier of a ``classifiers`` table (model, classes, n_images, accuracy,
+    chance; as the experiments return it) and its Markdown line; a gate per ``expected``
+    model, not evaluable, when the table is missing."""
     if classifiers is None or not len(classifiers):
-        return [], None
-    lines = ["- Classifiers on the test split: " + "; ".join(
-        f"{_classifier_name(r.model)} accuracy {r.accuracy:.3f} on {int(r.classes)} classes (chance {r.chance:.3f})"
+        return [classifier_gate(m, None) for m in expected], []
+    gates = [classifier_gate(r.model, float(r.accuracy), f"{int(r.classes)} classes, {int(r.n_images)} held-out images")
+             for r in classifiers.itertuples()]
+    lines = ["- Classifiers on held-out test images: " + "; ".join(
+        f"{_classifier_name(r.model)} top-1 {r.accuracy:.3f} on {int(r.classes)} classes (chance {r.chance:.3f})"
         for r in classifiers.itertuples()) + "."]
-    weak = classifiers[classifiers.above_chance < CLASSIFIER_MIN_ABOVE_CHANCE]
-    if not len(weak):
-        return lines, None
-    names = [f"{_classifier_name(r.model)} ({r.accuracy:.2f}, chance {r.chance:.2f})" for r in weak.itertuples()]
-    who = names[0] if len(names) == 1 else ", ".join(names[:-1]) + " and " + names[-1]
-    return lines, f"caveat: {who} barely learned the categories, so {consequence}"
+    return gates, lines
 
 
-def _with_caveat(verdict: str, caveat: Optional[str], downgrade: bool) -> str:
-    """Append ``caveat``; with ``downgrade`` a plain "held" becomes "held weakly", since the
-    classification side of the evidence is missing."""
-    if caveat is None:
-        return verdict
-    if downgrade and verdict.startswith("held:"):
-        verdict = "held weakly:" + verdict[len("held:"):]
-    return f"{verdict}; {caveat}"
+def training_gates(models: Sequence[str], validation_curves: Curves, selected_on_validation: Optional[bool]) -> list[Gate]:
+    """The plateau and selection gates for the trained ``models``."""
+    return [plateau_gate(validation_curves, models, NO_VALIDATION_SPLIT),
+            selection_gate(selected_on_validation, NO_VALIDATION_SPLIT)]
 
 
 # ------------------------------------------------------------------------ 1: quickstart
 QUICKSTART_CLAIM = "The model detects salient objects better than a centre-bias guess."
-# A model must beat the centre-bias guess by more than noise between runs of a small model.
+# A model must beat the centre-bias guess by more than max-F differs between runs of a small model.
 QUICKSTART_MARGIN = 0.05
 
 
 def quickstart(metrics: Mapping[str, float], centre: Mapping[str, float], source: str, params: int, gmacs: float,
-               size: int, n_images: int) -> Finding:
+               size: int, n_images: int, *, mode: str, seeds: Sequence[int], validation_curves: Curves = None,
+               selected_on_validation: Optional[bool] = None) -> Verdict:
     """``metrics``/``centre``: scalar metrics (max_f, mae, ...) of the model and of the
-    centre-bias baseline on the same test images."""
+    centre-bias baseline on the same test images. Rule ``greater``: the model's max-F minus
+    the guess's exceeds `QUICKSTART_MARGIN`. `sodlab.evaluate` scores the set as a whole, so
+    there is no interval and the outcome stays inconclusive."""
     gain = metrics["max_f"] - centre["max_f"]
-    if gain > QUICKSTART_MARGIN:
-        verdict = f"held: max-F {metrics['max_f']:.3f} vs {centre['max_f']:.3f} for the centre-bias guess ({gain:+.3f})"
-    else:
-        verdict = (f"did not hold: max-F {metrics['max_f']:.3f} is not clearly above the centre-bias guess "
-                   f"({centre['max_f']:.3f})")
     lines = [
         f"- Model: {source}; {params:,} parameters, {gmacs:.3f} GMACs at {size}x{size}.",
         f"- Test split ({n_images} images): max-F {metrics['max_f']:.3f}, mean-F {metrics.get('mean_f', float('nan')):.3f}, "
-        f"MAE {metrics['mae']:.4f}; centre bias: max-F {centre['max_f']:.3f}, MAE {centre['mae']:.4f}.",
+        f"MAE {metrics['mae']:.4f}; centre bias: max-F {centre['max_f']:.3f}, MAE {centre['mae']:.4f}; gain {gain:+.3f}.",
     ]
-    return _finding(QUICKSTART_CLAIM, verdict, lines)
+    return judge(study="01_quickstart", claim=QUICKSTART_CLAIM, quantity="model max-F minus centre-bias max-F (0-1)",
+                 effect=gain, ci=None, margin=QUICKSTART_MARGIN, rule="greater", mode=mode, seeds=seeds,
+                 gates=training_gates(["model"], validation_curves, selected_on_validation), lines=lines,
+                 no_interval="the evaluation scores the test set as a whole, with no per-image scores to bootstrap")
 
 
 # ------------------------------------------------------------------------ 2: anatomy
 ANATOMY_CLAIM = "SOD can be done with about 100K parameters; CSNet's channel numbers are learned, not uniform."
+# A uniform width multiplier keeps the same share of every block (spread 0, plus rounding to
+# whole channels, a few hundredths); a learned allocation must spread its blocks by more than 0.10.
+ANATOMY_MARGIN = 0.10
 
 
-def anatomy(models: pd.DataFrame, blocks: pd.DataFrame, big: Optional[str] = "csf-res2net50") -> Finding:
+def anatomy(models: pd.DataFrame, blocks: pd.DataFrame, big: Optional[str] = "csf-res2net50", *, mode: str) -> Verdict:
     """``models``: one row per model at 224x224 (``model``, ``params``, ``gmacs``); ``blocks``:
     the per-block allocation (``model``, ``block``, ``scale``, ``channels``) with rows for
-    ``csnet`` (unpruned), ``csnet-L-x1`` and ``csnet-L-x2``."""
+    ``csnet`` (unpruned), ``csnet-L-x1`` and ``csnet-L-x2``.
+
+    Not descriptive only: the "learned, not uniform" clause can fail. The effect is the spread
+    of the share of each block's channels CSNet-L-x1 keeps, rule ``greater`` with
+    `ANATOMY_MARGIN`. The released configurations are counted, not sampled, so the interval
+    is the point itself (exact, no seeds, minimum detectable effect 0) and no gate applies; the
+    parameter counts are reported beside it."""
     p = models.set_index("model")["params"]
     g = models.set_index("model")["gmacs"]
     big = big if big in p else None
@@ -137,22 +118,19 @@ def anatomy(models: pd.DataFrame, blocks: pd.DataFrame, big: Optional[str] = "cs
         f"CSNet-L-x1 {half.get('csnet-L-x1', float('nan')):.0%}, CSNet-L-x2 {half.get('csnet-L-x2', float('nan')):.0%}.",
         f"- CSNet-L-x1 keeps between {kept.min():.0%} and {kept.max():.0%} of a block's unpruned channels "
         f"(spread {kept.std():.2f}): most in `{kept.idxmax()}`, fewest in `{kept.idxmin()}`.",
+        "- Exact: the released configurations are counted, so the interval is the point itself.",
     ]
-    small = p["csnet-L-x2"] < 200_000  # "about 100K": within a factor of two
-    learned = kept.std() > 0.1  # a uniform width multiplier would keep the same share of every block
-    strong = big is not None and p[big] / p["csnet-L-x2"] > 50
-    if small and learned:
-        verdict = (f"held{', strongly' if strong else ''}: CSNet-L-x2 has {p['csnet-L-x2']:,} parameters"
-                   + (f", {p[big] / p['csnet-L-x2']:.0f}x fewer than CSF+Res2Net" if big else "")
-                   + f", and its learned allocation is far from uniform (per-block kept share spread {kept.std():.2f})")
-    else:
-        verdict = f"did not hold: CSNet-L-x2 has {p['csnet-L-x2']:,} parameters; per-block kept share spread {kept.std():.2f}"
-    return _finding(ANATOMY_CLAIM, verdict, lines)
+    spread_ = float(kept.std())
+    return judge(study="02_anatomy", claim=ANATOMY_CLAIM,
+                 quantity="standard deviation over encoder blocks of the share of channels CSNet-L-x1 keeps (fraction)",
+                 effect=spread_, ci=(spread_, spread_), margin=ANATOMY_MARGIN, rule="greater", mode=mode, seeds=(), lines=lines)
 
 
 # ------------------------------------------------------------------------ 3: pruning
 PRUNING_CLAIM = "Dynamic weight decay lets about 80% of CSNet's parameters be pruned with little loss, better than L2/L1."
-PRUNING_TOLERANCE = 0.02  # absolute max-F a pruned model may lose and still count as "little loss"
+# "Little loss", read as the paper's: the slim model within 0.02 max-F of the unpruned one (equivalent).
+PRUNING_TOLERANCE = 0.02
+PRUNING_TARGET_KEPT = 0.20  # "about 80% pruned": the curve's point nearest 20% of the parameters kept
 
 
 def prunable_share(curve: pd.DataFrame, tol: float = PRUNING_TOLERANCE, metric: str = "max_f",
@@ -169,55 +147,81 @@ def prunable_share(curve: pd.DataFrame, tol: float = PRUNING_TOLERANCE, metric: 
     return float(1 - ok["params"].min() / full["params"]), ref
 
 
-def pruning(curves: pd.DataFrame, tol: float = PRUNING_TOLERANCE) -> Finding:
-    """``curves``: `sodlab.prune.curve` rows with a ``regularizer`` column. When the curves
-    were fine-tuned (``max_f_finetuned``), the verdict reads the fine-tuned slim models against
-    the trained, unpruned model (the paper's protocol: prune, fine-tune, compare with the
-    original); otherwise the pruned models as they are."""
-    rows = {r: prunable_share(g, tol) for r, g in curves.groupby("regularizer")}
+def _at_target(curve: pd.DataFrame, metric: str) -> pd.Series:
+    """The curve's point whose share of the unpruned parameters (``kept``, added) is nearest
+    `PRUNING_TARGET_KEPT`."""
+    g = curve.dropna(subset=[metric])
+    kept = g["params"] / curve["params"].max()
+    i = (kept - PRUNING_TARGET_KEPT).abs().idxmin()
+    row = g.loc[i].copy()
+    row["kept"] = kept[i]
+    return row
+
+
+def pruning(curves: pd.DataFrame, *, mode: str, seeds: Sequence[int], validation_curves: Curves = None,
+            selected_on_validation: Optional[bool] = None) -> Verdict:
+    """``curves``: `sodlab.prune.curve` rows with a ``regularizer`` column. The effect is DWD's
+    max-F at the point nearest `PRUNING_TARGET_KEPT` of the parameters minus its unpruned
+    model's, after fine-tuning when the curves were fine-tuned (``max_f_finetuned``, the
+    paper's prune-then-fine-tune protocol), rule ``equivalent`` with `PRUNING_TOLERANCE`. The
+    curves carry one score per point (one seed, no per-image scores), so there is no interval."""
+    tol = PRUNING_TOLERANCE
+    groups = dict(list(curves.groupby("regularizer")))
+    rows = {r: prunable_share(g, tol) for r, g in groups.items()}
     lines = [f"- {r}: unpruned max-F {mf:.3f}; up to {share:.0%} of the parameters removed within {tol:g} max-F "
              "without fine-tuning" for r, (share, mf) in rows.items()]
-    smallest = {r: g.sort_values("params").iloc[0] for r, g in curves.groupby("regularizer")}
+    smallest = {r: g.sort_values("params").iloc[0] for r, g in groups.items()}
     lines.append("- at the smallest kept fraction: " + "; ".join(
         f"{r} {g['params']:,.0f} parameters, max-F {g['max_f']:.3f}" for r, g in smallest.items()))
     tuned = "max_f_finetuned" in curves and curves["max_f_finetuned"].notna().any()
+    metric = "max_f_finetuned" if tuned else "max_f"
     if tuned:
-        groups = dict(list(curves.groupby("regularizer")))
-        rows = {r: prunable_share(g.dropna(subset=["max_f_finetuned"]).assign(max_f=lambda d: d.max_f_finetuned), tol,
-                                  reference=rows[r][1]) for r, g in groups.items()}
+        shares = {r: prunable_share(g.dropna(subset=["max_f_finetuned"]).assign(max_f=lambda d: d.max_f_finetuned), tol,
+                                    reference=rows[r][1])[0] for r, g in groups.items()}
         lines.append("- after fine-tuning, removable within the same tolerance of the unpruned model: "
-                     + "; ".join(f"{r} {s:.0%}" for r, (s, _) in rows.items()))
+                     + "; ".join(f"{r} {s:.0%}" for r, s in shares.items()))
         # the unpruned point fine-tuned alike tells whether the fine-tuning recipe itself helps or harms
         full = {r: g.sort_values("params", ascending=False).iloc[0] for r, g in groups.items()}
         lines.append("- the unpruned model fine-tuned the same way: " + "; ".join(
             f"{r} {f['max_f']:.3f} -> {f['max_f_finetuned']:.3f}" for r, f in full.items() if not pd.isna(f["max_f_finetuned"])))
     when = "after fine-tuning" if tuned else "without fine-tuning"
-    dwd = rows.get("dwd", (float("nan"), 0))[0]
-    others = {r: s for r, (s, _) in rows.items() if r != "dwd"}
-    best = max(others.values(), default=0.0)
-    rivals = ", ".join(f"{r.upper() if r != 'none' else 'no regulariser'} {s:.0%}" for r, s in others.items()) or "no other regulariser run"
-    if dwd >= 0.7 and dwd >= best:
-        verdict = f"held: DWD lets {dwd:.0%} of the parameters go within {tol:g} max-F {when} ({rivals})"
-    elif dwd > best:
-        verdict = f"held partly: DWD prunes the most {when} ({dwd:.0%}; {rivals}) but short of 80%"
-    else:
-        verdict = f"did not hold in this run: {when}, DWD {dwd:.0%} of the parameters prunable within {tol:g} max-F ({rivals})"
-    return _finding(PRUNING_CLAIM, verdict, lines)
+    points = {r: _at_target(g, metric) for r, g in groups.items()}
+    lines.append(f"- nearest {PRUNING_TARGET_KEPT:.0%} of the parameters kept, {when}: " + "; ".join(
+        f"{r} {p.kept:.0%} kept, max-F {p[metric]:.3f} ({p[metric] - rows[r][1]:+.3f} from unpruned)" for r, p in points.items()))
+    if "dwd" not in points:
+        raise ValueError(f"pruning verdict: no 'dwd' curve among regularizers {sorted(points)}")
+    effect = float(points["dwd"][metric] - rows["dwd"][1])
+    return judge(study="03_pruning", claim=PRUNING_CLAIM,
+                 quantity=f"DWD max-F at {points['dwd'].kept:.0%} of the parameters {when} minus unpruned DWD max-F (0-1)",
+                 effect=effect, ci=None, margin=tol, rule="equivalent", mode=mode, seeds=seeds,
+                 gates=training_gates(sorted(groups), validation_curves, selected_on_validation), lines=lines,
+                 no_interval="one score per pruning point (one seed, no per-image scores)")
 
 
 # ------------------------------------------------------------------------ 4: categories
 CATEGORY_CLAIM = "SOD models are category-insensitive: trained on some categories, they segment unseen categories about as well."
+# 0.02 max-F is below what separates two published SOD models and above the gap rounding makes (equivalent).
+CATEGORY_MARGIN = 0.02
+
+
+def _level(table: pd.DataFrame, what: str) -> float:
+    if "level" not in table:
+        raise ValueError(f"{what} has no 'level' column: the interval's level must come with it")
+    return float(table["level"].iloc[0])
 
 
 def category_sensitivity(summary: pd.DataFrame, gaps: pd.DataFrame, drops: Optional[pd.DataFrame] = None,
-                         classifiers: Optional[pd.DataFrame] = None) -> Finding:
-    """Tables of `sodlab.studies.categories.category_sensitivity` (``summary``, ``gaps``,
-    ``classifiers``, optional) and `sodlab.studies.categories.loo_drop` of its leave-one-out matrix
-    (``drops``, optional). The claim is about SOD; a classifier that barely learned only
-    removes the contrast with classification."""
+                         classifiers: Optional[pd.DataFrame] = None, *, mode: str, seeds: Sequence[int],
+                         validation_curves: Curves = None, selected_on_validation: Optional[bool] = None) -> Verdict:
+    """Tables of `sodlab.studies.categories.category_sensitivity` (``summary``, ``gaps`` with
+    its ``level``, ``classifiers``) and `sodlab.studies.categories.loo_drop` of its
+    leave-one-out matrix (``drops``, optional). The effect is SOD's seen-minus-unseen max-F with
+    its bootstrap interval, rule ``equivalent`` with `CATEGORY_MARGIN`; the classifier it is
+    contrasted with must pass its gate."""
     g = gaps.set_index(["task", "metric"])
     sod_f = g.loc[("sod", "max_f")]
     sod_m = g.loc[("sod", "mae")]
+    level = _level(gaps, "gaps")
 
     def val(task: str, group: str, metric: str) -> float:
         sel = summary[(summary.task == task) & (summary.group == group) & (summary.metric == metric)]
@@ -225,78 +229,70 @@ def category_sensitivity(summary: pd.DataFrame, gaps: pd.DataFrame, drops: Optio
 
     lines = [
         f"- SOD max-F: seen {val('sod', 'seen', 'max_f'):.3f}, unseen {val('sod', 'unseen', 'max_f'):.3f}; "
-        f"gap {sod_f.gap:+.3f} (95% CI {sod_f.low:+.3f} .. {sod_f.high:+.3f}, {sod_f.relative_gap:+.1%} of the seen score).",
-        f"- SOD MAE: gap {sod_m.gap:+.4f} (95% CI {sod_m.low:+.4f} .. {sod_m.high:+.4f}; a negative MAE gap means unseen is worse).",
+        f"gap {sod_f.gap:+.3f} ({level:.0%} CI {sod_f.low:+.3f} .. {sod_f.high:+.3f}, {sod_f.relative_gap:+.1%} of the seen score).",
+        f"- SOD MAE: gap {sod_m.gap:+.4f} ({level:.0%} CI {sod_m.low:+.4f} .. {sod_m.high:+.4f}; a negative MAE gap means unseen is worse).",
     ]
-    cls_gap = None
     for task, who in (("classifier", "Classifier"), ("sod_encoder", "SOD")):
         if (task, "ncm_accuracy_vs_chance") in g.index:
             r = g.loc[(task, "ncm_accuracy_vs_chance")]
             lines.append(f"- {who} encoder, nearest-class-mean accuracy above chance: seen "
                          f"{val(task, 'seen', 'ncm_accuracy_vs_chance'):.2f}, unseen {val(task, 'unseen', 'ncm_accuracy_vs_chance'):.2f}; "
-                         f"gap {r.gap:+.2f} (95% CI {r.low:+.2f} .. {r.high:+.2f}).")
-            if task == "classifier":
-                cls_gap = r
+                         f"gap {r.gap:+.2f} ({level:.0%} CI {r.low:+.2f} .. {r.high:+.2f}).")
     if drops is not None and len(drops):
         worst = drops.loc[drops["drop"].idxmax()]
         lines.append(f"- Leave-one-out ({len(drops)} categories held out in turn): max-F when seen minus max-F when held out, "
                      f"mean {drops['drop'].mean():+.3f} (positive: worse when unseen; largest {worst['drop']:+.3f}, "
                      f"`{worst['category']}`).")
-    cls_lines, caveat = classifier_check(classifiers)
-    lines += cls_lines
-    rel = abs(sod_f.relative_gap)
-    zero_in_ci = sod_f.low <= 0 <= sod_f.high
-    # under 2% of the seen score is below what separates two SOD models in the literature
-    if zero_in_ci or rel < 0.02:
-        verdict = "held: the SOD gap between seen and unseen categories is " + (
-            "indistinguishable from zero" if zero_in_ci else f"only {rel:.1%} of the seen score")
-        if cls_gap is not None and cls_gap.low > 0 and caveat is None:
-            verdict += ", while the classifier's gap is clearly positive (strong contrast)"
-    elif rel < 0.05:
-        verdict = f"held weakly: SOD is {rel:.1%} worse on unseen categories, and the interval excludes zero"
-    else:
-        verdict = f"did not hold: SOD is {rel:.1%} worse on unseen categories (CI {sod_f.low:+.3f} .. {sod_f.high:+.3f})"
-    return _finding(CATEGORY_CLAIM, _with_caveat(verdict, caveat, downgrade=False), lines)
+    cls_gates, cls_lines = classifier_gates(classifiers, ["classifier"])
+    return judge(study="04_category_sensitivity", claim=CATEGORY_CLAIM,
+                 quantity="SOD max-F on seen minus unseen test categories (0-1)", effect=float(sod_f.gap),
+                 ci=(float(sod_f.low), float(sod_f.high)), ci_level=level, margin=CATEGORY_MARGIN, rule="equivalent",
+                 mode=mode, seeds=seeds, lines=lines + cls_lines,
+                 gates=cls_gates + training_gates(["sod", "classifier"], validation_curves, selected_on_validation))
 
 
 # ------------------------------------------------------------------------ 5: pre-training
 PRETRAINING_CLAIM = "Classification pre-training is not necessary for SOD: from scratch is about as good."
+# "About as good": within 0.02 max-F, a difference smaller than anyone would choose a model by (equivalent).
+PRETRAINING_MARGIN = 0.02
 
 
-def pretraining(final: pd.DataFrame, efficiency: pd.DataFrame, classifiers: Optional[pd.DataFrame] = None) -> Finding:
-    """Tables of `sodlab.studies.pretraining.pretraining_effect`: ``final`` (init, fraction, max_f),
-    ``efficiency`` (per fraction: n_train, max_f_gain with its CI low/high, mae_gain) and
-    ``classifiers`` (the pre-training classifier's accuracy, optional)."""
+def pretraining(final: pd.DataFrame, efficiency: pd.DataFrame, classifiers: Optional[pd.DataFrame] = None, *, mode: str,
+                seeds: Sequence[int], validation_curves: Curves = None, selected_on_validation: Optional[bool] = None) -> Verdict:
+    """Tables of `sodlab.studies.pretraining.pretraining_effect`: ``final`` (init, fraction,
+    max_f), ``efficiency`` (per fraction: n_train, max_f_gain with its CI low/high and level,
+    mae_gain) and ``classifiers`` (the pre-training classifier). The effect is pre-trained minus
+    scratch max-F with the full training set (the largest fraction), rule ``equivalent`` with
+    `PRETRAINING_MARGIN`; the pre-training classifier must pass its gate."""
     fin = final.set_index(["init", "fraction"])["max_f"]
     eff = efficiency.sort_values("fraction")
-    top, low = eff.iloc[-1], eff.iloc[0]
+    level = _level(efficiency, "efficiency")
+    top = eff.iloc[-1]
     lines = [f"- {r.fraction:.0%} of the training set ({r.n_train} images): scratch max-F {fin[('scratch', r.fraction)]:.3f}, "
-             f"pre-trained {fin[('pretrained', r.fraction)]:.3f}; gain {r.max_f_gain:+.3f} (95% CI {r.low:+.3f} .. {r.high:+.3f}), "
+             f"pre-trained {fin[('pretrained', r.fraction)]:.3f}; gain {r.max_f_gain:+.3f} ({level:.0%} CI {r.low:+.3f} .. {r.high:+.3f}), "
              f"MAE gain {r.mae_gain:+.4f}" for r in eff.itertuples()]
-    if top.low <= 0 <= top.high:
-        verdict = (f"held: with the full training set, pre-training changes max-F by {top.max_f_gain:+.3f} "
-                   f"(95% CI {top.low:+.3f} .. {top.high:+.3f}), not distinguishable from zero")
-    elif top.max_f_gain <= 0:
-        verdict = f"held: with the full training set, scratch is better by {-top.max_f_gain:.3f}"
-    elif top.max_f_gain < 0.02:  # significant, but smaller than a 2-point max-F difference anyone would act on
-        verdict = f"held weakly: pre-training helps by {top.max_f_gain:+.3f} max-F with the full set (significant but small)"
-    else:
-        verdict = f"did not hold: pre-training helps by {top.max_f_gain:+.3f} max-F (95% CI {top.low:+.3f} .. {top.high:+.3f})"
-    if len(eff) > 1 and low.max_f_gain > top.max_f_gain:
-        verdict += f"; with {low.fraction:.0%} of the data the gain is larger ({low.max_f_gain:+.3f})"
-    # the SOD comparison stands; what it pre-trained on is what the caveat qualifies
-    cls_lines, caveat = classifier_check(classifiers, "this measures a barely trained encoder, not classification features")
-    return _finding(PRETRAINING_CLAIM, _with_caveat(verdict, caveat, downgrade=False), lines + cls_lines)
+    cls_gates, cls_lines = classifier_gates(classifiers, ["pretraining_classifier"])
+    models = ["pretraining_classifier"] + [f"{i} at {f:.0%}" for f in eff.fraction for i in ("scratch", "pretrained")]
+    return judge(study="05_pretraining", claim=PRETRAINING_CLAIM,
+                 quantity=f"pre-trained minus scratch max-F with {top.fraction:.0%} of the training set (0-1)",
+                 effect=float(top.max_f_gain), ci=(float(top.low), float(top.high)), ci_level=level, margin=PRETRAINING_MARGIN,
+                 rule="equivalent", mode=mode, seeds=seeds, lines=lines + cls_lines,
+                 gates=cls_gates + training_gates(models, validation_curves, selected_on_validation))
 
 
 # ------------------------------------------------------------------------ 6: redundancy
 REDUNDANCY_CLAIM = "SOD needs far fewer parameters than classification; its features are more redundant."
+# SOD must keep clearly more of its own score when shrunk: 2 points of the widest model's score, not rounding (greater).
+REDUNDANCY_MARGIN = 0.02
 
 
-def redundancy(res: Mapping[str, pd.DataFrame]) -> Finding:
+def redundancy(res: Mapping[str, pd.DataFrame], *, mode: str, seeds: Sequence[int], validation_curves: Curves = None,
+               selected_on_validation: Optional[bool] = None) -> Verdict:
     """The tables of `sodlab.studies.redundancy.redundancy_study` (``width_sweep``, ``layers``,
-    ``pruning``, ``cka_twins``, ``classifiers`` optional); compares the widest and the
-    narrowest width swept. A classifier near chance at the widest width downgrades "held"."""
+    ``pruning``, ``cka_twins``, ``classifiers``). The effect is the share of its widest
+    model's score SOD keeps at the narrowest width minus the share classification keeps, rule
+    ``greater`` with `REDUNDANCY_MARGIN`; the widest classifier must pass its gate (the narrower
+    ones are the measurement). One model per task and width: no interval."""
     sweep = res["width_sweep"]
     main = task_scores(sweep)
     wmin, wmax = int(main.width.min()), int(main.width.max())
@@ -324,62 +320,56 @@ def redundancy(res: Mapping[str, pd.DataFrame]) -> Finding:
         f"classification {dead.get(('classification', th), float('nan')):.0%}.",
         "- CKA between the twins, same layer: " + ", ".join(f"{k} {v:.2f}" for k, v in twins.items()) + ".",
     ]
-    # SOD must keep clearly more of its score (2 points of the widest model's score), not a rounding error more
-    sod_better = bool(sod_keep > cls_keep + 0.02)
-    agree = sum([sod_better, er.get("sod", 1) < er.get("classification", 0),
-                 dead.get(("sod", th), 0) > dead.get(("classification", th), 1)])
-    if sod_better and agree == 3:
-        verdict = (f"held: shrinking the width keeps {sod_keep:.1%} of SOD's max-F but {cls_keep:.1%} of the classifier's "
-                   "accuracy, and SOD's layers are more redundant")
-    elif sod_better:
-        verdict = (f"held partly: SOD keeps {sod_keep:.1%} of its score vs {cls_keep:.1%} for classification, but the "
-                   f"redundancy measures agree only {agree} of 3 ways")
-    else:
-        verdict = (f"did not hold: SOD keeps {sod_keep:.1%} of its score when shrunk, classification {cls_keep:.1%} "
-                   "(SOD needs to keep at least 2 points more)")
     cls = res.get("classifiers")
     if cls is not None and len(cls) and "width" in cls:
         cls = cls[cls.width == wmax]
-    cls_lines, caveat = classifier_check(cls)
-    return _finding(REDUNDANCY_CLAIM, _with_caveat(verdict, caveat, downgrade=True), lines + cls_lines)
+    cls_gates, cls_lines = classifier_gates(cls, [f"classifier_w{wmax}"])
+    models = [f"{t} width {w}" for w in sorted(main.width.unique()) for t in ("sod", "classification")]
+    return judge(study="06_redundancy", claim=REDUNDANCY_CLAIM,
+                 quantity=f"share of the width-{wmax} score kept at width {wmin}, SOD minus classification (fraction)",
+                 effect=float(sod_keep - cls_keep), ci=None, margin=REDUNDANCY_MARGIN, rule="greater", mode=mode, seeds=seeds,
+                 lines=lines + cls_lines, gates=cls_gates + training_gates(models, validation_curves, selected_on_validation),
+                 no_interval="one model per task and width (one seed), no interval over seeds or images")
 
 
 # ------------------------------------------------------------------------ 7: mechanisms
 MECHANISMS_CLAIM = "SOD and classification use different mechanisms: different channels matter for each."
+# Top-quarter sets overlap by chance at Jaccard about 0.14; 0.10 above chance (x1.7) is where "shared" begins (equivalent).
+MECHANISMS_MARGIN = 0.10
 
 
-def mechanisms(overlap: pd.DataFrame, cross: pd.DataFrame, gradcam: pd.DataFrame, classifiers: Optional[pd.DataFrame] = None) -> Finding:
+def mechanisms(overlap: pd.DataFrame, cross: pd.DataFrame, gradcam: pd.DataFrame, classifiers: Optional[pd.DataFrame] = None,
+               *, mode: str, seeds: Sequence[int], validation_curves: Curves = None,
+               selected_on_validation: Optional[bool] = None) -> Verdict:
     """Tables of `sodlab.studies.mechanisms.mechanisms_study`: ``overlap`` (per layer and method:
     k, channels, jaccard, chance_jaccard, excess_jaccard, spearman), ``cross`` (cross-ablation
-    relative drops), ``gradcam`` (per image: cam_of, r_cam_gt) and ``classifiers`` (optional;
-    a class target near chance downgrades "held"). Channel ablation is the method judged
-    when present (it measures what a channel does, not a gradient's guess)."""
+    relative drops, with the ``random`` control), ``gradcam`` (per image: cam_of, r_cam_gt) and
+    ``classifiers`` (the twin and the SOD encoder's class head, both gated). The effect is the
+    mean over layers of the top-channel Jaccard above chance (channel ablation when present:
+    it measures what a channel does, not a gradient's guess), rule ``equivalent`` with
+    `MECHANISMS_MARGIN`. One encoder and seed, no permutation null yet: no interval."""
     m = "ablation" if (overlap.method == "ablation").any() else overlap.method.iloc[0]
     o = overlap[overlap.method == m].set_index("layer")
     cr = cross.set_index(["layer", "removed"])
     lines = [f"- {layer}: top-{int(r.k)} of {int(r.channels)} channels overlap with Jaccard {r.jaccard:.2f} "
              f"(chance {r.chance_jaccard:.2f}); Spearman {r.spearman:+.2f} ({m})." for layer, r in o.iterrows()]
-    asym = []
     for layer in o.index:
         s, c = cr.loc[(layer, "sod_top")], cr.loc[(layer, "classification_top")]
-        # > 0 when each task's own top channels hurt it more than they hurt the other task
-        asym.append((s.sod_rel_drop - s.classification_rel_drop) + (c.classification_rel_drop - c.sod_rel_drop))
-        lines.append(f"- {layer}, removing SOD's top channels: saliency target {s.sod_rel_drop:+.0%}, class logit "
-                     f"{s.classification_rel_drop:+.0%}; removing the class's top channels: saliency {c.sod_rel_drop:+.0%}, "
-                     f"class {c.classification_rel_drop:+.0%}.")
+        line = (f"- {layer}, removing SOD's top channels: saliency target {s.sod_rel_drop:+.0%}, class logit "
+                f"{s.classification_rel_drop:+.0%}; removing the class's top channels: saliency {c.sod_rel_drop:+.0%}, "
+                f"class {c.classification_rel_drop:+.0%}")
+        if (layer, "random") in cr.index:
+            rnd = cr.loc[(layer, "random")]
+            line += f"; as many random channels: saliency {rnd.sod_rel_drop:+.0%}, class {rnd.classification_rel_drop:+.0%}"
+        lines.append(line + ".")
     gm = gradcam.groupby("cam_of")["r_cam_gt"].mean()
     lines.append("- Correlation with the ground-truth mask: " + ", ".join(f"{k} {v:.2f}" for k, v in gm.items()) + ".")
-    excess = float(o["excess_jaccard"].mean())
-    rho = float(o["spearman"].mean())
-    selective = bool(np.mean(asym) > 0) if asym else False
-    if excess < 0.1 and rho < 0.3 and selective:
-        verdict = (f"held: the tasks' important channels overlap {'no more than' if excess <= 0 else 'barely more than'} "
-                   f"chance (mean excess Jaccard {excess:+.2f}, Spearman {rho:+.2f}) and each task's channels hurt that task more")
-    elif excess < 0.2 and rho < 0.5:
-        verdict = f"held weakly: overlap above chance {excess:+.2f}, Spearman {rho:+.2f}; cross-ablation " + (
-            "is selective" if selective else "is not selective")
-    else:
-        verdict = f"did not hold: the important channels are shared (excess Jaccard {excess:+.2f}, Spearman {rho:+.2f})"
-    cls_lines, caveat = classifier_check(classifiers)
-    return _finding(MECHANISMS_CLAIM, _with_caveat(verdict, caveat, downgrade=True), lines + cls_lines)
-
+    excess = float(np.mean(o["excess_jaccard"]))
+    lines.append(f"- Mean Spearman over layers {float(o['spearman'].mean()):+.2f}.")
+    cls_gates, cls_lines = classifier_gates(classifiers, ["classifier_twin", "sod_encoder_probe"])
+    return judge(study="07_mechanisms", claim=MECHANISMS_CLAIM,
+                 quantity=f"top-channel Jaccard overlap of the two tasks minus its chance level, mean over layers ({m})",
+                 effect=excess, ci=None, margin=MECHANISMS_MARGIN, rule="equivalent", mode=mode, seeds=seeds,
+                 lines=lines + cls_lines,
+                 gates=cls_gates + training_gates(["sod", "classifier_twin"], validation_curves, selected_on_validation),
+                 no_interval="one encoder and one seed, no permutation null over channels")
