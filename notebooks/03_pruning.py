@@ -116,5 +116,5 @@ study.savefig(fig, "training_curves")
 # protocol.
 
 # %%
-finding = verdicts.pruning(pr, mode=study.mode, seeds=[0])
+finding = verdicts.pruning(pr, mode=study.mode, seeds=[0], **verdicts.training_evidence(res["training"]))
 study.findings(finding, key_figure="pruning_curves.png")

@@ -120,5 +120,5 @@ if len(loo):
 
 # %%
 finding = verdicts.category_sensitivity(summary, gaps, drops if len(loo) else None, classifiers=res["classifiers"],
-                                        mode=study.mode, seeds=[0])
+                                        mode=study.mode, seeds=[0], **verdicts.training_evidence(res["training"]))
 study.findings(finding, key_figure="seen_unseen_gap.png")

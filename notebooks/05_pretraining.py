@@ -101,5 +101,5 @@ eff
 # unevaluable gate leaves the outcome inconclusive. Quick mode never concludes.
 
 # %%
-finding = verdicts.pretraining(res["final"], eff, classifiers=res["classifiers"], mode=study.mode, seeds=[0])
+finding = verdicts.pretraining(res["final"], eff, classifiers=res["classifiers"], mode=study.mode, seeds=[0], **verdicts.training_evidence(res["training"]))
 study.findings(finding, key_figure="data_efficiency.png")

@@ -132,5 +132,5 @@ study.savefig(fig, "prunable_channels")
 # unevaluable gate leaves the outcome inconclusive. Quick mode never concludes.
 
 # %%
-finding = verdicts.redundancy(res, mode=study.mode, seeds=[0])
+finding = verdicts.redundancy(res, mode=study.mode, seeds=[0], **verdicts.training_evidence(res["training"]))
 study.findings(finding, key_figure="width_sweep.png")

@@ -148,5 +148,5 @@ study.savefig(fig, "channel_explorer")
 # unevaluable gate leaves the outcome inconclusive. Quick mode never concludes.
 
 # %%
-finding = verdicts.mechanisms(ov, cross, gc, classifiers=res["classifiers"], mode=study.mode, seeds=[0])
+finding = verdicts.mechanisms(ov, cross, gc, classifiers=res["classifiers"], mode=study.mode, seeds=[0], **verdicts.training_evidence(res["training"]))
 study.findings(finding, key_figure="importance_overlap.png")

@@ -25,6 +25,7 @@ from sodlab.analysis import (
     correlation_summary,
     effective_rank,
     fraction_subset,
+    stratified_draw,
     grad_cam,
     layer_redundancy,
     leave_one_category_out,
@@ -313,6 +314,11 @@ def test_subsets_by_category_and_fraction():
     frac = fraction_subset(ds, 0.25, seed=0)
     assert {ds.labels[i] for i in frac.indices} == {0, 1, 2}
     assert fraction_subset(ds, 0.25, seed=0).indices == frac.indices
+    # leave_one: every label keeps an undrawn item, and a label with one item is never drawn
+    labels = [0, 0, 0, 1, 2, 2]
+    assert set(np.asarray(labels)[stratified_draw(labels, 0.9, seed=0, leave_one=True)]) == {0, 2}
+    assert len(stratified_draw(labels, 0.9, seed=0, leave_one=False)) == 3 + 1 + 2
+    assert len(stratified_draw(labels, 0.9, seed=0, leave_one=True)) == 2 + 0 + 1
 
 
 def test_bootstrap_ci_covers_the_true_mean():

@@ -11,7 +11,7 @@ from torch import nn
 import sodlab
 from sodlab import experiments as ex
 from sodlab.studies import verdicts
-from sodlab.studies.common import train_config
+from sodlab.studies.common import VAL_FRACTION, datasets, train_config, training_table, validation_rows
 from sodlab.analysis import probes
 from sodlab.metrics import max_f_from_curves, per_image_curves
 
@@ -134,7 +134,10 @@ TINY = dict(width=4, epochs=1, image_size=64, seed=0, device="cpu")
 @pytest.mark.slow
 def test_regularizer_study(bench, tmp_path):
     out = ex.regularizer_study(bench, regularizers=("dwd", "none"), batch_size=16, work_dir=tmp_path, keep_fractions=(1.0, 0.5), **TINY)
-    assert set(out) == {"logs", "gammas", "pruning", "final"}
+    assert set(out) == {"logs", "gammas", "pruning", "final", "training"}
+    t = out["training"]
+    assert set(t["model"]) == {"dwd", "none"} and set(t["metric"]) == {"val_max_f"}
+    assert t.groupby("model")["selected"].sum().eq(1).all()
     assert set(out["gammas"]["regularizer"]) == {"dwd", "none"} and set(out["gammas"]["epoch"]) == {0, 1}
     assert (out["gammas"]["abs_gamma"] >= 0).all()
     assert out["final"]["max_f"].between(0, 1).all() and out["final"]["mae"].between(0, 1).all()
@@ -177,12 +180,18 @@ def test_category_sensitivity(bench, tmp_path):
     assert len(ex.loo_drop(loo)) == 2
     c = out["classifiers"].iloc[0]
     assert c.classes == 6 and c.n_images == int(out["sod_per_category"].query("seen")["n_images"].sum())
-    # the twin's accuracy is the one its training log reports for the last epoch (same images)
-    assert abs(c.accuracy - out["classifier_log"]["val_acc"].iloc[-1]) <= 1.5 / c.n_images
+    # every model, the leave-one-out ones included, validated on held-out training images of its own categories
+    t = out["training"]
+    assert sorted(t["model"].unique()) == sorted(["sod", "classifier"] + [f"without {h}" for h in loo["held_out"].unique()])
+    assert t.groupby("model")["selected"].sum().eq(1).all()
+    assert set(t[t.model == "classifier"]["metric"]) == {"val_top1"}
     assert c.above_chance == pytest.approx((c.accuracy - 1 / 6) / (5 / 6))
     assert (g["level"] == 0.9).all()  # the verdict rule's 90% intervals
-    v = verdicts.category_sensitivity(s, g, ex.loo_drop(loo), classifiers=out["classifiers"], mode="standard", seeds=[0])
-    assert v.outcome == "inconclusive" and "plateau; selection on validation" in v.reason  # no validation split yet
+    ev = verdicts.training_evidence(t)
+    assert ev["selected_on_validation"] is True and set(ev["validation_curves"]) == set(t["model"])
+    v = verdicts.category_sensitivity(s, g, ex.loo_drop(loo), classifiers=out["classifiers"], mode="standard", seeds=[0], **ev)
+    assert v.outcome == "inconclusive" and "plateau" in v.reason  # one epoch is no plateau ...
+    assert "selection on validation" not in v.reason  # ... but the models were selected on validation
     # resumable: a second call reuses the finished runs and gives the same numbers
     again = ex.category_sensitivity(bench, n_seen=6, n_boot=50, work_dir=tmp_path, loo=False, **TINY)
     pd.testing.assert_frame_equal(again["summary"], s)
@@ -198,7 +207,9 @@ def test_pretraining_effect(bench, tmp_path):
     e = out["efficiency"]
     assert (e["low"] <= e["high"]).all() and len(e) == 2
     c = out["classifiers"].iloc[0]
-    assert c.model == "pretraining_classifier" and abs(c.accuracy - out["pretrain_log"]["val_acc"].iloc[-1]) <= 1.5 / c.n_images
+    assert c.model == "pretraining_classifier" and c.n_images == 40  # scored on the test split, selected on validation
+    assert sorted(out["training"]["model"].unique()) == sorted(["pretraining_classifier", "scratch at 50%", "scratch at 100%",
+                                                                "pretrained at 50%", "pretrained at 100%"])
     assert (e["level"] == 0.9).all()
     v = verdicts.pretraining(f, e, classifiers=out["classifiers"], mode="standard", seeds=[0])
     assert v.ci == (e["low"].iloc[-1], e["high"].iloc[-1]) and v.outcome == "inconclusive" and "plateau" in v.reason
@@ -242,6 +253,49 @@ def test_mechanisms_study(bench, tmp_path):
     f = verdicts.mechanisms(o, out["cross_ablation"], gc, classifiers=c, mode="standard", seeds=[0])
     text = "\n".join(f.lines)
     assert f.outcome == "inconclusive" and "stage3" in text and "stage4" in text and "random channels" in text
+
+
+def test_studies_validate_on_training_images_they_do_not_train_on(bench, tmp_path):
+    train, val, test = datasets(bench, 64)
+    assert len(train) + len(val) == 80 and len(test) == 40
+    assert abs(len(val) - VAL_FRACTION * 80) <= len(set(train.dataset.labels))  # a tenth, rounded per category
+    assert not set(train.indices) & set(val.indices)
+    # stratified: every category with two or more training images has one in each part
+    labels = np.asarray(train.dataset.labels)
+    counts = np.bincount(labels)
+    in_val = set(labels[val.indices])
+    assert all(c in in_val for c in np.flatnonzero(counts >= 2))
+    assert set(labels[train.indices]) == set(np.flatnonzero(counts >= 1))
+    # validation images get the evaluation transform: the same tensor twice
+    assert torch.equal(val[0]["image"], val[0]["image"])
+    # drawn once per benchmark: the same split on every call, whatever the model seed
+    assert datasets(bench, 64)[1].indices == val.indices
+    # a benchmark with its own val/ folder uses it, and trains on all of train/
+    import shutil
+    own = tmp_path / "own"
+    shutil.copytree(bench, own)
+    shutil.copytree(bench / "test", own / "val")
+    tr, va, _ = datasets(own, 64)
+    assert len(tr) == 80 and len(va) == 40
+
+
+def test_validation_rows_mark_the_epoch_a_run_returns():
+    log = pd.DataFrame({"epoch": [1, 2, 3, 4], "train_loss": [1.0, 0.8, 0.7, 0.6], "val_max_f": [0.50, 0.62, 0.62, 0.60]})
+    rows = validation_rows("sod", log)
+    # the trainer keeps the first of equal bests (a strict improvement is needed)
+    assert [r["selected"] for r in rows] == [False, True, False, False]
+    assert validation_rows("sod", log.drop(columns="val_max_f")) == []  # trained without validation
+    cls = pd.DataFrame({"epoch": [1, 2], "val_top1": [0.3, 0.5]})
+    t = training_table(rows + validation_rows("cls", cls))
+    ev = verdicts.training_evidence(t)
+    assert ev == {"validation_curves": {"sod": [0.50, 0.62, 0.62, 0.60], "cls": [0.3, 0.5]}, "selected_on_validation": True}
+    # the gates read it: the cls curve gained 0.2 over its last quarter, so no plateau
+    gates = {g.name: g for g in verdicts.training_gates(["sod"], **ev)}
+    assert gates["plateau"].value == pytest.approx(0.2) and not gates["plateau"].passed
+    assert gates["selection on validation"].passed
+    t.loc[t.model == "cls", "selected"] = False
+    assert verdicts.training_evidence(t)["selected_on_validation"] is False
+    assert verdicts.training_evidence(None) == {"validation_curves": None, "selected_on_validation": None}
 
 
 def test_train_config_is_the_quick_recipe_with_overrides():

@@ -3,6 +3,7 @@ bootstrap intervals."""
 from .categories import (
     dataset_labels,
     fraction_subset,
+    stratified_draw,
     leave_one_category_out,
     split_categories,
     subset_by_category,
@@ -53,6 +54,7 @@ __all__ = [
     "dataset_labels",
     "effective_rank",
     "fraction_subset",
+    "stratified_draw",
     "grad_cam",
     "layer_redundancy",
     "leave_one_category_out",

@@ -73,16 +73,25 @@ def subset_by_category(dataset: Dataset, categories: Sequence, max_items: Option
     return Subset(dataset, idx.tolist())
 
 
-def fraction_subset(dataset: Dataset, fraction: float, seed: int) -> Subset:
-    """A seeded random ``fraction`` of ``dataset``, stratified by category so that every
-    category keeps (at least one of) its items."""
+def stratified_draw(labels: Sequence[int], fraction: float, seed: int, leave_one: bool = False) -> np.ndarray:
+    """Sorted indices of a seeded random ``fraction`` of the items, drawn label by label so
+    that every label is drawn (at least one item), or, with ``leave_one``, so that every label
+    also keeps one item undrawn (a label with a single item is then not drawn at all)."""
     if not 0 < fraction <= 1:
         raise ConfigError(f"fraction must be in (0, 1], got {fraction}")
-    labels = dataset_labels(dataset)
+    labels = np.asarray(labels, dtype=int)
     rng = np.random.default_rng(seed)
-    keep = []
+    drawn: list[int] = []
     for lab in np.unique(labels):
         idx = np.flatnonzero(labels == lab)
         n = max(1, int(round(fraction * len(idx))))
-        keep.extend(rng.choice(idx, size=n, replace=False).tolist())
-    return Subset(dataset, sorted(keep))
+        if leave_one:
+            n = min(n, len(idx) - 1)
+        drawn.extend(rng.choice(idx, size=n, replace=False).tolist() if n > 0 else [])
+    return np.asarray(sorted(drawn), dtype=int)
+
+
+def fraction_subset(dataset: Dataset, fraction: float, seed: int) -> Subset:
+    """A seeded random ``fraction`` of ``dataset``, stratified by category so that every
+    category keeps (at least one of) its items."""
+    return Subset(dataset, stratified_draw(dataset_labels(dataset), fraction, seed).tolist())

@@ -14,7 +14,7 @@ from ..analysis.stats import bootstrap_gap
 from ..device import resolve_device
 from ..metrics import max_f_from_curves
 from .common import (category_names, classifier_row, cls_model, collect, datasets, eval_view, flush_denormals, score_summary,
-                     slug, sod_model, sod_scores, train_or_resume)
+                     slug, sod_model, sod_scores, train_or_resume, training_table, validation_rows)
 from .rules import CI_LEVEL
 
 
@@ -52,7 +52,7 @@ def category_sensitivity(
     ``classifiers`` (the twin's test accuracy on the seen categories next to chance) and ``classifier_log``/``sod_log``.
     """
     dev = resolve_device(device)
-    train, test = datasets(data_root, image_size)
+    train, val, test = datasets(data_root, image_size)
     names = category_names(train)
     seen, unseen = cat.split_categories(names, n_seen, seed)
     work = Path(work_dir) / f"seen{n_seen}_seed{seed}"
@@ -62,9 +62,10 @@ def category_sensitivity(
     is_seen = np.isin(test_labels, seen_ids)
     is_unseen = np.isin(test_labels, unseen_ids)
     test_seen = Subset(test, np.flatnonzero(is_seen).tolist())
+    val_seen = cat.subset_by_category(val, seen)
 
     # --- SOD on seen categories
-    sod, sod_log = train_or_resume(sod_model(width, seed), train_seen, test_seen, work / "sod", epochs, batch_size, seed, dev, progress=progress)
+    sod, sod_log = train_or_resume(sod_model(width, seed), train_seen, val_seen, work / "sod", epochs, batch_size, seed, dev, progress=progress)
     scores = sod_scores(sod, test, dev)
     per_cat = []
     for c, name in enumerate(names):
@@ -85,8 +86,8 @@ def category_sensitivity(
     # --- classification twin on the same seen images; NCM read-out for both encoders
     seen_map = {c: i for i, c in enumerate(seen_ids)}
     cls_train = _Relabelled(train_seen, seen_map)
-    cls_val = _Relabelled(test_seen, seen_map)
-    cls, cls_log = train_or_resume(cls_model(width, len(seen), seed), cls_train, cls_val, work / "classifier", epochs, batch_size, seed, dev, task="classification", progress=progress)
+    cls_test = _Relabelled(test_seen, seen_map)
+    cls, cls_log = train_or_resume(cls_model(width, len(seen), seed), cls_train, _Relabelled(val_seen, seen_map), work / "classifier", epochs, batch_size, seed, dev, task="classification", progress=progress)
     train_eval = eval_view(train, data_root, image_size)
     for task, model in (("classifier", cls), ("sod_encoder", sod)):
         ftr = collect(model, train_eval, dev, what="embed")
@@ -114,13 +115,15 @@ def category_sensitivity(
 
     # --- leave one category out
     loo_rows = []
+    training = validation_rows("sod", sod_log) + validation_rows("classifier", cls_log)
     if loo:
         held = names if loo_max is None else names[:loo_max]
         for h, rest in cat.leave_one_category_out(names):
             if h not in held:
                 continue
             sub = cat.subset_by_category(train, rest)
-            m, _ = train_or_resume(sod_model(width, seed), sub, None, work / f"loo_{slug(h)}", loo_epochs or epochs, batch_size, seed, dev, progress=progress)
+            m, loo_log = train_or_resume(sod_model(width, seed), sub, cat.subset_by_category(val, rest), work / f"loo_{slug(h)}", loo_epochs or epochs, batch_size, seed, dev, progress=progress)
+            training += validation_rows(f"without {h}", loo_log)
             sc = sod_scores(m, test, dev)
             for c, name in enumerate(names):
                 idx = np.flatnonzero(sc["label"] == c)
@@ -131,7 +134,8 @@ def category_sensitivity(
         "summary": summary_df,
         "gaps": gaps_df,
         "loo": pd.DataFrame(loo_rows, columns=["held_out", "category", "is_held_out", "n_images", "max_f", "mae"]),
-        "classifiers": pd.DataFrame([classifier_row("classifier", cls, cls_val, dev, len(seen))]),
+        "classifiers": pd.DataFrame([classifier_row("classifier", cls, cls_test, dev, len(seen))]),
+        "training": training_table(training),
         "sod_log": sod_log,
         "classifier_log": cls_log,
     }

@@ -19,6 +19,7 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset, Subset
 
 from ..analysis import probes
+from ..analysis.categories import dataset_labels, stratified_draw
 from ..checkpoint import load
 from ..data import SODFolder
 from ..data import transforms as T
@@ -68,17 +69,35 @@ def cls_model(width: int, num_classes: int, seed: int) -> CSNetClassifier:
     return seeded(lambda: create_model("csnet-cls", width=width, num_classes=num_classes), seed)
 
 
-def datasets(data_root: str | Path, image_size: int) -> tuple[Dataset, Dataset]:
-    """``(train, test)`` folders of a benchmark root (``root/train``, ``root/test``)."""
+# A tenth of the training images, drawn once per benchmark (not per model seed), so that every
+# model of every seed is selected on the same images and none trains on them.
+VAL_FRACTION = 0.1
+VAL_SEED = 2020
+
+
+def datasets(data_root: str | Path, image_size: int, val_fraction: float = VAL_FRACTION) -> tuple[Dataset, Dataset, Dataset]:
+    """``(train, val, test)`` of a benchmark root (``root/train``, ``root/test``).
+
+    Models are selected and their plateau judged on ``val``, never on the test split: a
+    ``root/val`` folder when the benchmark has one, else ``val_fraction`` of the training
+    images (stratified by category, drawn by `VAL_SEED`) with the evaluation transform, which
+    ``train`` then leaves out. All three share the training split's label indices.
+    """
     root = Path(data_root)
     for part in ("train", "test"):
         if not (root / part).is_dir():
             raise DataError(f"{root}: expected a benchmark folder with train/ and test/ (missing {part}/)")
     train = SODFolder(root / "train", transform=T.train_transform(image_size))
-    # the test split shares the training split's label indices
     names = train.category_names or None
     test = SODFolder(root / "test", transform=T.eval_transform(image_size), category_names=names)
-    return train, test
+    if (root / "val").is_dir():
+        return train, SODFolder(root / "val", transform=T.eval_transform(image_size), category_names=names), test
+    held = stratified_draw(dataset_labels(train), val_fraction, VAL_SEED, leave_one=True)
+    if not len(held):
+        raise DataError(f"{root / 'train'}: too few images to hold out a validation split")
+    rest = np.setdiff1d(np.arange(len(train)), held)
+    val = Subset(SODFolder(root / "train", transform=T.eval_transform(image_size), category_names=names), held.tolist())
+    return Subset(train, rest.tolist()), val, test
 
 
 def eval_view(dataset: Dataset, data_root: str | Path, image_size: int) -> Dataset:
@@ -112,12 +131,36 @@ def train_or_resume(
     **overrides: Any,
 ) -> tuple[nn.Module, pd.DataFrame]:
     """Train with `sodlab.train.fit` into ``run_dir``; a finished run there is reused as is,
-    an interrupted one resumed. Returns the model of the last epoch and the log."""
+    an interrupted one resumed. Returns the model of the best epoch on ``val`` (``best.pt``;
+    the last epoch without ``val``) and the log."""
     run_dir = Path(run_dir)
     config = train_config(epochs=epochs, batch_size=batch_size, seed=seed, regularizer=regularizer, task=task, **overrides)
     log_df = fit(model, train, val, config, run_dir, resume=True, device=str(device), progress=progress)
-    trained = load(run_dir / "last.pt").to(device)
+    trained = load(run_dir / ("best.pt" if val is not None else "last.pt")).to(device)
     return trained, log_df
+
+
+VAL_METRICS = {"sod": "val_max_f", "classification": "val_top1"}
+
+
+def validation_rows(model: str, log_df: pd.DataFrame) -> list[dict[str, Any]]:
+    """The validation curve of one training log, as rows of a study's ``training`` table
+    (``model``, ``epoch``, ``metric``, ``value``, ``selected``: the epoch `train_or_resume`
+    returned). Empty when the run had no validation split."""
+    metric = next((m for m in VAL_METRICS.values() if m in log_df), None)
+    if metric is None:
+        return []
+    vals = log_df[["epoch", metric]].dropna()
+    if not len(vals):
+        return []
+    best = int(vals.loc[vals[metric].idxmax(), "epoch"])
+    return [{"model": model, "epoch": int(e), "metric": metric, "value": float(v), "selected": int(e) == best}
+            for e, v in zip(vals["epoch"], vals[metric])]
+
+
+def training_table(rows: list[dict[str, Any]]) -> pd.DataFrame:
+    """A study's ``training`` table from `validation_rows` of all its models."""
+    return pd.DataFrame(rows, columns=["model", "epoch", "metric", "value", "selected"])
 
 
 def train_config(**kw: Any) -> Any:

@@ -14,7 +14,7 @@ from ..analysis import probes
 from ..device import resolve_device
 from ..models.classifier import classifier_from_sod
 from .common import (DEFAULT_LAYERS, category_names, classifier_row, cls_model, collect, datasets, eval_view, flush_denormals,
-                     sod_model, spread, train_or_resume)
+                     sod_model, spread, train_or_resume, training_table, validation_rows)
 
 
 def _concentration(v: Tensor, share: float = 0.5) -> float:
@@ -59,12 +59,12 @@ def mechanisms_study(
     head: a class target that has barely left chance makes the channel comparison weak).
     """
     dev = resolve_device(device)
-    train, test = datasets(data_root, image_size)
+    train, val, test = datasets(data_root, image_size)
     names = category_names(train)
     work = Path(work_dir) / f"w{width}_seed{seed}"
-    sod, _ = train_or_resume(sod_model(width, seed), train, test, work / "sod", epochs, batch_size, seed, dev, progress=progress)
+    sod, sod_log = train_or_resume(sod_model(width, seed), train, val, work / "sod", epochs, batch_size, seed, dev, progress=progress)
     cls = cls_model(width, len(names), seed)
-    cls, _ = train_or_resume(cls, train, test, work / "classifier", epochs, batch_size, seed, dev, task="classification", progress=progress)
+    cls, cls_log = train_or_resume(cls, train, val, work / "classifier", epochs, batch_size, seed, dev, task="classification", progress=progress)
     sod.eval(), cls.eval()
 
     # the class read-out of the SOD encoder: a closed-form linear head on pooled features
@@ -144,4 +144,5 @@ def mechanisms_study(
         "cross_ablation": pd.DataFrame(cross),
         "concentration": pd.DataFrame(conc),
         "gradcam": pd.DataFrame(gc),
+        "training": training_table(validation_rows("sod", sod_log) + validation_rows("classifier_twin", cls_log)),
     }

@@ -13,7 +13,7 @@ from ..device import resolve_device
 from ..metrics import max_f_from_curves
 from ..models.classifier import transfer_encoder
 from .common import (category_names, classifier_row, cls_model, datasets, flush_denormals, log_frame, score_summary, sod_model,
-                     sod_scores, train_or_resume)
+                     sod_scores, train_or_resume, training_table, validation_rows)
 from .rules import CI_LEVEL
 
 
@@ -42,11 +42,12 @@ def pretraining_effect(
     pre-training classifier's test accuracy next to chance).
     """
     dev = resolve_device(device)
-    train, test = datasets(data_root, image_size)
+    train, val, test = datasets(data_root, image_size)
     names = category_names(train)
     work = Path(work_dir) / f"w{width}_seed{seed}"
-    cls, pre_log = train_or_resume(cls_model(width, len(names), seed), train, test, work / "pretrain", pretrain_epochs or epochs, batch_size, seed, dev, task="classification", progress=progress)
+    cls, pre_log = train_or_resume(cls_model(width, len(names), seed), train, val, work / "pretrain", pretrain_epochs or epochs, batch_size, seed, dev, task="classification", progress=progress)
     curves, finals, eff = [], [], []
+    training = validation_rows("pretraining_classifier", pre_log)
     for frac in fractions:
         sub = cat.fraction_subset(train, frac, seed) if frac < 1 else train
         scores = {}
@@ -54,7 +55,8 @@ def pretraining_effect(
             model = sod_model(width, seed)
             if init == "pretrained":
                 transfer_encoder(cls, model)
-            trained, lg = train_or_resume(model, sub, test, work / f"{init}_f{frac:g}", epochs, batch_size, seed, dev, progress=progress)
+            trained, lg = train_or_resume(model, sub, val, work / f"{init}_f{frac:g}", epochs, batch_size, seed, dev, progress=progress)
+            training += validation_rows(f"{init} at {frac:.0%}", lg)
             curves.append(log_frame(lg, init=init, fraction=frac))
             scores[init] = sod_scores(trained, test, dev)
             finals.append({"init": init, "fraction": frac, "n_train": len(sub), **score_summary(scores[init])})
@@ -63,5 +65,5 @@ def pretraining_effect(
         gain = bootstrap_ci(paired, n_boot, ci, seed=seed, statistic=lambda v: max_f_from_curves(v[:, 0]) - max_f_from_curves(v[:, 1]))
         eff.append({"fraction": frac, "n_train": len(sub), "max_f_gain": gain["estimate"], "low": gain["low"], "high": gain["high"], "level": ci,
                     "mae_gain": float(scores["scratch"]["mae"].mean() - scores["pretrained"]["mae"].mean())})
-    return {"pretrain_log": pre_log, "curves": pd.concat(curves, ignore_index=True), "final": pd.DataFrame(finals), "efficiency": pd.DataFrame(eff),
+    return {"pretrain_log": pre_log, "curves": pd.concat(curves, ignore_index=True), "final": pd.DataFrame(finals), "efficiency": pd.DataFrame(eff), "training": training_table(training),
             "classifiers": pd.DataFrame([classifier_row("pretraining_classifier", cls, test, dev, len(names))])}

@@ -9,7 +9,8 @@ from torch.utils.data import Subset
 
 from .. import prune
 from ..device import resolve_device
-from .common import bn_gammas, datasets, flush_denormals, log_frame, score_summary, sod_model, sod_scores, spread, train_or_resume
+from .common import (bn_gammas, datasets, flush_denormals, log_frame, score_summary, sod_model, sod_scores, spread, train_or_resume,
+                     training_table, validation_rows)
 
 
 @flush_denormals
@@ -35,7 +36,7 @@ def regularizer_study(
     subset, the same for every point) instead of all of them: fine-tuning every point of every
     curve on the whole set costs more than training the models."""
     dev = resolve_device(device)
-    train, test = datasets(data_root, image_size)
+    train, val, test = datasets(data_root, image_size)
     tune = train if finetune_images is None else Subset(train, spread(len(train), finetune_images, seed))
     work = Path(work_dir)
     logs, gammas, curves, finals = [], [], [], []
@@ -43,7 +44,7 @@ def regularizer_study(
         init = sod_model(width, seed)
         g0 = bn_gammas(init)
         g0.insert(0, "epoch", 0)
-        model, lg = train_or_resume(init, train, test, work / f"{reg}", epochs, batch_size, seed, dev, regularizer=reg, progress=progress)
+        model, lg = train_or_resume(init, train, val, work / f"{reg}", epochs, batch_size, seed, dev, regularizer=reg, progress=progress)
         g1 = bn_gammas(model)
         g1.insert(0, "epoch", epochs)
         for g in (g0, g1):
@@ -60,4 +61,5 @@ def regularizer_study(
         "gammas": pd.concat(gammas, ignore_index=True),
         "pruning": pd.concat(curves, ignore_index=True),
         "final": pd.DataFrame(finals),
+        "training": training_table([r for reg, lg in zip(regularizers, logs) for r in validation_rows(reg, lg)]),
     }

@@ -13,7 +13,7 @@ from ..analysis import redundancy as red
 from ..device import resolve_device
 from ..models.classifier import transfer_encoder
 from .common import (DEFAULT_LAYERS, bn_gammas, category_names, classifier_row, cls_model, datasets, flush_denormals,
-                     score_summary, sod_model, sod_scores, spread, train_or_resume)
+                     score_summary, sod_model, sod_scores, spread, train_or_resume, training_table, validation_rows)
 
 
 def _gamma_dead_fraction(model: nn.Module, thresholds: Sequence[float]) -> list[dict]:
@@ -51,17 +51,18 @@ def redundancy_study(
     accuracy next to chance).
     """
     dev = resolve_device(device)
-    train, test = datasets(data_root, image_size)
+    train, val, test = datasets(data_root, image_size)
     names = category_names(train)
     test_sub = Subset(test, spread(len(test), n_images, seed))
     images = torch.stack([test_sub[i]["image"] for i in range(len(test_sub))])
     work = Path(work_dir) / f"seed{seed}"
-    sweep, layer_rows, spectra, cka_layers, cka_twins, pruning, classifiers = [], [], [], [], [], [], []
+    sweep, layer_rows, spectra, cka_layers, cka_twins, pruning, classifiers, training = [], [], [], [], [], [], [], []
     for width in widths:
-        sod, _ = train_or_resume(sod_model(width, seed), train, test, work / f"sod_w{width}", epochs, batch_size, seed, dev, regularizer=regularizer, progress=progress)
+        sod, sod_log = train_or_resume(sod_model(width, seed), train, val, work / f"sod_w{width}", epochs, batch_size, seed, dev, regularizer=regularizer, progress=progress)
         cls = cls_model(width, len(names), seed)
         transfer_encoder(sod_model(width, seed), cls)  # the same initial encoder as the SOD model
-        cls, _ = train_or_resume(cls, train, test, work / f"cls_w{width}", epochs, batch_size, seed, dev, task="classification", regularizer=regularizer, progress=progress)
+        cls, cls_log = train_or_resume(cls, train, val, work / f"cls_w{width}", epochs, batch_size, seed, dev, task="classification", regularizer=regularizer, progress=progress)
+        training += validation_rows(f"sod width {width}", sod_log) + validation_rows(f"classification width {width}", cls_log)
         s = score_summary(sod_scores(sod, test, dev))
         classifiers.append(classifier_row(f"classifier_w{width}", cls, test, dev, len(names), width=width))
         acc = classifiers[-1]["accuracy"]
@@ -101,6 +102,7 @@ def redundancy_study(
         "cka_twins": pd.DataFrame(cka_twins),
         "pruning": pd.DataFrame(pruning),
         "classifiers": pd.DataFrame(classifiers),
+        "training": training_table(training),
     }
 
 

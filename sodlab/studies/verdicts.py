@@ -6,10 +6,11 @@ study's tables (90% bootstrap intervals where the study computes one; none where
 none, which leaves the outcome inconclusive), and applies the margin and rule chosen here in
 advance, each with its reason, after the competence gates that apply: every classifier in a
 comparison at `CLASSIFIER_MIN_TOP1` top-1 on held-out images, every trained model at a plateau
-on a validation split, and models selected on that split. Today's studies train on the training
-split and monitor the test split, so the plateau and selection gates are reported as not
-evaluable (failed) until a study passes validation curves (``validation_curves``, per model)
-and ``selected_on_validation=True``; a gate is never passed by default.
+on a validation split, and models selected on that split. The studies hold a validation split
+out of the training images (`sodlab.studies.common.datasets`) and return a ``training`` table
+of every model's validation curve; `training_evidence` turns it into the ``validation_curves``
+and ``selected_on_validation`` arguments. Without them the plateau and selection gates are not
+evaluable (failed): a gate is never passed by default.
 """
 from __future__ import annotations
 
@@ -25,7 +26,7 @@ from .rules import (CLASSIFIER_MIN_TOP1, Gate, Verdict, classifier_gate, judge, 
 Curves = Optional[Mapping[str, Sequence[float]]]
 
 # Why the training gates cannot be evaluated on today's tables.
-NO_VALIDATION_SPLIT = "training monitors the test split; there is no validation split"
+NO_VALIDATION_SPLIT = "no validation curves were given (the study's training table)"
 
 _CLASSIFIER_NAMES = {"classifier": "the classification twin", "classifier_twin": "the classification twin",
                      "pretraining_classifier": "the pre-training classifier",
@@ -53,9 +54,23 @@ def classifier_gates(classifiers: Optional[pd.DataFrame], expected: Sequence[str
 
 
 def training_gates(models: Sequence[str], validation_curves: Curves, selected_on_validation: Optional[bool]) -> list[Gate]:
-    """The plateau and selection gates for the trained ``models``."""
+    """The plateau and selection gates for the trained ``models`` and for every other model
+    that has a validation curve (a study's side models must be competent too)."""
+    models = list(dict.fromkeys([*models, *(validation_curves or {})]))
     return [plateau_gate(validation_curves, models, NO_VALIDATION_SPLIT),
             selection_gate(selected_on_validation, NO_VALIDATION_SPLIT)]
+
+
+def training_evidence(training: Optional[pd.DataFrame]) -> dict:
+    """The ``validation_curves`` and ``selected_on_validation`` arguments of a verdict from a
+    study's ``training`` table (`sodlab.studies.common.validation_rows`): one validation curve
+    per model, by epoch, and True when every model was returned at its best validation epoch.
+    An absent or empty table gives neither (the gates are then not evaluable)."""
+    if training is None or not len(training):
+        return {"validation_curves": None, "selected_on_validation": None}
+    curves = {str(m): g.sort_values("epoch")["value"].tolist() for m, g in training.groupby("model", sort=False)}
+    selected = bool(training.groupby("model", sort=False)["selected"].any().all())
+    return {"validation_curves": curves, "selected_on_validation": selected}
 
 
 # ------------------------------------------------------------------------ 1: quickstart
