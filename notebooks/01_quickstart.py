@@ -51,6 +51,7 @@ import torch
 from skimage import data as skdata
 
 import sodlab
+from sodlab import experiments as ex
 from sodlab import verdicts, viz
 from sodlab.baselines import baseline_metrics
 from sodlab.data import SODFolder
@@ -122,8 +123,12 @@ study.savefig(fig, "photos")
 # `sodlab.evaluate` runs the model over a test folder: max and mean F-measure, MAE and more.
 
 # %%
-metrics = sodlab.evaluate(model, study.data_root / "test", size=eval_size, device=study.device, progress=False)
-metrics = {k: v for k, v in metrics.items() if np.isscalar(v)}
+if checkpoint is None:  # the model trained above: its scores are cached beside it
+    metrics = study.cached(ex.evaluate_checkpoint, run_dir / "last.pt", study.data_root / "test", size=eval_size,
+                           device=study.device)
+else:
+    metrics = sodlab.evaluate(model, study.data_root / "test", size=eval_size, device=study.device, progress=False)
+    metrics = {k: v for k, v in metrics.items() if np.isscalar(v)}
 table = pd.DataFrame([{"model": source, **metrics}])
 study.save_table(table, "metrics")
 table.T

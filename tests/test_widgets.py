@@ -179,12 +179,10 @@ def test_redundancy_panel_picks_layer_and_width():
 
 
 def test_explorer_panel_ranks_channels_for_the_chosen_target():
-    rng = np.random.default_rng(0)
-    n, c = 2, 6
-    data = {"layer": "stage3", "channels": c, "images": rng.random((n, 16, 16, 3)), "saliency": rng.random((n, 16, 16)),
-            "class_pred": np.array([1, 0]), "activations_sod": rng.normal(size=(n, c, 4, 4)),
-            "activations_cls": rng.normal(size=(n, c, 4, 4)), "importance_sod": rng.normal(size=(n, c)),
-            "importance_cls": rng.normal(size=(n, c))}
+    from conftest import fake_explorer_data
+
+    c = 6
+    data = fake_explorer_data(c=c, side=16)
     data["importance_sod"][0, 4] = 50.0
     data["importance_cls"][0, 1] = -40.0
     panel = viz.explorer_panel({"stage3": data}, class_names=["cat", "dog"])

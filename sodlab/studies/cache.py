@@ -35,9 +35,15 @@ NOT_IN_KEY = frozenset({"device", "progress"})
 
 
 def _plain(value: Any) -> Any:
-    """``value`` as JSON-able data for the cache key (paths resolved, tuples as lists)."""
+    """``value`` as JSON-able data for the cache key (paths resolved, tuples as lists; a path
+    to a file with its size and modification time, so that a rewritten checkpoint is another
+    key)."""
     if isinstance(value, Path):
-        return str(value.expanduser().resolve())
+        path = value.expanduser().resolve()
+        if path.is_file():
+            st = path.stat()
+            return f"{path}@{st.st_size}:{st.st_mtime_ns}"
+        return str(path)
     if isinstance(value, Mapping):
         return {str(k): _plain(v) for k, v in sorted(value.items(), key=lambda kv: str(kv[0]))}
     if isinstance(value, (list, tuple)):

@@ -23,6 +23,7 @@ from ..checkpoint import load
 from ..data import SODFolder
 from ..data import transforms as T
 from ..errors import DataError
+from ..evaluation import evaluate
 from ..metrics import max_f_from_curves, per_image_curves
 from ..models.classifier import CSNetClassifier
 from ..models.csnet import CSNet
@@ -118,6 +119,15 @@ def train_or_resume(
     log_df = fit(model, train, val, config, run_dir, resume=True, device=str(device), progress=progress)
     trained = load(run_dir / "last.pt").to(device)
     return trained, log_df
+
+
+def evaluate_checkpoint(checkpoint: str | Path, data: str | Path, size: Optional[int] = None,
+                        device: Optional[str] = "auto") -> dict[str, Any]:
+    """The scalar metrics (`sodlab.evaluate`, standard protocol) of the model saved in
+    ``checkpoint`` on the test folder ``data``: a call `Study.cached` can key, since the
+    checkpoint file (with its size and time) stands for the model."""
+    scores = evaluate(load(checkpoint), data, size=size, device=device, progress=False)
+    return {k: v.item() if isinstance(v, np.generic) else v for k, v in scores.items() if np.isscalar(v)}
 
 
 def train_config(**kw: Any) -> Any:

@@ -84,7 +84,7 @@ def draw_threshold(image: np.ndarray, saliency: np.ndarray, mask: Optional[np.nd
         ax.set_ylabel("precision (0-1)")
         ax.set_title(f"precision-recall (max F {f.max():.3f})", fontsize="small")
         ax.grid(True, alpha=0.4)
-        ax.legend(fontsize="x-small", loc="lower left")
+        ax.legend(fontsize="x-small", loc="best")
     return fig
 
 
