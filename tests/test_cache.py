@@ -81,3 +81,18 @@ def test_lab_command_line_and_errors(tmp_path: Path, capsys):
     assert "missing: no notebooks folder" in capsys.readouterr().err
     assert main(["lab", "--print-command"]) == 0
     assert "notebooks" in capsys.readouterr().out  # the repository's notebooks by default
+
+
+def test_a_study_caches_beside_its_runs_and_names_its_device(tmp_path: Path):
+    from sodlab.studies import start_study
+
+    study = start_study("02_x", "quick", {"quick": {}}, device="cpu", results_dir=tmp_path / "res", needs_data=False)
+    calls = []
+
+    def table(n: int) -> pd.DataFrame:
+        calls.append(n)
+        return pd.DataFrame({"n": [n]})
+
+    assert study.cached(table, n=2)["n"].tolist() == study.cached(table, n=2)["n"].tolist() == [2]
+    assert calls == [2] and len(list((tmp_path / "res" / "runs" / "quick" / "cache").glob("table-*.json"))) == 1
+    assert study.device_note().startswith("training on cpu (") and "threads" in study.device_note()

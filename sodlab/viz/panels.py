@@ -22,6 +22,7 @@ import numpy as np
 import pandas as pd
 import seaborn as sns
 from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
 from torch import nn
 
 from ..data.io import decode_image
@@ -338,6 +339,7 @@ def learning_panel(curves: pd.DataFrame, final: Optional[pd.DataFrame] = None, a
                     g = curves[(curves[arm] == a) & np.isclose(curves["fraction"], f)].sort_values("epoch")
                     ax.plot(g["epoch"], g[metric], marker="o", ms=4, color=palette[a], ls=styles[j % len(styles)],
                             label=f"{a}, {f:.0%} of the data")
+            ax.xaxis.set_major_locator(MaxNLocator(integer=True))
             ax.set_xlabel("epoch")
             ax.set_ylabel(metrics[metric])
             ax.set_title("Learning curves", fontsize="small")
