@@ -151,7 +151,7 @@ def browser(lab):
     for arg in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--disable-gpu", "--window-size=1500,1100"):
         opts.add_argument(arg)
     driver = webdriver.Chrome(service=Service(executable_path=chromedriver), options=opts)
-    driver.set_script_timeout(60)
+    driver.set_script_timeout(300)  # the one asynchronous script: JupyterLab restoring its layout
     try:
         yield driver
     finally:
@@ -177,13 +177,15 @@ for (let i = 0; i < cells.length; i++) {
     if (o.output_type === 'error') errors.push(`cell ${i + 1}: ${o.ename}: ${o.evalue}`);
   }
 }
-const broken = [...document.querySelectorAll('.jp-OutputArea-output')]
+const broken = [...w.node.querySelectorAll('.jp-OutputArea-output')]
   .map(e => e.innerText || '').filter(t => /Error displaying widget|Failed to load model class/.test(t));
 return {phase: 'open', kernel: kernel ? kernel.status : null, code, done, errors: errors.concat(broken)};
 """
 
+_PANEL_JS = "const w = window.jupyterapp.shell.currentWidget; return w ? w.node.querySelector('.sodlab-panel') : null;"
 _PANEL_IMAGE_JS = """
-const panel = document.querySelector('.sodlab-panel');
+const w = window.jupyterapp.shell.currentWidget;
+const panel = w && w.node.querySelector('.sodlab-panel');
 if (!panel) return null;
 const img = panel.querySelector('.jp-OutputArea-output img');
 return img && img.complete && img.naturalWidth > 0 ? img.src : null;
@@ -223,19 +225,37 @@ def _move(driver, probe) -> str:
     raise AssertionError(f"probe control has no select, slider handle or checkbox: {probe.get_attribute('outerHTML')[:300]}")
 
 
+def _lab_page(driver, lab: Lab) -> None:
+    """JupyterLab's page, loaded once for all notebooks (each test opens and closes its own);
+    loaded again after a failure left a dialog or no app behind."""
+    ready = ("return !!(window.jupyterapp && window.jupyterapp.shell) && !document.querySelector('.jp-Dialog')"
+             " && ['docmanager:open', 'notebook:run-all-cells'].every(c => window.jupyterapp.commands.hasCommand(c));")
+    if driver.execute_script(ready):
+        return
+    driver.get(f"{lab.url}/lab/workspaces/browser-test?reset&token={lab.token}")
+    wait_for(lambda: driver.execute_script("return !!(window.jupyterapp && window.jupyterapp.restored);"), 300,
+             "JupyterLab's page to load")
+    # the layout restored: a document opened before that can lose its kernel session
+    restored = driver.execute_async_script(
+        "const done = arguments[arguments.length - 1]; window.jupyterapp.restored.then(() => done(true), e => done(String(e)));")
+    assert restored is True, f"JupyterLab did not restore its layout: {restored}"
+    wait_for(lambda: driver.execute_script(ready), 300, "JupyterLab's commands")
+    driver.execute_script("window.jupyterapp.shell.collapseLeft();")  # the file browser: room for the figures
+
+
 @pytest.mark.parametrize("name", NOTEBOOKS)
 def test_notebook_runs_and_its_panel_responds(name: str, lab: Lab, browser):
     driver = browser
     path = f"{name}.ipynb"
     where = f"screenshots in {SHOTS}; JupyterLab log: {lab.log}"
-    driver.get(f"{lab.url}/lab/workspaces/{name}/tree/{path}?reset&token={lab.token}")
 
     def state() -> dict:
         return driver.execute_script(_STATE_JS, path) or {}
 
     try:
+        _lab_page(driver, lab)
+        driver.execute_script("window.jupyterapp.commands.execute('docmanager:open', {path: arguments[0], factory: 'Notebook'});", path)
         wait_for(lambda: state().get("kernel") == "idle", 300, f"{path} to open with an idle kernel")
-        driver.execute_script("window.jupyterapp.shell.collapseLeft();")  # the file browser: room for the figures
         t0 = time.monotonic()
         driver.execute_script("window.jupyterapp.commands.execute('notebook:run-all-cells');")
 
@@ -248,8 +268,9 @@ def test_notebook_runs_and_its_panel_responds(name: str, lab: Lab, browser):
         final = wait_for(finished, TIMEOUT, f"every cell of {path} to run")
         seconds = time.monotonic() - t0
         assert not final["errors"], f"{path}: error output: {final['errors']}"
-        assert driver.find_elements("css selector", ".jupyter-widgets"), f"{path}: no widget rendered"
-        panel = wait_for(lambda: driver.find_elements("css selector", ".sodlab-panel"), 120, f"{path}'s live panel")[0]
+        assert driver.execute_script("return window.jupyterapp.shell.currentWidget.node.querySelectorAll('.jupyter-widgets').length"), \
+            f"{path}: no widget rendered"
+        panel = wait_for(lambda: driver.execute_script(_PANEL_JS), 120, f"{path}'s live panel")
         before = wait_for(lambda: driver.execute_script(_PANEL_IMAGE_JS), 120, f"{path}'s panel to draw its figure")
         _shot(driver, panel, f"{name}-before")
         probe = panel.find_element("css selector", ".sodlab-probe")
@@ -260,9 +281,9 @@ def test_notebook_runs_and_its_panel_responds(name: str, lab: Lab, browser):
         assert not errors, f"{path}: error output after moving the control: {errors}"
         _shot(driver, panel, f"{name}-after")
         print(f"{name}: all cells in {seconds:.1f} s; probe {done}; figure redrawn")
-        driver.execute_script("window.jupyterapp.commands.execute('docmanager:save');")
-        wait_for(lambda: driver.execute_script("const w = window.jupyterapp.shell.currentWidget; return w && !w.context.model.dirty;"),
-                 60, f"{path} to be saved")
+        # closed unsaved: the copy's outputs are not needed, and a clean document closes without a dialog
+        driver.execute_script("const w = window.jupyterapp.shell.currentWidget; w.context.model.dirty = false; w.close();")
+        wait_for(lambda: driver.execute_script(_STATE_JS, path).get("phase") != "open", 60, f"{path} to close")
     except Exception as exc:
         try:
             _shot(driver, None, f"{name}-FAILED")

@@ -150,7 +150,7 @@ def explorer_panel(data: Mapping[str, Any], image: int = 0, channel: Optional[in
         "channel": W.IntSlider(value=c0, min=0, max=n_channels(first) - 1, description="channel", continuous_update=False),
         "target": W.Dropdown(options=list(TARGETS), value="saliency", description="rank for"),
     }
-    top = W.Button(description="most important channel",
+    top = W.Button(description="most important channel", layout=W.Layout(width="auto"),
                    tooltip="jump to the channel that matters most to the chosen target on this image")
 
     def draw(image: int, layer: str, channel: int, target: str):
