@@ -339,7 +339,11 @@ def learning_panel(curves: pd.DataFrame, final: Optional[pd.DataFrame] = None, a
                     g = curves[(curves[arm] == a) & np.isclose(curves["fraction"], f)].sort_values("epoch")
                     ax.plot(g["epoch"], g[metric], marker="o", ms=4, color=palette[a], ls=styles[j % len(styles)],
                             label=f"{a}, {f:.0%} of the data")
-            ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+            epochs = sorted(set(int(e) for e in curves["epoch"]))
+            if len(epochs) <= 15:  # whole epochs only, also for a single one (matplotlib pads that with fractions)
+                ax.set_xticks(epochs)
+            else:
+                ax.xaxis.set_major_locator(MaxNLocator(integer=True))
             ax.set_xlabel("epoch")
             ax.set_ylabel(metrics[metric])
             ax.set_title("Learning curves", fontsize="small")
