@@ -22,6 +22,16 @@
 # **Claim checked here.** The model detects salient objects: on the test split its max
 # F-measure is clearly above that of a centre-bias guess (a Gaussian blob in the middle of
 # every image), the classic baseline any saliency model must beat.
+#
+# **New here?** Salient object detection (SOD) answers, for every pixel of an image, "is this
+# part of the object that stands out?": its output is a map of values between 0 (background)
+# and 1 (object), the *saliency map*. Image classification answers one question per image,
+# "what is it?". This suite compares the two on the same images and the same network: a CSNet
+# trained for saliency and its *classification twin*, the same encoder with a class head,
+# trained to name each image's category. The figure after the set-up shows both tasks' answers
+# on four test images. This notebook is the first step: one saliency model, what its maps look
+# like, and how they are scored (precision, recall and the F-measure, all between 0 and 1).
+# Run all cells, then use the controls in "Explore" to see what a threshold does to a map.
 
 # %% tags=["parameters"]
 mode = "quick"
@@ -41,6 +51,7 @@ import torch
 from skimage import data as skdata
 
 import sodlab
+from sodlab import experiments as ex
 from sodlab import verdicts, viz
 from sodlab.baselines import baseline_metrics
 from sodlab.data import SODFolder
@@ -55,6 +66,13 @@ SIZES = {
 study = start_study("01_quickstart", mode, SIZES, data_root=data_root, device=device, results_dir=results_dir)
 S = study.sizes
 print(f"device: {study.device}; data: {study.data_root}")
+
+# %% [markdown]
+# The two tasks on the same images: a classifier names each image's category (top row), a
+# saliency model outlines the object (bottom row; what the model below must learn).
+
+# %%
+viz.task_primer(study.sample_data());
 
 # %% [markdown]
 # ## A model
@@ -75,7 +93,10 @@ else:
     # a tenth of the training images is held out to pick the best epoch; the test split only scores
     train, val, _ = datasets(study.data_root, S["image_size"])
     # the shipped CPU recipe (Adam 3e-3, cosine), shortened to this mode's epochs
-    model, log = train_or_resume(sod_model(S["width"], seed=0), train, val, study.work_dir / "csnet", S["epochs"], S["batch_size"], 0, study.device)
+    print(study.device_note())
+    run_dir = study.work_dir / "csnet"
+    # returns the best epoch on the held-out images (run_dir / "best.pt")
+    model, log = train_or_resume(sod_model(S["width"], seed=0), train, val, run_dir, S["epochs"], S["batch_size"], 0, study.device)
     training = training_table(validation_rows("model", log))
     study.save_table(log, "training_log")
     study.save_table(training, "training")
@@ -101,8 +122,12 @@ study.savefig(fig, "photos")
 # `sodlab.evaluate` runs the model over a test folder: max and mean F-measure, MAE and more.
 
 # %%
-metrics = sodlab.evaluate(model, study.data_root / "test", size=eval_size, device=study.device, progress=False)
-metrics = {k: v for k, v in metrics.items() if np.isscalar(v)}
+if checkpoint is None:  # the model trained above: its scores are cached beside it
+    metrics = study.cached(ex.evaluate_checkpoint, run_dir / "best.pt", study.data_root / "test", size=eval_size,
+                           device=study.device)
+else:
+    metrics = sodlab.evaluate(model, study.data_root / "test", size=eval_size, device=study.device, progress=False)
+    metrics = {k: v for k, v in metrics.items() if np.isscalar(v)}
 table = pd.DataFrame([{"model": source, **metrics}])
 study.save_table(table, "metrics")
 table.T
@@ -133,6 +158,19 @@ fig = viz.saliency_grid(rgb, {"ground truth": [it["mask"][0].numpy() for it in i
 study.savefig(fig, "benchmark_examples")
 
 # %% [markdown]
+# ## Explore: one image, one threshold
+# A saliency map is a grey-level image; to call pixels "object" or "background" it is cut at
+# a threshold. Pick a test image (or upload a photo of your own) and move the threshold: the
+# binarised map changes, and so does its point on the image's precision-recall curve (high
+# threshold: few pixels, mostly right, high precision and low recall). The max F-measure is
+# the best point of that curve. The model runs once per image; the slider only redraws.
+
+# %%
+explore = [show.read(int(i)) for i in idx]
+viz.SaliencyThresholds(model, [im for im, _ in explore], [show.stems[int(i)] for i in idx], masks=[m for _, m in explore],
+                       size=eval_size, device=study.device)
+
+# %% [markdown]
 # ## What we found
 # Rule fixed before the data (`sodlab.verdicts.quickstart`): the effect is the model's max-F
 # minus the centre-bias guess's on the same test images, rule `greater` with margin 0.05: supported
@@ -148,3 +186,16 @@ finding = verdicts.quickstart(metrics, centre, source=source, params=prof["param
                              size=eval_size, n_images=len(show), mode=study.mode, seeds=[] if checkpoint else [0],
                              **verdicts.training_evidence(None if checkpoint else training))
 study.findings(finding, key_figure="benchmark_examples.png")
+
+# %% [markdown]
+# ## Try this
+# **Invert the colours.** Saliency is not "brightness": the model learnt shapes and contrast.
+# Predict first: if you invert the colours of the astronaut photo (`255 - image`), does the map
+# stay where the astronaut is, move to the background, or fall apart? Then run the cell, and try
+# another change (`np.rot90(image)`, a crop such as `image[100:400, 100:400]`).
+
+# %%
+image = photos["astronaut"]
+changed = 255 - image  # change this line
+maps = sodlab.predict_batch(model, [image, changed], size=eval_size, device=study.device)
+viz.saliency_grid([image, changed], {"saliency": maps}, row_labels=["original", "changed"], title="Your change");

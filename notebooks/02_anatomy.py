@@ -25,12 +25,22 @@
 #
 # MACs follow `sodlab.profiling`'s convention (convolutions and matrix products actually
 # executed, counted by `torch.utils.flop_counter`); papers count differently, so compare ratios.
+#
+# **New here?** Salient object detection (SOD) outputs a map: for every pixel, how much it
+# belongs to the object that stands out (0-1). Classification outputs one label per image. The
+# later notebooks train CSNet for saliency next to its *classification twin* (the same encoder
+# with a class head) to ask how different the two tasks are; the figure below shows the two
+# answers on the same images. Here we only count what CSNet is made of. A *block* is one
+# layer of the encoder (names `stage.block`); each block's channels are split between two
+# *scales*, the full-resolution feature map and a half-resolution one. Parameters are the
+# learned weights (a count); MACs are the multiply-accumulate operations of one image.
 
 # %% tags=["parameters"]
 mode = "quick"
 data_root = None
 device = "auto"
 results_dir = None
+slim_checkpoint = None  # a slim CSNet of yours (e.g. from `sodlab prune`) to show in the explorer
 
 # %%
 import pandas as pd
@@ -48,6 +58,9 @@ study = start_study("02_anatomy", mode, SIZES, data_root=data_root, device=devic
                     needs_data=False)
 S = study.sizes
 
+# %%
+viz.task_primer(study.sample_data());
+
 # %% [markdown]
 # ## Parameters and MACs
 # `csnet width=W` is the unpruned CSNet with base width W and an even full/half-resolution split;
@@ -55,7 +68,7 @@ S = study.sizes
 
 # %%
 models = [("csnet", {"width": w}) for w in S["widths"]] + ["csnet-L-x1", "csnet-L-x2", "csf-res2net50"]
-anatomy = ex.anatomy_table(models, sizes=S["input_sizes"])
+anatomy = study.cached(ex.anatomy_table, models, sizes=S["input_sizes"])
 study.save_table(anatomy, "params_macs")
 anatomy.assign(params_k=anatomy.params / 1e3).round(3)
 
@@ -101,6 +114,23 @@ if len(dil):
     study.savefig(fig, "allocation_dilations")
 
 # %% [markdown]
+# ## Explore: a configuration's channels
+# Choose a model: the unpruned CSNet (width 20, every block split evenly between the scales),
+# the authors' learned CSNet-L-x1 and L-x2, or a slim model of yours (the parameter
+# `slim_checkpoint`: a file `sodlab prune` wrote). "channels" stacks each
+# block's full- and half-resolution channels (outline: the unpruned model); "share kept" shows
+# what fraction of the unpruned channels each block and scale keeps.
+
+# %%
+import sodlab
+
+choices = {"unpruned (width 20)": sodlab.create_model("csnet", width=20), "CSNet-L-x1": sodlab.create_model("csnet-L-x1"),
+           "CSNet-L-x2": sodlab.create_model("csnet-L-x2")}
+if slim_checkpoint is not None:
+    choices["your slim model"] = sodlab.load(slim_checkpoint)
+viz.allocation_panel(choices, reference=choices["unpruned (width 20)"])
+
+# %% [markdown]
 # ## What we found
 # A verdict that can fail, not a description: the effect is the spread (standard deviation over
 # blocks) of the share of each encoder block's channels CSNet-L-x1 keeps, rule `greater` with
@@ -111,3 +141,14 @@ if len(dil):
 # %%
 finding = verdicts.anatomy(at, blocks, mode=study.mode)
 study.findings(finding, key_figure="allocation_heatmap.png", exact=True)
+
+# %% [markdown]
+# ## Try this
+# **Double the width.** CSNet's convolutions are mostly 1x1 and depthwise, so how do its
+# parameters grow with the width? Predict first: going from width 20 (210,985 parameters) to 40,
+# do the parameters double, quadruple, or something in between? Then run it, and try other
+# widths or an input side of 352.
+
+# %%
+width = 40  # change this
+sodlab.profile(sodlab.create_model("csnet", width=width), size=224)

@@ -21,6 +21,15 @@
 # to several kept fractions of its channels (smallest |gamma| first) and score every pruned model
 # on the test set. The claim fails if DWD's curve is no flatter than L2's, or if removing 80% of
 # the parameters costs a large part of max-F.
+#
+# **New here?** Salient object detection (SOD) outputs, for every pixel, how much it belongs to
+# the object that stands out (a map of 0-1); classification outputs one label per image (the
+# figure below: both on the same images). Here only the saliency model matters. *Pruning*
+# removes whole channels (feature maps) from a trained network; each channel has a
+# batch-norm scale *gamma*, and a channel whose gamma is near zero contributes almost nothing,
+# so it can go. A *regulariser* is a penalty added to the training loss: weight decay (L2),
+# L1, or the paper's dynamic weight decay (DWD), which pushes the gammas of unneeded channels
+# to zero. max-F is the F-measure (0-1, higher is better) at the best threshold.
 
 # %% tags=["parameters"]
 mode = "quick"
@@ -45,11 +54,13 @@ SIZES = {
 }
 study = start_study("03_pruning", mode, SIZES, data_root=data_root, device=device, results_dir=results_dir)
 S = study.sizes
+viz.task_primer(study.sample_data());
 S
 
 # %%
-res = ex.regularizer_study(
-    study.data_root, regularizers=S["regularizers"], width=S["width"], epochs=S["epochs"],
+print(study.device_note())
+res = study.cached(
+    ex.regularizer_study, study.data_root, regularizers=S["regularizers"], width=S["width"], epochs=S["epochs"],
     image_size=S["image_size"], batch_size=S["batch_size"], seed=0, device=study.device,
     work_dir=study.work_dir, keep_fractions=S["keep_fractions"], finetune_epochs=S["finetune_epochs"],
     finetune_images=S["finetune_images"],
@@ -99,6 +110,16 @@ if val_col:
 study.savefig(fig, "training_curves")
 
 # %% [markdown]
+# ## Explore: along the pruning curve
+# Choose a regulariser and move the slider through the kept fractions that were tried: the
+# circle marks the point on the curve, the title gives its parameters, multiply-accumulates
+# (MMACs, at the training input size) and max-F, and the bars show each block's channels,
+# kept (blue) and removed (hatched). Everything was computed above; the slider only redraws.
+
+# %%
+viz.pruning_panel(pr, res["allocation"])
+
+# %% [markdown]
 # ## What we found
 # Rule fixed before the data: the effect is DWD's max-F at the curve's point nearest 20% of the
 # parameters (after fine-tuning when the curves were fine-tuned) minus the unpruned DWD model's,
@@ -118,3 +139,19 @@ study.savefig(fig, "training_curves")
 # %%
 finding = verdicts.pruning(pr, mode=study.mode, seeds=[0], **verdicts.training_evidence(res["training"]))
 study.findings(finding, key_figure="pruning_curves.png")
+
+# %% [markdown]
+# ## Try this
+# **Prune harder than the curve did.** Predict first: if you keep only 10% of the DWD model's
+# parameters (the curve stopped at 20% in quick mode), does max-F fall a little, to half, or to
+# the level of a blank map? Then run it; try `keep` at 0.05 or a model trained with `"l2"`.
+
+# %%
+import sodlab
+from sodlab import prune
+
+keep, regulariser = 0.1, "dwd"  # change these
+trained = sodlab.load(study.work_dir / regulariser / "last.pt")
+slim, report = prune.prune(trained, None, keep_fraction=keep, exact=False, probe_size=None, warn=False)
+scores = sodlab.evaluate(slim, study.data_root / "test", size=S["image_size"], device=study.device, progress=False)
+print(f"{report['params_slim']:,} of {report['params_full']:,} parameters kept: max-F {scores['max_f']:.3f}")

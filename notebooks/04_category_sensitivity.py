@@ -27,6 +27,15 @@
 #
 # The claim fails if the SOD gap's interval lies entirely outside [-0.02, +0.02] max-F (the
 # rule is stated in "What we found").
+#
+# **New here?** Salient object detection (SOD) outputs a map: for every pixel, how much it
+# belongs to the object that stands out (0-1). Classification outputs one category name per
+# image. The *classification twin* is the same CSNet encoder with a class head instead of the
+# saliency head, trained on the same images to name their category. The figure below shows
+# both tasks on the same test images. If SOD only needs "what stands out" (contrast, shape,
+# position), a detector should not care whether it has seen a category before; a classifier
+# cannot even name a category it never saw. Scores: max-F (0-1, higher is better) and MAE (mean
+# absolute error of the map, 0-1, lower is better).
 
 # %% tags=["parameters"]
 mode = "quick"
@@ -48,11 +57,13 @@ SIZES = {
 }
 study = start_study("04_category_sensitivity", mode, SIZES, data_root=data_root, device=device, results_dir=results_dir)
 S = study.sizes
+viz.task_primer(study.sample_data());
 S
 
 # %%
-res = ex.category_sensitivity(
-    study.data_root, n_seen=S["n_seen"], width=S["width"], epochs=S["epochs"], image_size=S["image_size"],
+print(study.device_note())
+res = study.cached(
+    ex.category_sensitivity, study.data_root, n_seen=S["n_seen"], width=S["width"], epochs=S["epochs"], image_size=S["image_size"],
     seed=0, loo=S["loo"], n_boot=S["n_boot"], device=study.device, work_dir=study.work_dir,
     batch_size=S["batch_size"], loo_epochs=S["loo_epochs"], loo_max=S["loo_max"],
 )
@@ -107,6 +118,18 @@ if len(loo):
     display(drops)
 
 # %% [markdown]
+# ## Explore: one split, one category
+# Choose a split (the random seen/unseen split, or a leave-one-out model trained without one
+# category) and a category: the bars give every test category's max-F for that split's model
+# (blue: categories it trained on; orange: never seen), and the images show test images of
+# the chosen category with the model's saliency maps. The maps were computed once, below.
+
+# %%
+examples = study.cached(ex.category_examples, study.data_root, n_seen=S["n_seen"], seed=0, work_dir=study.work_dir,
+                        image_size=S["image_size"], device=study.device)
+viz.category_panel(ex.scores_by_split(res), examples)
+
+# %% [markdown]
 # ## What we found
 # Rule fixed before the data (`sodlab.verdicts.category_sensitivity`): the effect is SOD's
 # max-F on seen minus unseen categories with its 90% bootstrap interval, rule `equivalent` with
@@ -122,3 +145,14 @@ if len(loo):
 finding = verdicts.category_sensitivity(summary, gaps, drops if len(loo) else None, classifiers=res["classifiers"],
                                         mode=study.mode, seeds=[0], **verdicts.training_evidence(res["training"]))
 study.findings(finding, key_figure="seen_unseen_gap.png")
+
+# %% [markdown]
+# ## Try this
+# **Which category is hardest to find unseen?** Predict first, from the example images above:
+# which category will lose the most max-F when it is left out of training (thin shapes?
+# low contrast?). Then run the cell, which sorts the leave-one-out drops; change `metric` to
+# `"mae"` to see whether the map's error tells the same story.
+
+# %%
+metric = "max_f"  # or "mae"
+ex.loo_drop(res["loo"], metric=metric).sort_values("drop", ascending=False) if len(res["loo"]) else "no leave-one-out models in this mode"

@@ -25,6 +25,14 @@
 # [-0.02, +0.02] max-F (the rule is stated in "What we found").
 # (With a user-provided DUTS-TR folder, `data_root` switches the notebook to real data; the
 # category labels it needs come from a `categories.csv`, see `data/README.md`.)
+#
+# **New here?** Salient object detection (SOD) outputs a map: for every pixel, how much it
+# belongs to the object that stands out (0-1). Classification outputs one category name per
+# image; the figure below shows both on the same images. Most SOD models start from an encoder
+# *pre-trained* on classification (its weights learnt to name objects) rather than *from
+# scratch* (random weights). Each way of starting is an *arm* of the experiment; a *learning
+# curve* follows an arm's validation score epoch by epoch (one epoch: one pass over the
+# training images). If saliency needs no knowledge of categories, the arms should end level.
 
 # %% tags=["parameters"]
 mode = "quick"
@@ -46,11 +54,13 @@ SIZES = {
 }
 study = start_study("05_pretraining", mode, SIZES, data_root=data_root, device=device, results_dir=results_dir)
 S = study.sizes
+viz.task_primer(study.sample_data());
 S
 
 # %%
-res = ex.pretraining_effect(
-    study.data_root, fractions=S["fractions"], width=S["width"], epochs=S["epochs"], image_size=S["image_size"],
+print(study.device_note())
+res = study.cached(
+    ex.pretraining_effect, study.data_root, fractions=S["fractions"], width=S["width"], epochs=S["epochs"], image_size=S["image_size"],
     seed=0, device=study.device, work_dir=study.work_dir, pretrain_epochs=S["pretrain_epochs"],
     batch_size=S["batch_size"], n_boot=S["n_boot"],
 )
@@ -90,6 +100,16 @@ study.savefig(fig, "data_efficiency")
 eff
 
 # %% [markdown]
+# ## Explore: arms and training-set sizes
+# Tick the arms to compare (every arm this run trained is listed: scratch and pre-trained here;
+# random-label or compute-matched controls appear when a study runs them), choose a
+# training-set fraction and the curve to show. Left: learning curves; right: the test score
+# of each arm against the number of training images, the chosen fraction circled.
+
+# %%
+viz.learning_panel(curves, res["final"])
+
+# %% [markdown]
 # ## What we found
 # Rule fixed before the data (`sodlab.verdicts.pretraining`): the effect is pre-trained minus
 # scratch max-F with the full training set and its 90% paired bootstrap interval, rule
@@ -103,3 +123,15 @@ eff
 # %%
 finding = verdicts.pretraining(res["final"], eff, classifiers=res["classifiers"], mode=study.mode, seeds=[0], **verdicts.training_evidence(res["training"]))
 study.findings(finding, key_figure="data_efficiency.png")
+
+# %% [markdown]
+# ## Try this
+# **Where would the curves cross?** Predict first: with less data, should pre-training help
+# more or less? Read the gain at each fraction below (pre-trained minus scratch, max-F), then
+# change `fraction` to the smallest one this mode ran and compare the two arms' last epochs.
+
+# %%
+fraction = max(S["fractions"])  # try min(S["fractions"])
+last = curves[curves.fraction == fraction].sort_values("epoch").groupby("init").tail(1)
+display(eff[["fraction", "n_train", "max_f_gain", "low", "high"]])
+last[["init", "epoch", val_col]]

@@ -25,6 +25,15 @@
 #
 # The claim fails if SOD loses as large a share of its performance as classification when the
 # width shrinks, and its layers are no more redundant.
+#
+# **New here?** Salient object detection (SOD) outputs a map: for every pixel, how much it
+# belongs to the object that stands out (0-1). Classification outputs one category name per
+# image; the figure below shows both on the same images. The *classification twin* is the
+# same CSNet encoder with a class head, trained from the same starting weights. *Width* is the
+# number of channels of the encoder's first layers (the others scale with it). A layer is
+# *redundant* when its channels repeat each other: few principal components explain its
+# activations (low effective rank) and its channels correlate. *CKA* (0-1) measures how alike
+# two layers' representations are on the same images (1: the same up to a rotation).
 
 # %% tags=["parameters"]
 mode = "quick"
@@ -46,11 +55,13 @@ SIZES = {
 }
 study = start_study("06_redundancy", mode, SIZES, data_root=data_root, device=device, results_dir=results_dir)
 S = study.sizes
+viz.task_primer(study.sample_data());
 S
 
 # %%
-res = ex.redundancy_study(
-    study.data_root, widths=S["widths"], epochs=S["epochs"], image_size=S["image_size"], seed=0,
+print(study.device_note())
+res = study.cached(
+    ex.redundancy_study, study.data_root, widths=S["widths"], epochs=S["epochs"], image_size=S["image_size"], seed=0,
     device=study.device, work_dir=study.work_dir, n_images=S["n_images"], batch_size=S["batch_size"],
 )
 for name, df in res.items():
@@ -120,6 +131,15 @@ fig = viz.bar_plot(prn[prn.width == wmax].assign(threshold=lambda d: d.threshold
 study.savefig(fig, "prunable_channels")
 
 # %% [markdown]
+# ## Explore: one layer, one width
+# Pick a layer and a width: the width sweep marks that width, the bars give the layer's
+# redundancy in both twins at that width, the CKA curve how alike the twins' layer is at each
+# width, and the spectrum (widest model) how fast its variance is used up.
+
+# %%
+viz.redundancy_panel(main, res["layers"], res["cka_twins"], res["spectra"])
+
+# %% [markdown]
 # ## What we found
 # Rule fixed before the data (`sodlab.verdicts.redundancy`): the effect is the share of its
 # widest model's score SOD keeps at the narrowest width minus the share classification keeps,
@@ -134,3 +154,20 @@ study.savefig(fig, "prunable_channels")
 # %%
 finding = verdicts.redundancy(res, mode=study.mode, seeds=[0], **verdicts.training_evidence(res["training"]))
 study.findings(finding, key_figure="width_sweep.png")
+
+# %% [markdown]
+# ## Try this
+# **How redundant is a layer of noise?** Predict first: the effective rank of random,
+# independent channels, relative to their number: near 0, near 0.5 or near 1? Then run the cell;
+# make the channels copies of each other (`copies = True`) and predict again.
+
+# %%
+import torch
+
+from sodlab.analysis import redundancy as red
+
+copies = False  # change this
+noise = torch.randn(S["n_images"], 32, 8, 8)
+if copies:
+    noise = noise[:, :1].repeat(1, 32, 1, 1) + 0.01 * torch.randn_like(noise)
+red.layer_redundancy({"noise": noise}, seed=0)

@@ -26,6 +26,14 @@
 #
 # The claim fails if the top channels of the two tasks overlap far above chance and removing
 # the SOD channels hurts classification as much as saliency.
+#
+# **New here?** Salient object detection (SOD) outputs a map: for every pixel, how much it
+# belongs to the object that stands out (0-1). Classification outputs one category name per
+# image; the figure below shows both on the same images. A *channel* is one feature map of a
+# layer; its *importance* for a task is how much that task's output (the *target*: the
+# saliency logit over the object, or the true class's logit) changes with it, here gradient x
+# activation (captum) or the drop when the channel is zeroed (*ablation*). If the two tasks
+# use different mechanisms, different channels should matter to each.
 
 # %% tags=["parameters"]
 mode = "quick"
@@ -50,11 +58,13 @@ SIZES = {
 }
 study = start_study("07_mechanisms", mode, SIZES, data_root=data_root, device=device, results_dir=results_dir)
 S = study.sizes
+viz.task_primer(study.sample_data());
 S
 
 # %%
-res = ex.mechanisms_study(
-    study.data_root, width=S["width"], epochs=S["epochs"], image_size=S["image_size"], n_images=S["n_images"],
+print(study.device_note())
+res = study.cached(
+    ex.mechanisms_study, study.data_root, width=S["width"], epochs=S["epochs"], image_size=S["image_size"], n_images=S["n_images"],
     seed=0, device=study.device, work_dir=study.work_dir, batch_size=S["batch_size"],
 )
 for name, df in res.items():
@@ -114,8 +124,10 @@ gc.groupby("cam_of")[["r_cam_saliency", "r_cam_gt"]].mean()
 # %% [markdown]
 # ## Channel explorer
 # Pick an image, a layer and a channel: the channel's activation in the SOD model and in the
-# classifier, and every channel's importance for both tasks on that image. Run the notebook in
-# Jupyter for the controls; a headless run keeps the static figure below.
+# classifier, and every channel's importance for both tasks on that image. "rank for" picks the
+# target (saliency or class logit) whose importance is drawn in front and ranks the channel;
+# "most important channel" jumps to that target's top channel. Run the notebook in Jupyter for
+# the controls; a headless run keeps the static figure below.
 
 # %%
 from sodlab.data import SODFolder
@@ -150,3 +162,14 @@ study.savefig(fig, "channel_explorer")
 # %%
 finding = verdicts.mechanisms(ov, cross, gc, classifiers=res["classifiers"], mode=study.mode, seeds=[0], **verdicts.training_evidence(res["training"]))
 study.findings(finding, key_figure="importance_overlap.png")
+
+# %% [markdown]
+# ## Try this
+# **Does the class's favourite channel outline the object?** Predict first: the channel that
+# matters most to the class logit on an image, does its activation map look like the object
+# (as a saliency channel's would), or like texture spread over the image? Run the cell; then
+# change `target` to `"saliency"` and `layer` to `"stage2"` and compare.
+
+# %%
+image, layer, target = 1, "stage3", "class logit"  # change these
+viz.channel_figure(explorer[layer], image=image, class_names=list(test.category_names), target=target);

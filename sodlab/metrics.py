@@ -88,6 +88,13 @@ def _salmetric_pr(counts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return (tp + SALMETRIC_EPS) / (predicted + SALMETRIC_EPS), (tp + SALMETRIC_EPS) / (positives + SALMETRIC_EPS)
 
 
+def precision_recall(pred: np.ndarray, gt: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """SalMetric's precision and recall of one uint8 map against its mask at the thresholds
+    t = 0..255 (salient where ``pred > t``): two arrays of 256."""
+    pred, gt = _check_inputs(pred, gt)
+    return _salmetric_pr(salmetric_counts(pred, gt))
+
+
 def f_measure(precision: np.ndarray, recall: np.ndarray) -> np.ndarray:
     """F with beta^2 = `BETA2` (precision and recall are never both 0 under SalMetric's smoothing)."""
     return (1 + BETA2) * precision * recall / (BETA2 * precision + recall)

@@ -30,3 +30,14 @@ def _two_threads():
     # The target machines have 2 cores; more threads only add contention.
     torch.set_num_threads(2)
     yield
+
+
+def fake_explorer_data(n: int = 2, c: int = 6, side: int = 32, seed: int = 0) -> dict:
+    """Random data in the shape `sodlab.experiments.channel_explorer_data` returns."""
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    return {"layer": "stage3", "channels": c, "images": rng.random((n, side, side, 3)), "saliency": rng.random((n, side, side)),
+            "class_pred": np.array([1, 0])[:n], "activations_sod": rng.normal(size=(n, c, side // 4, side // 4)),
+            "activations_cls": rng.normal(size=(n, c, side // 4, side // 4)), "importance_sod": rng.normal(size=(n, c)),
+            "importance_cls": rng.normal(size=(n, c))}

@@ -134,11 +134,16 @@ TINY = dict(width=4, epochs=1, image_size=64, seed=0, device="cpu")
 @pytest.mark.slow
 def test_regularizer_study(bench, tmp_path):
     out = ex.regularizer_study(bench, regularizers=("dwd", "none"), batch_size=16, work_dir=tmp_path, keep_fractions=(1.0, 0.5), **TINY)
-    assert set(out) == {"logs", "gammas", "pruning", "final", "training"}
+    assert set(out) == {"logs", "gammas", "pruning", "allocation", "final", "training"}
     t = out["training"]
     assert set(t["model"]) == {"dwd", "none"} and set(t["metric"]) == {"val_max_f"}
     assert t.groupby("model")["selected"].sum().eq(1).all()
     assert set(out["gammas"]["regularizer"]) == {"dwd", "none"} and set(out["gammas"]["epoch"]) == {0, 1}
+    # the channels each point of the curve keeps, per block, against the trained model
+    blocks = out["allocation"][out["allocation"].kind == "block"]
+    kept = blocks.groupby(["regularizer", "keep_fraction"])[["channels", "reference_channels"]].sum()
+    assert (kept.loc[("dwd", 1.0)] == kept.loc[("dwd", 1.0), "reference_channels"]).all()
+    assert kept.loc[("dwd", 0.5), "channels"] < kept.loc[("dwd", 0.5), "reference_channels"]
     assert (out["gammas"]["abs_gamma"] >= 0).all()
     assert out["final"]["max_f"].between(0, 1).all() and out["final"]["mae"].between(0, 1).all()
     assert set(out["pruning"]["regularizer"]) == {"dwd", "none"}
@@ -195,6 +200,15 @@ def test_category_sensitivity(bench, tmp_path):
     # resumable: a second call reuses the finished runs and gives the same numbers
     again = ex.category_sensitivity(bench, n_seen=6, n_boot=50, work_dir=tmp_path, loo=False, **TINY)
     pd.testing.assert_frame_equal(again["summary"], s)
+    # the explorer's tables: per-category scores of every split's model, and examples with their maps
+    by_split = ex.scores_by_split(out)
+    assert by_split.groupby("split").size().to_dict() == {"random split": len(split), **{f"without {h}": len(split) for h in loo.held_out.unique()}}
+    assert by_split.query("split == 'random split'")["trained_on"].sum() == 6
+    examples = ex.category_examples(bench, n_seen=6, seed=0, work_dir=tmp_path, image_size=64, per_category=2, device="cpu")
+    assert examples["splits"][0] == "random split" and len(examples["splits"]) == 3
+    n = len(examples["categories"])
+    assert n == 2 * len(split) and examples["images"].shape == (n, 64, 64, 3) and examples["pred_2"].shape == (n, 64, 64)
+    assert 0 <= examples["pred_0"].min() and examples["pred_0"].max() <= 1
 
 
 @pytest.mark.slow

@@ -207,6 +207,23 @@ def test_every_repository_notebook_has_the_standard_parameters():
         assert names[:4] == ["mode", "data_root", "device", "results_dir"], script.name
 
 
+PANELS = ("SaliencyThresholds(", "allocation_panel(", "pruning_panel(", "category_panel(", "learning_panel(",
+          "redundancy_panel(", "channel_explorer(")
+
+
+def test_every_repository_notebook_teaches_and_has_a_live_panel():
+    for script in studies.discover_notebooks():
+        nb = studies.read_notebook(script)
+        code = "\n".join(c.source for c in nb.cells if c.cell_type == "code")
+        markdown = [c.source for c in nb.cells if c.cell_type == "markdown"]
+        assert "**New here?**" in markdown[0] and "viz.task_primer(" in code, f"{script.name}: no newcomer's introduction"
+        assert any(p in code for p in PANELS), f"{script.name}: no live panel"
+        assert any(m.startswith("## What we found") for m in markdown), f"{script.name}: no verdict section"
+        assert markdown[-1].startswith("## Try this") and nb.cells[-1].cell_type == "code", f"{script.name}: no try-this cell at the end"
+        trains = any(call in code for call in ("fit(", "_study,", "_effect,", "category_sensitivity,"))
+        assert not trains or "study.device_note()" in code, f"{script.name}: a training cell that does not print its device"
+
+
 def test_findings_and_docs(tmp_path: Path):
     import matplotlib
 
@@ -262,17 +279,12 @@ def test_viz_figures_are_labelled_and_saved_atomically(tmp_path: Path):
     import matplotlib
 
     matplotlib.use("Agg")
-    import numpy as np
     import pandas as pd
+    from conftest import fake_explorer_data
 
     from sodlab import viz
 
-    rng = np.random.default_rng(0)
-    n, c = 2, 6
-    data = {"layer": "stage3", "channels": c, "images": rng.random((n, 32, 32, 3)), "saliency": rng.random((n, 32, 32)),
-            "class_pred": np.array([1, 0]), "activations_sod": rng.normal(size=(n, c, 8, 8)),
-            "activations_cls": rng.normal(size=(n, c, 8, 8)), "importance_sod": rng.normal(size=(n, c)),
-            "importance_cls": rng.normal(size=(n, c))}
+    data = fake_explorer_data()
     data["importance_sod"][1, 4] = 50.0
     fig = viz.channel_explorer(data, image=1, class_names=["cat", "dog"], interactive=False)
     titles = [ax.get_title() for ax in fig.axes]

@@ -6,6 +6,7 @@ the one place that implements "write to a temporary file beside the target, then
 """
 from __future__ import annotations
 
+import io
 import warnings
 from pathlib import Path
 
@@ -46,11 +47,15 @@ def _open(path: str | Path) -> Image.Image:
     path = Path(path)
     if not path.is_file():
         raise ImageReadError(f"{path}: no such file")
+    return _decode(path, str(path))
+
+
+def _decode(source: Path | io.BytesIO, name: str) -> Image.Image:
     try:
         with warnings.catch_warnings():
             # Truncated/odd files are an error here, not a warning; a huge image is not.
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-            with Image.open(path) as im:
+            with Image.open(source) as im:
                 im.load()
                 upright = ImageOps.exif_transpose(im)
                 upright.load()
@@ -59,7 +64,7 @@ def _open(path: str | Path) -> Image.Image:
         raise
     except _DECODE_ERRORS as exc:
         reason = str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__
-        raise ImageReadError(f"{path}: cannot read image ({reason})") from None
+        raise ImageReadError(f"{name}: cannot read image ({reason})") from None
 
 
 def _high_depth_to_uint8(im: Image.Image) -> np.ndarray:
@@ -102,6 +107,11 @@ def read_image(path: str | Path) -> np.ndarray:
     applied. Raises `ImageReadError` naming the file when it cannot be decoded.
     """
     return np.ascontiguousarray(_to_rgb_array(_open(path)))
+
+
+def decode_image(data: bytes, name: str = "image") -> np.ndarray:
+    """`read_image` for the bytes of an image file (an upload); errors name ``name``."""
+    return np.ascontiguousarray(_to_rgb_array(_decode(io.BytesIO(bytes(data)), name)))
 
 
 def read_gray(path: str | Path) -> np.ndarray:

@@ -2,10 +2,11 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Mapping, Optional
+from typing import Any, Mapping, Optional
 
 import numpy as np
 import pandas as pd
+import torch
 from torch.utils.data import Dataset, Subset
 
 from ..analysis import categories as cat
@@ -13,6 +14,9 @@ from ..analysis import probes
 from ..analysis.stats import bootstrap_gap
 from ..device import resolve_device
 from ..metrics import max_f_from_curves
+from ..checkpoint import load
+from ..data.transforms import IMAGENET_MEAN, IMAGENET_STD
+from ..errors import DataError
 from .common import (category_names, classifier_row, cls_model, collect, datasets, eval_view, flush_denormals, score_summary,
                      slug, sod_model, sod_scores, train_or_resume, training_table, validation_rows)
 from .rules import CI_LEVEL
@@ -150,6 +154,67 @@ def loo_drop(loo: pd.DataFrame, metric: str = "max_f") -> pd.DataFrame:
         if len(held) and len(other):
             rows.append({"category": c, f"{metric}_held_out": float(held.iloc[0]), f"{metric}_seen": float(other.mean()), "drop": float(other.mean() - held.iloc[0])})
     return pd.DataFrame(rows)
+
+
+MAIN_SPLIT = "random split"
+
+
+def split_label(held_out: Optional[str] = None) -> str:
+    """The name of a category split in `scores_by_split` and `category_examples`."""
+    return MAIN_SPLIT if held_out is None else f"without {held_out}"
+
+
+def scores_by_split(res: Mapping[str, pd.DataFrame]) -> pd.DataFrame:
+    """Per-category SOD scores of every model `category_sensitivity` trained, one row per
+    (split, category): ``split`` (`split_label`), ``category``, ``trained_on`` (the model saw
+    this category), ``max_f``, ``mae``."""
+    main = res["sod_per_category"]
+    rows = [main.assign(split=split_label(), trained_on=main["seen"])[["split", "category", "trained_on", "max_f", "mae"]]]
+    loo = res["loo"]
+    if len(loo):
+        rows.append(loo.assign(split=loo["held_out"].map(split_label), trained_on=~loo["is_held_out"].astype(bool))
+                    [["split", "category", "trained_on", "max_f", "mae"]])
+    return pd.concat(rows, ignore_index=True)
+
+
+@torch.no_grad()
+def category_examples(
+    data_root: str | Path,
+    n_seen: int,
+    seed: int,
+    work_dir: str | Path,
+    image_size: int,
+    per_category: int = 3,
+    device: Optional[str] = "auto",
+) -> dict[str, Any]:
+    """A few test images of every category with each trained model's saliency maps, for
+    the category explorer: ``images`` (N, H, W, 3 in [0, 1]), ``masks`` (N, H, W),
+    ``categories`` (N names), ``splits`` (names, `split_label`) and ``pred_<i>`` (N, H, W)
+    for the i-th split. Reads the models `category_sensitivity` trained into ``work_dir``."""
+    dev = resolve_device(device)
+    _, test = datasets(data_root, image_size)
+    names = category_names(test)
+    work = Path(work_dir) / f"seen{n_seen}_seed{seed}"
+    runs = [(split_label(), work / "sod")] + [(split_label(h), work / f"loo_{slug(h)}") for h in names]
+    runs = [(name, run) for name, run in runs if (run / "last.pt").is_file()]
+    if not runs:
+        raise DataError(f"{work}: no trained models of the category study (run category_sensitivity first)")
+    labels = cat.dataset_labels(test)
+    pick = [int(i) for c in range(len(names)) for i in np.flatnonzero(labels == c)[:per_category]]
+    items = [test[i] for i in pick]
+    x = torch.stack([it["image"] for it in items])
+    mean = torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1)
+    std = torch.tensor(IMAGENET_STD).view(1, 3, 1, 1)
+    out: dict[str, Any] = {
+        "images": (x * std + mean).clamp(0, 1).permute(0, 2, 3, 1).numpy(),
+        "masks": torch.stack([it["mask"][0] for it in items]).numpy(),
+        "categories": [names[int(labels[i])] for i in pick],
+        "splits": [name for name, _ in runs],
+    }
+    for k, (_, run) in enumerate(runs):
+        model = load(run / "last.pt").to(dev).eval()
+        out[f"pred_{k}"] = torch.sigmoid(model(x.to(dev))[:, 0]).cpu().numpy()
+    return out
 
 
 class _Relabelled(Dataset):

@@ -24,6 +24,7 @@ from ..checkpoint import load
 from ..data import SODFolder
 from ..data import transforms as T
 from ..errors import DataError
+from ..evaluation import evaluate
 from ..metrics import max_f_from_curves, per_image_curves
 from ..models.classifier import CSNetClassifier
 from ..models.csnet import CSNet
@@ -161,6 +162,15 @@ def validation_rows(model: str, log_df: pd.DataFrame) -> list[dict[str, Any]]:
 def training_table(rows: list[dict[str, Any]]) -> pd.DataFrame:
     """A study's ``training`` table from `validation_rows` of all its models."""
     return pd.DataFrame(rows, columns=["model", "epoch", "metric", "value", "selected"])
+
+
+def evaluate_checkpoint(checkpoint: str | Path, data: str | Path, size: Optional[int] = None,
+                        device: Optional[str] = "auto") -> dict[str, Any]:
+    """The scalar metrics (`sodlab.evaluate`, standard protocol) of the model saved in
+    ``checkpoint`` on the test folder ``data``: a call `Study.cached` can key, since the
+    checkpoint file (with its size and time) stands for the model."""
+    scores = evaluate(load(checkpoint), data, size=size, device=device, progress=False)
+    return {k: v.item() if isinstance(v, np.generic) else v for k, v in scores.items() if np.isscalar(v)}
 
 
 def train_config(**kw: Any) -> Any:

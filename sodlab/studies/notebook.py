@@ -8,15 +8,16 @@ import json
 import logging
 import re
 from pathlib import Path
-from typing import Any, Mapping, Optional
+from typing import Any, Callable, Mapping, Optional
 
 import torch
 
 from ..atomic import write_text_atomic
 from ..data import synthetic
-from ..device import resolve_device
+from ..device import describe_device, resolve_device
 from ..errors import ConfigError, DataError
 from ..viz.io import save_table, savefig
+from .cache import cached_call
 from .paths import MODES, default_results_dir
 from .rules import Verdict
 
@@ -63,6 +64,28 @@ class Study:
         path = str(self.data_root.resolve())
         tag = re.sub(r"[^A-Za-z0-9_.-]+", "_", self.data_root.name)[:40] or "data"
         return base / f"{tag}-{hashlib.sha1(path.encode()).hexdigest()[:8]}"
+
+    @property
+    def cache_dir(self) -> Path:
+        """Where `cached` keeps computed results: beside the training runs they come from."""
+        return self.work_dir / "cache"
+
+    def cached(self, fn: Callable[..., Any], *args: Any, refresh: bool = False, **kwargs: Any) -> Any:
+        """``fn(*args, **kwargs)`` through the result cache (`sodlab.studies.cache`): the first
+        run computes and stores it, a rerun with the same arguments (data, sizes, seed)
+        reads it back, so a notebook run again only redraws."""
+        return cached_call(self.cache_dir, fn, *args, refresh=refresh, **kwargs)
+
+    def device_note(self) -> str:
+        """One line naming the device the notebook's training uses (printed by its training cells)."""
+        return f"training on {describe_device(self.device)}"
+
+    def sample_data(self) -> Path:
+        """A benchmark root for pictures: the study's data, or (for a notebook that needs no
+        data) the built-in quick benchmark, generated on first use."""
+        if self.data_root is not None:
+            return self.data_root
+        return Path(synthetic.ensure_benchmark(**QUICK_BENCHMARK))
 
     def savefig(self, fig, name: str, **kw) -> Path:
         """Save a matplotlib figure as ``<results_dir>/<name>.png`` (atomically)."""

@@ -31,7 +31,9 @@ def regularizer_study(
 ) -> dict[str, pd.DataFrame]:
     """Train the same CSNet with each regulariser; return ``logs`` (training logs),
     ``gammas`` (|gamma| of every regularised channel at initialisation and after training),
-    ``pruning`` (`sodlab.prune.curve` per regulariser) and ``final`` (metrics per regulariser).
+    ``pruning`` (`sodlab.prune.curve` per regulariser), ``allocation`` (channels per block and
+    scale that each point of the curve keeps, `sodlab.prune.allocation_table` against the trained
+    model, with ``regularizer`` and ``keep_fraction``) and ``final`` (metrics per regulariser).
     ``finetune_images`` fine-tunes each slim model on that many training images (a fixed random
     subset, the same for every point) instead of all of them: fine-tuning every point of every
     curve on the whole set costs more than training the models."""
@@ -39,7 +41,7 @@ def regularizer_study(
     train, val, test = datasets(data_root, image_size)
     tune = train if finetune_images is None else Subset(train, spread(len(train), finetune_images, seed))
     work = Path(work_dir)
-    logs, gammas, curves, finals = [], [], [], []
+    logs, gammas, curves, finals, allocations = [], [], [], [], []
     for reg in regularizers:
         init = sod_model(width, seed)
         g0 = bn_gammas(init)
@@ -56,10 +58,14 @@ def regularizer_study(
         curve = prune.curve(model, test, keep_fractions=list(keep_fractions), finetune_epochs=finetune_epochs, train_data=tune if finetune_epochs else None,
                             size=image_size, macs_size=image_size, seed=seed, device=str(dev), work_dir=work / f"{reg}_prune", progress=progress)
         curves.append(log_frame(curve, regularizer=reg))
+        for frac in keep_fractions:
+            plan = prune.select_channels(model, None, keep_fraction=float(frac))
+            allocations.append(log_frame(prune.allocation_table(plan.config, reference=model), regularizer=reg, keep_fraction=float(frac)))
     return {
         "logs": pd.concat(logs, ignore_index=True),
         "gammas": pd.concat(gammas, ignore_index=True),
         "pruning": pd.concat(curves, ignore_index=True),
+        "allocation": pd.concat(allocations, ignore_index=True),
         "final": pd.DataFrame(finals),
         "training": training_table([r for reg, lg in zip(regularizers, logs) for r in validation_rows(reg, lg)]),
     }

@@ -1,5 +1,5 @@
-"""Figures for the study notebooks: saliency grids, metric curves, bars, heatmaps and the
-channel explorer. Every figure labels its axes with units; `savefig` writes PNGs atomically.
+"""Figures for the study notebooks: saliency grids, metric curves, bars, heatmaps, the
+channel explorer and the notebooks' live panels (`sodlab.viz.widgets`, `sodlab.viz.panels`). Every figure labels its axes with units; `savefig` writes PNGs atomically.
 
 Imported lazily so that `sodlab.studies` (and the CLI) do not load matplotlib.
 """
@@ -20,7 +20,16 @@ _PUBLIC = {
     "scatter_plot": "sodlab.viz.plots",
     "channel_explorer": "sodlab.viz.explorer",
     "channel_figure": "sodlab.viz.explorer",
+    "explorer_panel": "sodlab.viz.explorer",
     "sample_grid": "sodlab.viz.samples",
+    "task_primer": "sodlab.viz.samples",
+    "LivePanel": "sodlab.viz.widgets",
+    "SaliencyThresholds": "sodlab.viz.panels",
+    "allocation_panel": "sodlab.viz.panels",
+    "pruning_panel": "sodlab.viz.panels",
+    "category_panel": "sodlab.viz.panels",
+    "learning_panel": "sodlab.viz.panels",
+    "redundancy_panel": "sodlab.viz.panels",
     "plot_allocation": "sodlab.viz.allocation",
 }
 
