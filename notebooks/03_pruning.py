@@ -151,7 +151,7 @@ import sodlab
 from sodlab import prune
 
 keep, regulariser = 0.1, "dwd"  # change these
-trained = sodlab.load(study.work_dir / regulariser / "last.pt")
+trained = sodlab.load(study.work_dir / regulariser / "best.pt")
 slim, report = prune.prune(trained, None, keep_fraction=keep, exact=False, probe_size=None, warn=False)
 scores = sodlab.evaluate(slim, study.data_root / "test", size=S["image_size"], device=study.device, progress=False)
 print(f"{report['params_slim']:,} of {report['params_full']:,} parameters kept: max-F {scores['max_f']:.3f}")

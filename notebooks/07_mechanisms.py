@@ -134,8 +134,8 @@ from sodlab.data import SODFolder
 from sodlab.data import transforms as T
 
 run = study.work_dir / f"w{S['width']}_seed0"  # where mechanisms_study trained its models
-sod_model = sodlab.load(run / "sod" / "last.pt")
-cls_model = sodlab.load(run / "classifier" / "last.pt")
+sod_model = sodlab.load(run / "sod" / "best.pt")
+cls_model = sodlab.load(run / "classifier" / "best.pt")
 test = SODFolder(study.data_root / "test", transform=T.eval_transform(S["image_size"]))
 pick = np.linspace(0, len(test) - 1, S["explorer_images"]).astype(int)
 items = [test[int(i)] for i in pick]

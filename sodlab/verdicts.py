@@ -27,5 +27,6 @@ from .studies.verdicts import (  # noqa: F401
     pruning,
     quickstart,
     redundancy,
+    training_evidence,
     training_gates,
 )

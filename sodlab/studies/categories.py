@@ -190,13 +190,13 @@ def category_examples(
     """A few test images of every category with each trained model's saliency maps, for
     the category explorer: ``images`` (N, H, W, 3 in [0, 1]), ``masks`` (N, H, W),
     ``categories`` (N names), ``splits`` (names, `split_label`) and ``pred_<i>`` (N, H, W)
-    for the i-th split. Reads the models `category_sensitivity` trained into ``work_dir``."""
+    for the i-th split. Reads the models `category_sensitivity` trained into ``work_dir`` (each at its best validation epoch, as the study used it)."""
     dev = resolve_device(device)
-    _, test = datasets(data_root, image_size)
+    _, _, test = datasets(data_root, image_size)
     names = category_names(test)
     work = Path(work_dir) / f"seen{n_seen}_seed{seed}"
     runs = [(split_label(), work / "sod")] + [(split_label(h), work / f"loo_{slug(h)}") for h in names]
-    runs = [(name, run) for name, run in runs if (run / "last.pt").is_file()]
+    runs = [(name, run) for name, run in runs if (run / "best.pt").is_file()]
     if not runs:
         raise DataError(f"{work}: no trained models of the category study (run category_sensitivity first)")
     labels = cat.dataset_labels(test)
@@ -212,7 +212,7 @@ def category_examples(
         "splits": [name for name, _ in runs],
     }
     for k, (_, run) in enumerate(runs):
-        model = load(run / "last.pt").to(dev).eval()
+        model = load(run / "best.pt").to(dev).eval()
         out[f"pred_{k}"] = torch.sigmoid(model(x.to(dev))[:, 0]).cpu().numpy()
     return out
 
