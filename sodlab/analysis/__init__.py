@@ -35,7 +35,7 @@ from .redundancy import (
     pca_spectrum,
     spectrum_table,
 )
-from .stats import bootstrap_ci, bootstrap_gap
+from .stats import bootstrap_ci, bootstrap_gap, bootstrap_seeds_images, bootstrap_seeds_images_gap
 
 __all__ = [
     "ClassLogitTarget",
@@ -43,6 +43,8 @@ __all__ = [
     "ablation_importance",
     "bootstrap_ci",
     "bootstrap_gap",
+    "bootstrap_seeds_images",
+    "bootstrap_seeds_images_gap",
     "chance_topk_jaccard",
     "channel_attributions",
     "channel_correlation",

@@ -33,7 +33,7 @@ _PUBLIC = {
                               "write_summary"),
     "sodlab.studies.notebook": ("FINDINGS_RECORD", "FINDINGS_CONTEXT", "QUICK_BENCHMARK", "Study", "start_study"),
     "sodlab.studies.docs": ("README_START", "README_END", "FINDINGS_JSON", "default_readme", "regenerate_docs"),
-    "sodlab.studies.rules": ("OUTCOMES", "RULES", "Gate", "Verdict", "judge"),
+    "sodlab.studies.rules": ("OUTCOMES", "RULES", "Gate", "Verdict", "judge", "familywise_level", "holm"),
 }
 _WHERE = {name: module for module, names in _PUBLIC.items() for name in names}
 

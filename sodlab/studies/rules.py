@@ -28,6 +28,14 @@ at alpha 0.05 with power 0.8 is ``(z_{0.95} + z_{0.80}) * SE`` (about 1.51 half-
 interval). A margin below the MDE means the design is unlikely to support a true ``greater``
 claim; it is reported beside the verdict so that a reader can tell "no effect" from "no power".
 
+Several comparisons at once (issue 18, item 3): a claim decided over k layers, fractions or
+widths makes k simultaneous comparisons, and k intervals at 90% each would let about one in ten
+of them miss by chance. Such a claim reports its intervals at ``familywise_level(CI_LEVEL, k)``
+(Bonferroni: each at ``1 - (1 - CI_LEVEL) / k``), so that all k cover together with probability
+at least ``CI_LEVEL``. The studies widen intervals rather than adjust p-values because their
+verdicts are decided from intervals; `holm` (Holm-Bonferroni, uniformly more powerful for
+reject/keep decisions) is here for the p-values a study reports beside them.
+
 Why this module lives in ``sodlab.studies`` and not ``sodlab.analysis``: it is plain data and
 scipy, used only by the studies' verdicts and docs; ``sodlab.analysis`` imports torch and captum
 when its package is imported, which the process that writes ``docs/findings.json`` needs not.
@@ -36,10 +44,12 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import numbers
 from typing import Any, Mapping, Optional, Sequence
 
 from scipy.stats import norm
 
+from ..errors import ConfigError
 from .paths import MODES
 
 OUTCOMES = ("supported", "refuted", "inconclusive")
@@ -104,6 +114,38 @@ def minimum_detectable_effect(low: float, high: float, level: float = CI_LEVEL, 
     _check_level(level)
     se = (high - low) / 2 / norm.ppf((1 + level) / 2)
     return float((norm.ppf(1 - alpha) + norm.ppf(power)) * se)
+
+
+# ------------------------------------------------------------------------ multiple comparisons
+def familywise_level(level: float, k: int) -> float:
+    """The level at which each of ``k`` simultaneous intervals is reported so that all of them
+    cover together with probability at least ``level`` (Bonferroni: ``1 - (1 - level) / k``).
+    A claim decided over k layers, fractions or widths uses ``familywise_level(CI_LEVEL, k)``."""
+    if isinstance(k, bool) or not isinstance(k, numbers.Integral) or k < 1:
+        raise ConfigError(f"k {k!r}: the number of comparisons must be a whole number >= 1")
+    if not 0 < level < 1:
+        raise ConfigError(f"level {level!r}: the family-wise level must lie strictly between 0 and 1")
+    return 1 - (1 - level) / int(k)
+
+
+def holm(p_values: Sequence[float], alpha: float) -> list[bool]:
+    """Holm-Bonferroni step-down rejections, in the order of ``p_values``: the j-th smallest
+    p-value (j from 0) is rejected when it and every smaller one satisfy ``p <= alpha / (m - j)``.
+    Keeps the family-wise error rate at ``alpha`` under any dependence, as Bonferroni does, and
+    rejects at least what Bonferroni rejects."""
+    if not 0 < alpha < 1:
+        raise ConfigError(f"alpha {alpha!r}: the family-wise error rate must lie strictly between 0 and 1")
+    ps = [float(p) for p in p_values]
+    bad = [p for p in ps if not 0 <= p <= 1]  # NaN included
+    if bad:
+        raise ConfigError(f"p-values must lie in [0, 1], got {bad}")
+    m = len(ps)
+    rejected = [False] * m
+    for j, i in enumerate(sorted(range(m), key=ps.__getitem__)):
+        if ps[i] > alpha / (m - j):
+            break
+        rejected[i] = True
+    return rejected
 
 
 # ------------------------------------------------------------------------ gates
