@@ -155,7 +155,9 @@ study.savefig(fig, "channel_explorer")
 # outside it** (the tasks share their channels), otherwise inconclusive. One encoder and seed,
 # no permutation null: this design has no interval yet and cannot conclude.
 # Gates first: the classification twin and the SOD encoder's class head at 0.90 top-1 on held-out
-# images; every trained model at a plateau (gain under 0.005 over the last quarter of its
+# images; the control: removing a task's own top channels must cost it at least 5% of its score
+# more than removing as many random channels (else the ranking, and the overlap read from it,
+# is noise); every trained model at a plateau (gain under 0.005 over the last quarter of its
 # epochs on a validation split) and selected on that split, not the test split; a failed or
 # unevaluable gate leaves the outcome inconclusive. Quick mode never concludes.
 

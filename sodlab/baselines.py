@@ -5,6 +5,11 @@
 * colour oracle: pixels ranked by how close their colour is to the object's mean colour, read
   from the ground truth. It cheats (it knows the answer's colour) and still ignores shape and
   context, so a model that beats it uses more than colour.
+* contrast + centre: the classic model-free detector a learned one must also beat. Each
+  pixel's colour distance, in CIELAB after a small blur, from the image's mean colour
+  (frequency-tuned saliency, Achanta et al., CVPR 2009), weighted by the centre bias. It uses
+  no ground truth; a model that beats only the blob may have learned no more than "odd colour
+  near the middle", which is what this baseline computes.
 """
 from __future__ import annotations
 
@@ -17,7 +22,7 @@ from .data.folder import SODFolder
 from .errors import ConfigError
 from .metrics import SODMetrics
 
-BASELINES = ("centre bias", "colour oracle")
+BASELINES = ("centre bias", "contrast + centre", "colour oracle")
 
 
 def centre_bias_map(h: int, w: int, sigma: float = 0.25) -> np.ndarray:
@@ -38,6 +43,59 @@ def colour_oracle_map(image: np.ndarray, mask: np.ndarray) -> np.ndarray:
     return ((1 - dist / max(float(dist.max()), 1e-6)) * 255).astype(np.uint8)
 
 
+# sRGB (D65) -> XYZ, and the D65 white point: the standard constants of the CIELAB conversion.
+_RGB_TO_XYZ = np.array([[0.4124564, 0.3575761, 0.1804375],
+                        [0.2126729, 0.7151522, 0.0721750],
+                        [0.0193339, 0.1191920, 0.9503041]], dtype=np.float64)
+_WHITE_D65 = np.array([0.95047, 1.0, 1.08883])
+_BINOMIAL5 = np.array([1.0, 4.0, 6.0, 4.0, 1.0]) / 16.0  # the 5-tap Gaussian of the frequency-tuned method
+
+
+def rgb_to_lab(image: np.ndarray) -> np.ndarray:
+    """(h, w, 3) uint8 sRGB -> (h, w, 3) float CIELAB (L in 0..100)."""
+    rgb = np.asarray(image, dtype=np.float64) / 255.0
+    lin = np.where(rgb <= 0.04045, rgb / 12.92, ((rgb + 0.055) / 1.055) ** 2.4)
+    xyz = lin @ _RGB_TO_XYZ.T / _WHITE_D65
+    f = np.where(xyz > (6 / 29) ** 3, np.cbrt(xyz), xyz / (3 * (6 / 29) ** 2) + 4 / 29)
+    return np.stack([116 * f[..., 1] - 16, 500 * (f[..., 0] - f[..., 1]), 200 * (f[..., 1] - f[..., 2])], -1)
+
+
+def _blur(a: np.ndarray) -> np.ndarray:
+    # separable 5-tap binomial, edges replicated so the border is not darkened
+    for axis in (0, 1):
+        pad = [(0, 0)] * a.ndim
+        pad[axis] = (2, 2)
+        p = np.pad(a, pad, mode="edge")
+        n = a.shape[axis]
+        a = sum(w * np.take(p, np.arange(k, k + n), axis=axis) for k, w in enumerate(_BINOMIAL5))
+    return a
+
+
+def contrast_centre_map(image: np.ndarray, sigma: float = 0.25) -> np.ndarray:
+    """(h, w) uint8: frequency-tuned colour contrast (distance in CIELAB of the blurred image
+    from its mean colour) times `centre_bias_map`, stretched to 0..255. No ground truth."""
+    img = np.asarray(image)
+    if img.ndim != 3 or img.shape[-1] != 3:
+        raise ConfigError(f"contrast_centre_map takes an (h, w, 3) RGB image, got shape {img.shape}")
+    lab = _blur(rgb_to_lab(img))
+    contrast = np.linalg.norm(lab - lab.reshape(-1, 3).mean(0), axis=-1)
+    s = contrast * (centre_bias_map(*img.shape[:2], sigma=sigma) / 255.0)
+    top = float(s.max())
+    # below a millionth of a Lab unit the "contrast" is float rounding of a flat image
+    return np.zeros(s.shape, np.uint8) if top <= 1e-6 else (s / top * 255).astype(np.uint8)
+
+
+def baseline_map(name: str, image: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """The (h, w) uint8 map of the baseline ``name`` (one of `BASELINES`) for one image."""
+    if name == "centre bias":
+        return centre_bias_map(*np.asarray(mask).shape[:2])
+    if name == "contrast + centre":
+        return contrast_centre_map(image)
+    if name == "colour oracle":
+        return colour_oracle_map(image, mask)
+    raise ConfigError(f"unknown baseline {name!r}; choose from {', '.join(BASELINES)}")
+
+
 def baseline_metrics(folder: str | Path, baselines: Sequence[str] = BASELINES) -> dict[str, dict[str, float]]:
     """Scalar metrics (`SODMetrics`) of each named baseline on an SOD folder (images + masks
     at their own size): ``{"centre bias": {"max_f": ..., "mae": ...}, ...}``."""
@@ -49,6 +107,5 @@ def baseline_metrics(folder: str | Path, baselines: Sequence[str] = BASELINES) -
     for i in range(len(ds)):
         image, mask = ds.read(i)
         for b, meter in meters.items():
-            pred = centre_bias_map(*mask.shape) if b == "centre bias" else colour_oracle_map(image, mask)
-            meter.step(pred, mask)
+            meter.step(baseline_map(b, image, mask), mask)
     return {b: {k: float(v) for k, v in m.get_results().items() if np.isscalar(v)} for b, m in meters.items()}

@@ -2,6 +2,7 @@
 users' path); they live in `sodlab.studies.verdicts`, the rule they apply in `sodlab.studies.rules`."""
 from .studies.rules import OUTCOMES, RULES, Gate, Verdict  # noqa: F401
 from .studies.verdicts import (  # noqa: F401
+    ABLATION_CONTROL_MIN,
     ANATOMY_CLAIM,
     ANATOMY_MARGIN,
     CATEGORY_CLAIM,
@@ -18,6 +19,7 @@ from .studies.verdicts import (  # noqa: F401
     QUICKSTART_MARGIN,
     REDUNDANCY_CLAIM,
     REDUNDANCY_MARGIN,
+    ablation_control_gate,
     anatomy,
     category_sensitivity,
     classifier_gates,

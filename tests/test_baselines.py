@@ -26,10 +26,37 @@ def test_colour_oracle_ranks_the_object_colour_first():
     assert (baselines.colour_oracle_map(image, np.zeros((4, 4), bool)) == 0).all()
 
 
+def test_lab_conversion_matches_the_standard_values():
+    lab = baselines.rgb_to_lab(np.array([[[255, 255, 255], [255, 0, 0], [0, 0, 0]]], np.uint8))
+    np.testing.assert_allclose(lab[0, 0], [100.0, 0.0, 0.0], atol=0.01)
+    np.testing.assert_allclose(lab[0, 1], [53.24, 80.09, 67.20], atol=0.02)
+    np.testing.assert_allclose(lab[0, 2], [0.0, 0.0, 0.0], atol=1e-9)
+
+
+def test_contrast_centre_finds_an_odd_coloured_object_and_prefers_the_middle():
+    image = np.full((32, 32, 3), 128, np.uint8)
+    image[12:20, 12:20] = (220, 30, 30)
+    m = baselines.contrast_centre_map(image)
+    assert m.shape == (32, 32) and m.dtype == np.uint8 and m.max() == 255
+    inside, outside = m[13:19, 13:19].mean(), m[np.r_[0:8, 24:32]].mean()
+    assert inside > 200 and outside < 20
+    # the same object in a corner scores lower than in the middle: the centre weight
+    corner = np.full((32, 32, 3), 128, np.uint8)
+    corner[0:8, 0:8] = (220, 30, 30)
+    both = corner.copy()
+    both[12:20, 12:20] = (220, 30, 30)
+    mb = baselines.contrast_centre_map(both)
+    assert mb[14:18, 14:18].mean() > 2 * mb[2:6, 2:6].mean()
+    # a flat image has no contrast anywhere
+    assert (baselines.contrast_centre_map(np.full((8, 8, 3), 77, np.uint8)) == 0).all()
+    with pytest.raises(ConfigError, match=r"contrast_centre_map takes an \(h, w, 3\) RGB image, got shape \(8, 8\)"):
+        baselines.contrast_centre_map(np.zeros((8, 8), np.uint8))
+
+
 def test_baseline_metrics_on_a_benchmark(tmp_path):
     synthetic.generate(tmp_path / "b", n_train=0, n_test=12, size=64, seed=0, progress=False)
     res = baselines.baseline_metrics(tmp_path / "b" / "test")
-    assert set(res) == {"centre bias", "colour oracle"}
+    assert set(res) == {"centre bias", "contrast + centre", "colour oracle"}
     for r in res.values():
         assert 0 < r["max_f"] <= 1 and 0 <= r["mae"] <= 1
     # the oracle knows the object's colour, so it must beat a fixed blob

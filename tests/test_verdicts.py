@@ -30,11 +30,21 @@ def test_quickstart_has_no_interval_so_it_cannot_conclude():
                             n_images=30, mode="standard", seeds=[0], validation_curves={"model": FLAT}, **GOOD)
     assert (v.study, v.rule, v.margin, v.effect, v.ci, v.mde) == ("01_quickstart", "greater", 0.05, pytest.approx(0.1), None, None)
     assert v.outcome == "inconclusive" and v.reason.startswith("no interval: the evaluation scores the test set as a whole")
-    assert "Test split (30 images)" in v.lines[1] and "1,000 parameters" in v.lines[0] and "gain +0.100" in v.lines[1]
+    assert "Test split (30 images)" in v.lines[1] and "1,000 parameters" in v.lines[0] and "stronger guess (centre bias) +0.100" in v.lines[1]
     # without validation curves the training gates fail, never pass by default
     v = verdicts.quickstart({"max_f": 0.6, "mae": 0.1}, {"max_f": 0.5, "mae": 0.2}, source="m", params=1, gmacs=0.0, size=64,
                             n_images=3, mode="standard", seeds=[0])
     assert _gates(v) == {"plateau": False, "selection on validation": False}
+
+
+def test_quickstart_measures_the_gain_over_the_stronger_model_free_guess():
+    # the contrast baseline is the control: a model that only finds "odd colour near the middle" must not pass
+    args = dict(source="m", params=1, gmacs=0.0, size=64, n_images=30, mode="standard", seeds=[0])
+    v = verdicts.quickstart({"max_f": 0.60, "mae": 0.1}, {"max_f": 0.40, "mae": 0.2}, contrast={"max_f": 0.58, "mae": 0.15}, **args)
+    assert v.effect == pytest.approx(0.02)
+    assert "contrast + centre: max-F 0.580, MAE 0.1500" in v.lines[1] and "stronger guess (contrast + centre) +0.020" in v.lines[1]
+    v = verdicts.quickstart({"max_f": 0.60, "mae": 0.1}, {"max_f": 0.40, "mae": 0.2}, contrast={"max_f": 0.30, "mae": 0.15}, **args)
+    assert v.effect == pytest.approx(0.20) and "(centre bias) +0.200" in v.lines[1]
 
 
 # ------------------------------------------------------------------------ 2: anatomy
@@ -213,10 +223,29 @@ def test_mechanisms_effect_is_mean_excess_overlap_and_both_classifiers_are_gated
     v = verdicts.mechanisms(*_mechanism_tables(-0.02, 0.1), classifiers=cls, mode="standard", seeds=[0])
     assert (v.effect, v.rule, v.margin, v.outcome) == (pytest.approx(-0.02), "equivalent", 0.10, "inconclusive")
     assert _gates(v) == {"classifier top-1: classifier_twin": True, "classifier top-1: sod_encoder_probe": False,
-                         "plateau": False, "selection on validation": False}
+                         "ablation beats random channels": True, "plateau": False, "selection on validation": False}
     assert "gradcam 0.10, saliency 0.60" in v.lines[-3]
     # the random-channel control is part of the evidence shown
     assert v.lines[2].endswith("; as many random channels: saliency +5%, class +2%.")
+
+
+def test_mechanisms_needs_an_importance_ranking_that_beats_random_channels():
+    ov, cross, gc = _mechanism_tables(-0.02, 0.1)
+    g = verdicts.ablation_control_gate(cross)
+    # own top channels cost 0.5, random ones 0.05 (saliency) and 0.02 (class): the smaller margin is 0.45
+    assert (g.value, g.threshold, g.passed) == (pytest.approx(0.45), 0.05, True)
+    # a ranking no better than random fails the gate (the verdict then cannot conclude)
+    noise = cross.copy()
+    noise.loc[noise.removed == "random", ["sod_rel_drop", "classification_rel_drop"]] = 0.48
+    g = verdicts.ablation_control_gate(noise)
+    assert g.value == pytest.approx(0.02) and not g.passed
+    good = {"validation_curves": {"sod": FLAT, "classifier_twin": FLAT}, "selected_on_validation": True}
+    cls = pd.concat([_classifiers(0.95), _classifiers(0.95, model="sod_encoder_probe")])
+    v = verdicts.mechanisms(ov, noise, gc, classifiers=cls, mode="standard", seeds=[0], **good)
+    assert v.outcome == "inconclusive" and _gates(v)["ablation beats random channels"] is False
+    # without the control the gate cannot be evaluated: failed, never passed by default
+    g = verdicts.ablation_control_gate(cross[cross.removed != "random"])
+    assert g.value is None and not g.passed and g.note == "no random-channel ablation in the cross table"
 
 
 def test_every_study_writes_the_same_json_schema():

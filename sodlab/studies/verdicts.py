@@ -74,25 +74,31 @@ def training_evidence(training: Optional[pd.DataFrame]) -> dict:
 
 
 # ------------------------------------------------------------------------ 1: quickstart
-QUICKSTART_CLAIM = "The model detects salient objects better than a centre-bias guess."
-# A model must beat the centre-bias guess by more than max-F differs between runs of a small model.
+QUICKSTART_CLAIM = "The model detects salient objects better than model-free guesses (centre bias; contrast near the centre)."
+# A model must beat the stronger guess by more than max-F differs between runs of a small model.
 QUICKSTART_MARGIN = 0.05
 
 
 def quickstart(metrics: Mapping[str, float], centre: Mapping[str, float], source: str, params: int, gmacs: float,
                size: int, n_images: int, *, mode: str, seeds: Sequence[int], validation_curves: Curves = None,
-               selected_on_validation: Optional[bool] = None) -> Verdict:
-    """``metrics``/``centre``: scalar metrics (max_f, mae, ...) of the model and of the
-    centre-bias baseline on the same test images. Rule ``greater``: the model's max-F minus
-    the guess's exceeds `QUICKSTART_MARGIN`. `sodlab.evaluate` scores the set as a whole, so
-    there is no interval and the outcome stays inconclusive."""
-    gain = metrics["max_f"] - centre["max_f"]
+               selected_on_validation: Optional[bool] = None, contrast: Optional[Mapping[str, float]] = None) -> Verdict:
+    """``metrics``/``centre``/``contrast``: scalar metrics (max_f, mae, ...) of the model, of the
+    centre-bias guess and of the contrast + centre baseline (`sodlab.baselines`) on the same
+    test images. Rule ``greater``: the model's max-F minus the stronger guess's exceeds
+    `QUICKSTART_MARGIN`; the control is the contrast baseline, which a model that learned only
+    "odd colour near the middle" would not beat. `sodlab.evaluate` scores the set as a whole,
+    so there is no interval and the outcome stays inconclusive."""
+    guesses = {"centre bias": centre, **({"contrast + centre": contrast} if contrast is not None else {})}
+    strongest = max(guesses, key=lambda k: guesses[k]["max_f"])
+    gain = metrics["max_f"] - guesses[strongest]["max_f"]
     lines = [
         f"- Model: {source}; {params:,} parameters, {gmacs:.3f} GMACs at {size}x{size}.",
         f"- Test split ({n_images} images): max-F {metrics['max_f']:.3f}, mean-F {metrics.get('mean_f', float('nan')):.3f}, "
-        f"MAE {metrics['mae']:.4f}; centre bias: max-F {centre['max_f']:.3f}, MAE {centre['mae']:.4f}; gain {gain:+.3f}.",
+        f"MAE {metrics['mae']:.4f}; " + "; ".join(f"{k}: max-F {g['max_f']:.3f}, MAE {g['mae']:.4f}" for k, g in guesses.items())
+        + f"; gain over the stronger guess ({strongest}) {gain:+.3f}.",
     ]
-    return judge(study="01_quickstart", claim=QUICKSTART_CLAIM, quantity="model max-F minus centre-bias max-F (0-1)",
+    return judge(study="01_quickstart", claim=QUICKSTART_CLAIM,
+                 quantity="model max-F minus the stronger model-free guess's max-F (0-1)",
                  effect=gain, ci=None, margin=QUICKSTART_MARGIN, rule="greater", mode=mode, seeds=seeds,
                  gates=training_gates(["model"], validation_curves, selected_on_validation), lines=lines,
                  no_interval="the evaluation scores the test set as a whole, with no per-image scores to bootstrap")
@@ -351,6 +357,30 @@ def redundancy(res: Mapping[str, pd.DataFrame], *, mode: str, seeds: Sequence[in
 MECHANISMS_CLAIM = "SOD and classification use different mechanisms: different channels matter for each."
 # Top-quarter sets overlap by chance at Jaccard about 0.14; 0.10 above chance (x1.7) is where "shared" begins (equivalent).
 MECHANISMS_MARGIN = 0.10
+# The importance ranking must find channels that matter: removing a task's own top channels must
+# cost that task at least 5% of its score more than removing as many random channels (mean over
+# layers). Below that the ranking is noise, and so is the overlap computed from it.
+ABLATION_CONTROL_MIN = 0.05
+
+
+def ablation_control_gate(cross: pd.DataFrame) -> Gate:
+    """The random-channel control of the cross-ablation (`mechanisms`): for each task, the mean
+    over layers of its relative drop when its own top channels go minus its drop when as many
+    random channels go; the gate's value is the smaller of the two tasks'. Without ``random``
+    rows the gate cannot be evaluated, so it fails."""
+    name, missing = "ablation beats random channels", "no random-channel ablation in the cross table"
+    if cross is None or not len(cross) or "random" not in set(cross["removed"]):
+        return Gate(name, None, ABLATION_CONTROL_MIN, "at least", missing)
+    cr = cross.set_index(["layer", "removed"])
+    layers = sorted({layer for layer, removed in cr.index if removed == "random"})
+    margins = []
+    for own, col in (("sod_top", "sod_rel_drop"), ("classification_top", "classification_rel_drop")):
+        diffs = [float(cr.loc[(layer, own), col] - cr.loc[(layer, "random"), col]) for layer in layers if (layer, own) in cr.index]
+        if not diffs or not all(np.isfinite(diffs)):
+            return Gate(name, None, ABLATION_CONTROL_MIN, "at least", f"no finite {own} drop beside the random one")
+        margins.append(float(np.mean(diffs)))
+    return Gate(name, min(margins), ABLATION_CONTROL_MIN, "at least",
+                f"own top channels minus random, mean over layers: saliency {margins[0]:+.0%}, class {margins[1]:+.0%}")
 
 
 def mechanisms(overlap: pd.DataFrame, cross: pd.DataFrame, gradcam: pd.DataFrame, classifiers: Optional[pd.DataFrame] = None,
@@ -386,5 +416,6 @@ def mechanisms(overlap: pd.DataFrame, cross: pd.DataFrame, gradcam: pd.DataFrame
                  quantity=f"top-channel Jaccard overlap of the two tasks minus its chance level, mean over layers ({m})",
                  effect=excess, ci=None, margin=MECHANISMS_MARGIN, rule="equivalent", mode=mode, seeds=seeds,
                  lines=lines + cls_lines,
-                 gates=cls_gates + training_gates(["sod", "classifier_twin"], validation_curves, selected_on_validation),
+                 gates=cls_gates + [ablation_control_gate(cross)]
+                 + training_gates(["sod", "classifier_twin"], validation_curves, selected_on_validation),
                  no_interval="one encoder and one seed, no permutation null over channels")
