@@ -1,13 +1,13 @@
 """Training throughput of the study model (res2net-mini, csf-res2net-mini) against CSNet.
 
 For each model it measures, in the same run and under the same settings (batch 64, 64 px,
-channels-last, 2 CPU threads by default), the fastest of a few training steps: forward + loss + backward +
-Adam step (cross-entropy for the classifier, BCE for the saliency models), and prints
-parameters, MACs at 64 and 224 px, images/s and the ratio to CSNet width 16. The ratio is
-what to compare across runs on a loaded machine: multiply it by CSNet-16's images/s on an
+channels-last, 2 CPU threads by default), the fastest of 20 training steps (the fastest of 5
+moved by 1.7x between runs on idle cores): forward + loss + backward + Adam step
+(cross-entropy for the classifier, BCE for the saliency models), and prints parameters,
+MACs at 64 and 224 px, images/s and the ratio to CSNet width 16. The ratio is what to compare across runs on a loaded machine: multiply it by CSNet-16's images/s on an
 idle machine to extrapolate.
 
-    python benchmarks/bench_study_model.py [--steps 5] [--threads 2] [--batch 64] [--size 64]
+    python benchmarks/bench_study_model.py [--steps 20] [--threads 2] [--batch 64] [--size 64]
         [--config '{"layers": [1, 1, 2, 1]}']   # override the mini backbone (sizing runs)
         [--head '{"norm": "bn"}']                 # override the csf-res2net-mini head
 """
@@ -63,7 +63,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--batch", type=int, default=64)
     ap.add_argument("--size", type=int, default=64)
-    ap.add_argument("--steps", type=int, default=5)
+    ap.add_argument("--steps", type=int, default=20)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--config", default=None, help="JSON overrides of the mini backbone config")
     ap.add_argument("--head", default=None, help="JSON overrides of the csf-res2net-mini head (CSFHeadConfig.for_stages arguments)")
