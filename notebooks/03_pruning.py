@@ -126,7 +126,9 @@ viz.pruning_panel(pr, res["allocation"])
 # rule `equivalent` with margin 0.02: supported if its 90% interval lies inside [-0.02, +0.02],
 # **refuted if it lies entirely outside**, otherwise inconclusive. The curves carry one score per
 # point (one seed), so this design has no interval yet and cannot conclude.
-# Gates first: every trained model at a plateau (gain under 0.005 over the last quarter of its
+# Gates first: the regime the claim is about, at least a quarter of DWD's channels collapsed
+# (|gamma| under 1% of their block's largest; keeping 20% of the parameters needs about half
+# gone); every trained model at a plateau (gain under 0.005 over the last quarter of its
 # epochs on a validation split) and selected on that split, not the test split; a failed or
 # unevaluable gate leaves the outcome inconclusive. Quick mode never concludes.
 #
@@ -137,7 +139,7 @@ viz.pruning_panel(pr, res["allocation"])
 # protocol.
 
 # %%
-finding = verdicts.pruning(pr, mode=study.mode, seeds=[0], **verdicts.training_evidence(res["training"]))
+finding = verdicts.pruning(pr, mode=study.mode, seeds=[0], gammas=res["gammas"], **verdicts.training_evidence(res["training"]))
 study.findings(finding, key_figure="pruning_curves.png")
 
 # %% [markdown]

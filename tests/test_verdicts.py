@@ -89,6 +89,31 @@ def _curves(dwd_f, l2_f, tuned=None):
     return pd.DataFrame(rows)
 
 
+def _gammas(dwd_small, n=8):
+    # per block, n channels: ``dwd_small`` of them near zero, the rest near 1; l2 keeps every channel
+    rows = []
+    for reg, small in (("dwd", dwd_small), ("l2", 0)):
+        for block in ("b1", "b2"):
+            for c in range(n):
+                rows.append({"regularizer": reg, "epoch": 0, "block": block, "scale": 0, "channel": c, "abs_gamma": 1.0})
+                rows.append({"regularizer": reg, "epoch": 4, "block": block, "scale": 0, "channel": c,
+                             "abs_gamma": 1e-4 if c < small else 0.5 + 0.1 * c})
+    return pd.DataFrame(rows)
+
+
+def test_pruning_needs_the_gamma_collapse_regime():
+    g = verdicts.gamma_collapse_gate(_gammas(4))
+    assert (g.value, g.threshold, g.passed) == (0.5, 0.25, True)
+    g = verdicts.gamma_collapse_gate(_gammas(1))  # 1 of 8 collapsed: the claim's regime was never reached
+    assert g.value == 0.125 and not g.passed
+    # only the last epoch counts (at initialisation nothing has collapsed)
+    assert verdicts.gamma_collapse_gate(_gammas(4)[lambda d: d.epoch == 0]).value == 0.0
+    g = verdicts.gamma_collapse_gate(None)
+    assert g.value is None and not g.passed and g.note == "no dwd gammas"
+    v = verdicts.pruning(_curves([0.8] * 4, [0.8] * 4), mode="standard", seeds=[0], gammas=_gammas(1))
+    assert _gates(v)["gamma collapse (regime reached)"] is False
+
+
 def test_pruning_effect_is_dwd_at_20_percent_minus_unpruned():
     v = verdicts.pruning(_curves([0.8, 0.8, 0.79, 0.7], [0.8, 0.7, 0.6, 0.5]), mode="standard", seeds=[0])
     assert (v.rule, v.margin, v.ci, v.outcome) == ("equivalent", 0.02, None, "inconclusive")

@@ -152,6 +152,27 @@ PRUNING_CLAIM = "Dynamic weight decay lets about 80% of CSNet's parameters be pr
 # "Little loss", read as the paper's: the slim model within 0.02 max-F of the unpruned one (equivalent).
 PRUNING_TOLERANCE = 0.02
 PRUNING_TARGET_KEPT = 0.20  # "about 80% pruned": the curve's point nearest 20% of the parameters kept
+# The regime the claim is about: DWD drives gammas to collapse, and pruning removes the collapsed
+# channels. A channel has collapsed when its |gamma| is under 1% of its block's largest. Keeping
+# 20% of the parameters needs roughly half the channels gone (conv parameters scale with the
+# product of in and out widths), so a run where under a quarter collapsed never reached it.
+GAMMA_COLLAPSE_REL = 0.01
+GAMMA_COLLAPSE_MIN_SHARE = 0.25
+
+
+def gamma_collapse_gate(gammas: Optional[pd.DataFrame], regularizer: str = "dwd") -> Gate:
+    """The share of ``regularizer``'s regularised channels whose |gamma| (at the last epoch of
+    ``gammas``, `sodlab.studies.pruning.regularizer_study`'s table) is under `GAMMA_COLLAPSE_REL`
+    of their block's largest, against `GAMMA_COLLAPSE_MIN_SHARE`. Missing evidence fails the gate."""
+    name = "gamma collapse (regime reached)"
+    if gammas is None or not len(gammas) or regularizer not in set(gammas["regularizer"]):
+        return Gate(name, None, GAMMA_COLLAPSE_MIN_SHARE, "at least", f"no {regularizer} gammas")
+    g = gammas[gammas.regularizer == regularizer]
+    g = g[g.epoch == g.epoch.max()]
+    largest = g.groupby("block")["abs_gamma"].transform("max")
+    share = float((g["abs_gamma"] < GAMMA_COLLAPSE_REL * largest).mean())
+    return Gate(name, share, GAMMA_COLLAPSE_MIN_SHARE, "at least",
+                f"{regularizer} channels with |gamma| under {GAMMA_COLLAPSE_REL:g} of their block's largest")
 
 
 def prunable_share(curve: pd.DataFrame, tol: float = PRUNING_TOLERANCE, metric: str = "max_f",
@@ -180,12 +201,13 @@ def _at_target(curve: pd.DataFrame, metric: str) -> pd.Series:
 
 
 def pruning(curves: pd.DataFrame, *, mode: str, seeds: Sequence[int], validation_curves: Curves = None,
-            selected_on_validation: Optional[bool] = None) -> Verdict:
+            selected_on_validation: Optional[bool] = None, gammas: Optional[pd.DataFrame] = None) -> Verdict:
     """``curves``: `sodlab.prune.curve` rows with a ``regularizer`` column. The effect is DWD's
     max-F at the point nearest `PRUNING_TARGET_KEPT` of the parameters minus its unpruned
     model's, after fine-tuning when the curves were fine-tuned (``max_f_finetuned``, the
     paper's prune-then-fine-tune protocol), rule ``equivalent`` with `PRUNING_TOLERANCE`. The
-    curves carry one score per point (one seed, no per-image scores), so there is no interval."""
+    curves carry one score per point (one seed, no per-image scores), so there is no interval.
+    ``gammas`` (the study's gamma table) feeds `gamma_collapse_gate`: without it that gate fails."""
     tol = PRUNING_TOLERANCE
     groups = dict(list(curves.groupby("regularizer")))
     rows = {r: prunable_share(g, tol) for r, g in groups.items()}
@@ -215,8 +237,8 @@ def pruning(curves: pd.DataFrame, *, mode: str, seeds: Sequence[int], validation
     return judge(study="03_pruning", claim=PRUNING_CLAIM,
                  quantity=f"DWD max-F at {points['dwd'].kept:.0%} of the parameters {when} minus unpruned DWD max-F (0-1)",
                  effect=effect, ci=None, margin=tol, rule="equivalent", mode=mode, seeds=seeds,
-                 gates=training_gates(sorted(groups), validation_curves, selected_on_validation), lines=lines,
-                 no_interval="one score per pruning point (one seed, no per-image scores)")
+                 gates=[gamma_collapse_gate(gammas)] + training_gates(sorted(groups), validation_curves, selected_on_validation),
+                 lines=lines, no_interval="one score per pruning point (one seed, no per-image scores)")
 
 
 # ------------------------------------------------------------------------ 4: categories
