@@ -8,6 +8,7 @@ import pandas as pd
 import pytest
 
 from sodlab.studies import verdicts
+from sodlab.studies.common import collapsed_share
 from sodlab.studies.rules import VERDICT_KEYS
 
 FLAT = [0.70, 0.79, 0.800, 0.801]  # gain over the last quarter 0.001: at a plateau
@@ -106,6 +107,9 @@ def test_pruning_needs_the_gamma_collapse_regime():
     assert (g.value, g.threshold, g.passed) == (0.5, 0.25, True)
     g = verdicts.gamma_collapse_gate(_gammas(1))  # 1 of 8 collapsed: the claim's regime was never reached
     assert g.value == 0.125 and not g.passed
+    # the same measure as 06's "channels below" table; a block whose gammas are all zero collapsed whole
+    zero = pd.DataFrame({"block": ["b1", "b1", "b2", "b2"], "abs_gamma": [0.0, 0.0, 1.0, 0.005]})
+    assert collapsed_share(zero, 0.01) == 0.75
     # only the last epoch counts (at initialisation nothing has collapsed)
     assert verdicts.gamma_collapse_gate(_gammas(4)[lambda d: d.epoch == 0]).value == 0.0
     g = verdicts.gamma_collapse_gate(None)

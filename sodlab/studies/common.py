@@ -30,6 +30,7 @@ from ..models.classifier import CSNetClassifier
 from ..models.csnet import CSNet
 from ..models.registry import create_model
 from ..train import fit, load_recipe
+from ..train.trainer import SELECTION_METRICS
 
 log = logging.getLogger(__name__)
 
@@ -141,14 +142,11 @@ def train_or_resume(
     return trained, log_df
 
 
-VAL_METRICS = {"sod": "val_max_f", "classification": "val_top1"}
-
-
 def validation_rows(model: str, log_df: pd.DataFrame) -> list[dict[str, Any]]:
     """The validation curve of one training log, as rows of a study's ``training`` table
     (``model``, ``epoch``, ``metric``, ``value``, ``selected``: the epoch `train_or_resume`
-    returned). Empty when the run had no validation split."""
-    metric = next((m for m in VAL_METRICS.values() if m in log_df), None)
+    returned: the first best, as the trainer keeps). Empty when the run had no validation split."""
+    metric = next((m for m in SELECTION_METRICS.values() if m in log_df), None)
     if metric is None:
         return []
     vals = log_df[["epoch", metric]].dropna()
@@ -246,6 +244,13 @@ def bn_gammas(model: nn.Module) -> pd.DataFrame:
             for c, g in enumerate(mod.weight.detach().abs().cpu().numpy()):
                 rows.append({"block": block, "scale": scale, "channel": c, "abs_gamma": float(g)})
     return pd.DataFrame(rows)
+
+
+def collapsed_share(gammas: pd.DataFrame, threshold: float) -> float:
+    """Share of the channels of a `bn_gammas` table whose |gamma| is under ``threshold`` times
+    the largest of their block (a block whose gammas are all zero has collapsed whole)."""
+    largest = gammas.groupby("block")["abs_gamma"].transform("max").clip(lower=1e-30)
+    return float((gammas["abs_gamma"] / largest < threshold).mean())
 
 
 def spread(n: int, k: int, seed: int) -> list[int]:

@@ -12,14 +12,14 @@ from torch.utils.data import Subset
 from ..analysis import redundancy as red
 from ..device import resolve_device
 from ..models.classifier import transfer_encoder
-from .common import (DEFAULT_LAYERS, bn_gammas, category_names, classifier_row, cls_model, datasets, flush_denormals,
-                     score_summary, sod_model, sod_scores, spread, train_or_resume, training_table, validation_rows)
+from .common import (DEFAULT_LAYERS, bn_gammas, category_names, classifier_row, cls_model, collapsed_share, datasets,
+                     flush_denormals, score_summary, sod_model, sod_scores, spread, train_or_resume, training_table,
+                     validation_rows)
 
 
 def _gamma_dead_fraction(model: nn.Module, thresholds: Sequence[float]) -> list[dict]:
     g = bn_gammas(model)
-    rel = g["abs_gamma"] / g.groupby("block")["abs_gamma"].transform("max").clip(lower=1e-30)
-    return [{"threshold": t, "frac_channels_below": float((rel < t).mean())} for t in thresholds]
+    return [{"threshold": t, "frac_channels_below": collapsed_share(g, t)} for t in thresholds]
 
 
 @flush_denormals

@@ -19,6 +19,7 @@ from typing import Mapping, Optional, Sequence
 import numpy as np
 import pandas as pd
 
+from .common import collapsed_share
 from .redundancy import task_scores
 from .rules import (CLASSIFIER_MIN_TOP1, Gate, Verdict, classifier_gate, judge, plateau_gate,  # noqa: F401 (re-exported)
                     selection_gate)
@@ -168,9 +169,7 @@ def gamma_collapse_gate(gammas: Optional[pd.DataFrame], regularizer: str = "dwd"
     if gammas is None or not len(gammas) or regularizer not in set(gammas["regularizer"]):
         return Gate(name, None, GAMMA_COLLAPSE_MIN_SHARE, "at least", f"no {regularizer} gammas")
     g = gammas[gammas.regularizer == regularizer]
-    g = g[g.epoch == g.epoch.max()]
-    largest = g.groupby("block")["abs_gamma"].transform("max")
-    share = float((g["abs_gamma"] < GAMMA_COLLAPSE_REL * largest).mean())
+    share = collapsed_share(g[g.epoch == g.epoch.max()], GAMMA_COLLAPSE_REL)
     return Gate(name, share, GAMMA_COLLAPSE_MIN_SHARE, "at least",
                 f"{regularizer} channels with |gamma| under {GAMMA_COLLAPSE_REL:g} of their block's largest")
 

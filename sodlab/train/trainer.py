@@ -48,6 +48,9 @@ from .rng import epoch_seed, preserve_global_rng, seed_everything, set_rng_state
 from .rundir import RunState, check_resumable, discard_unstarted, open_run_dir, save_epoch, write_config
 from .validation import validate
 
+# The validation score a run is selected on (``best.pt``), per task; higher is better.
+SELECTION_METRICS = {"sod": "val_max_f", "classification": "val_top1"}
+
 log = logging.getLogger(__name__)
 
 
@@ -245,8 +248,7 @@ def _epoch(parts: _Parts, train_ds: Dataset, val_ds: Optional[Dataset], sampler:
     row["time_s"] = time.perf_counter() - t0
     run.rows.append(row)
     run.epoch = epoch + 1
-    metric_key = "val_max_f" if config.resolved_task == "sod" else "val_top1"
-    score = row.get(metric_key, float("nan")) if val_ds is not None else float(epoch)
+    score = row.get(SELECTION_METRICS[config.resolved_task], float("nan")) if val_ds is not None else float(epoch)
     improved = score == score and score > run.best
     if improved:
         run.best, run.best_epoch = float(score), epoch + 1
