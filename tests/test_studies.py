@@ -1,9 +1,11 @@
 """The studies runner: headless execution, failure reports, parameter injection, pairing, CLI."""
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import json
 from pathlib import Path
+from queue import Empty
 
 import nbformat
 import pytest
@@ -11,6 +13,7 @@ import pytest
 from sodlab import studies
 from sodlab.cli import main as cli_main
 from sodlab.errors import ConfigError
+from sodlab.studies import runner
 
 OK = '''# %% [markdown]
 # # A notebook that works
@@ -331,3 +334,39 @@ def test_work_dir_depends_on_mode_and_data(tmp_path: Path):
     d = study("quick", tmp_path / "my data", False).work_dir
     assert len({a, b, c, d}) == 4 and a.name == "synthetic-aaaa" and d.name.startswith("my_data-")
     assert study("quick", None, True).work_dir == tmp_path / "res" / "runs" / "quick"
+
+
+class _LateChannel:
+    """A channel whose message is there from the start but whose waits without a timeout
+    never wake (the missed edge-triggered wake-up); a wait with a timeout finds it."""
+
+    def __init__(self, ready_after_calls: int = 0) -> None:
+        self.calls: list = []
+        self.ready_after_calls = ready_after_calls
+
+    async def get_msg(self, timeout=None):
+        self.calls.append(timeout)
+        if timeout is None:
+            await asyncio.Event().wait()  # would block forever
+        if len(self.calls) > self.ready_after_calls:
+            return {"msg": "reply"}
+        raise Empty
+
+
+def test_sliced_get_msg_never_waits_without_a_timeout():
+    ch = _LateChannel(ready_after_calls=2)
+    get = runner.sliced_get_msg(ch.get_msg, slice_s=0.01)
+    assert asyncio.run(asyncio.wait_for(get(timeout=None), 5)) == {"msg": "reply"}
+    assert len(ch.calls) == 3 and all(t == 0.01 for t in ch.calls)
+
+
+def test_sliced_get_msg_keeps_the_callers_deadline():
+    ch = _LateChannel(ready_after_calls=10**9)
+    get = runner.sliced_get_msg(ch.get_msg, slice_s=0.01)
+    with pytest.raises(Empty):
+        asyncio.run(get(timeout=0.05))
+    assert all(t is not None and t <= 0.01 for t in ch.calls) and len(ch.calls) >= 2
+    ch0 = _LateChannel(ready_after_calls=10**9)
+    with pytest.raises(Empty):
+        asyncio.run(runner.sliced_get_msg(ch0.get_msg)(timeout=0))
+    assert ch0.calls == [0.0]

@@ -10,6 +10,7 @@ import json
 import logging
 import time
 from pathlib import Path
+from queue import Empty
 from typing import Any, Callable, Mapping, Optional, Sequence
 
 import nbformat
@@ -24,6 +25,41 @@ from .source import inject_parameters, parameter_names, read_notebook
 log = logging.getLogger(__name__)
 
 RUN_RECORD = "run.json"
+
+# How long one wait on a kernel channel may block before it looks at the socket again.
+POLL_SLICE_S = 1.0
+
+
+def sliced_get_msg(get_msg: Callable[..., Any], slice_s: float = POLL_SLICE_S) -> Callable[..., Any]:
+    """Wrap an async channel's ``get_msg(timeout)`` so that no single wait blocks longer than
+    ``slice_s``: a wait without a timeout becomes a loop of short waits, and one with a timeout
+    keeps its deadline. Why: an asyncio zmq poll without a timeout can miss a message that
+    arrived while nobody was polling (its wake-up is edge-triggered), and then waits forever;
+    a poll that times out looks at the socket itself. A cell that creates widgets hit this in
+    CI: the kernel had answered, the client waited 87 minutes for the answer
+    (jupyter/nbclient#312 describes the same hang)."""
+
+    async def get_msg_sliced(timeout: Optional[float] = None) -> Any:
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            left = slice_s if deadline is None else min(slice_s, max(0.0, deadline - time.monotonic()))
+            try:
+                return await get_msg(timeout=left)
+            except Empty:
+                if deadline is not None and time.monotonic() >= deadline:
+                    raise
+
+    return get_msg_sliced
+
+
+class _SlicedPollClient(NotebookClient):
+    """`NotebookClient` whose shell and IOPub waits are `sliced_get_msg` waits."""
+
+    async def async_start_new_kernel_client(self):  # type: ignore[override]
+        kc = await super().async_start_new_kernel_client()
+        for channel in (kc.shell_channel, kc.iopub_channel):
+            channel.get_msg = sliced_get_msg(channel.get_msg)
+        return kc
 
 
 @dataclasses.dataclass
@@ -99,7 +135,7 @@ def execute_notebook(
         if progress is not None:
             progress(done[0], n_code)
 
-    client = NotebookClient(
+    client = _SlicedPollClient(
         nb,
         timeout=timeout,
         kernel_name=kernel_name,
