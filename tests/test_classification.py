@@ -171,7 +171,7 @@ def test_recipes_load_and_validate():
     assert cls["model"]["name"] == "res2net-mini"
     c = TrainConfig.from_dict(cls["train"])
     assert (c.resolved_task, c.epochs, c.batch_size, c.image_size, c.optimizer, c.nesterov, c.schedule, c.label_smoothing) == (
-        "classification", 12, 64, 64, "sgd", True, "onecycle", 0.1)
+        "classification", 20, 64, 64, "sgd", True, "onecycle", 0.1)
     assert c.hflip and c.vflip and c.rot90
     csf = read_recipe("csf-mini-quick")
     assert csf["model"]["name"] == "csf-res2net-mini"
