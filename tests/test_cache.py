@@ -47,6 +47,20 @@ def test_a_rerun_reads_the_same_result_back_exactly(tmp_path: Path):
     assert len(list((tmp_path / "cache").glob("experiment-*.json"))) == 3
 
 
+def test_a_new_cache_version_misses_the_old_result(tmp_path: Path):
+    calls = []
+
+    def experiment(root: Path, width: int = 8):
+        calls.append(width)
+        return {"table": pd.DataFrame({"v": [float(len(calls))]})}
+
+    first = cached_call(tmp_path / "cache", experiment, tmp_path / "data", width=8)
+    experiment.cache_version = 2  # the tables changed: the old file must not be read back
+    second = cached_call(tmp_path / "cache", experiment, tmp_path / "data", width=8)
+    third = cached_call(tmp_path / "cache", experiment, tmp_path / "data", width=8)
+    assert calls == [8, 8] and first["table"]["v"][0] == 1.0 and second["table"]["v"][0] == third["table"]["v"][0] == 2.0
+
+
 def test_a_damaged_cache_is_recomputed_and_bad_input_is_named(tmp_path: Path):
     calls = []
 

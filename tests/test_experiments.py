@@ -2,6 +2,8 @@
 generated benchmark (tiny widths, 64x64 images, one or two epochs)."""
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -244,8 +246,15 @@ def test_redundancy_study(bench, tmp_path):
     c = out["classifiers"]
     assert list(c["width"]) == [4, 6] and (c["chance"] == c["chance"].iloc[0]).all()
     np.testing.assert_allclose(c["accuracy"], w[w.task == "classification"]["value"])
+    # floors: the centre-bias guess on the same test images for SOD, chance for classification
+    from sodlab.baselines import baseline_metrics
+    centre = baseline_metrics(Path(bench) / "test", ["centre bias"])["centre bias"]["max_f"]
+    heads = w[w.metric.isin(["max_f", "accuracy"])].set_index(["task", "width"])["floor"]
+    np.testing.assert_allclose(heads.loc["sod"], centre)
+    np.testing.assert_allclose(heads.loc["classification"], c["chance"].iloc[0])
+    assert w[w.metric == "mae"]["floor"].isna().all()
     text = "\n".join(verdicts.redundancy(out, mode="standard", seeds=[0]).lines)
-    assert "Width 6 -> 4" in text and "the width-6 classifier top-1" in text
+    assert "Width 6 -> 4" in text and "the width-6 classifier top-1" in text and f"max-F {centre:.3f}" in text
 
 
 @pytest.mark.slow

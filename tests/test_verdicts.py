@@ -211,10 +211,12 @@ def test_pretraining_reads_the_full_training_set():
 
 
 # ------------------------------------------------------------------------ 6: redundancy
-def _redundancy_tables(sod_small, cls_small, er_sod=0.3, er_cls=0.5, dead_sod=0.4, dead_cls=0.1):
+def _redundancy_tables(sod_small, cls_small, er_sod=0.3, er_cls=0.5, dead_sod=0.4, dead_cls=0.1, floors=None, sod_wide=0.8):
     sweep = pd.DataFrame([{"task": t, "width": w, "metric": m, "value": v, "params": w * 1000}
-                          for t, m, small in (("sod", "max_f", sod_small), ("classification", "accuracy", cls_small))
-                          for w, v in ((4, small), (16, 0.8))])
+                          for t, m, small, wide in (("sod", "max_f", sod_small, sod_wide), ("classification", "accuracy", cls_small, 0.8))
+                          for w, v in ((4, small), (16, wide))])
+    if floors is not None:
+        sweep["floor"] = sweep["task"].map(floors)
     layers = pd.DataFrame([{"width": 16, "task": t, "layer": l, "effective_rank_ratio": e, "mean_abs_corr": 0.2}
                            for t, e in (("sod", er_sod), ("classification", er_cls)) for l in ("a", "b")])
     prn = pd.DataFrame([{"width": 16, "task": t, "threshold": th, "frac_channels_below": d}
@@ -233,6 +235,33 @@ def test_redundancy_effect_is_the_difference_in_kept_share():
     # only the widest classifier is gated; the narrow one's accuracy is the measurement
     assert [g.name for g in v.gates][0] == "classifier top-1: classifier_w16" and v.gates[0].passed
     assert not any("width-4" in line for line in v.lines)
+    # without floors the floor gate cannot be evaluated: the raw share stands in, and the outcome stays inconclusive
+    floor = next(g for g in v.gates if g.name == "widest model above its floor")
+    assert floor.value is None and not floor.passed
+    assert any("share of the raw score kept" in line for line in v.lines)
+
+
+def test_redundancy_effect_is_measured_above_each_tasks_floor():
+    """The issue's point: SOD's floor (a centre blob) is high, so a share of the raw score
+    flatters it. Raw shares say SOD keeps more (0.55/0.8 against 0.4/0.8); above the floors
+    (centre bias 0.46, chance 1/12) it keeps less, and the effect changes sign."""
+    res = _redundancy_tables(0.55, 0.4, floors={"sod": 0.46, "classification": 1 / 12})
+    res["classifiers"] = _classifiers(0.95, model="classifier_w16", width=16)
+    v = verdicts.redundancy(res, mode="standard", seeds=[0])
+    sod_above, cls_above = (0.55 - 0.46) / (0.8 - 0.46), (0.4 - 1 / 12) / (0.8 - 1 / 12)
+    assert v.effect == pytest.approx(sod_above - cls_above) and v.effect < 0 < 0.55 / 0.8 - 0.4 / 0.8
+    floor = next(g for g in v.gates if g.name == "widest model above its floor")
+    assert floor.passed and floor.value == pytest.approx(0.8 - 0.46)
+    assert any("keeps 26.5% of the widest SOD model's lead and 44.2% of the widest classifier's" in line for line in v.lines)
+
+
+def test_redundancy_floor_gate_fails_when_the_widest_model_barely_beats_its_floor():
+    res = _redundancy_tables(0.47, 0.4, floors={"sod": 0.46, "classification": 1 / 12}, sod_wide=0.49)
+    res["classifiers"] = _classifiers(0.95, model="classifier_w16", width=16)
+    v = verdicts.redundancy(res, mode="standard", seeds=[0])
+    floor = next(g for g in v.gates if g.name == "widest model above its floor")
+    assert not floor.passed and floor.value == pytest.approx(0.03)
+    assert v.outcome == "inconclusive"
 
 
 # ------------------------------------------------------------------------ 7: mechanisms

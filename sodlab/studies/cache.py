@@ -11,7 +11,9 @@ never executes code.
 A second run of the same cell with the same arguments reads the file; any other argument is
 another file. Arguments that do not change the result (``device``, ``progress``) are left out
 of the key. The cache knows nothing of code changes: delete the notebook's ``runs/`` folder
-(or pass ``refresh=True``) after changing an experiment.
+(or pass ``refresh=True``) after changing an experiment, unless the experiment declares a
+``cache_version`` attribute: it joins the key, so raising it when the tables change (a new
+column) makes old results miss instead of being read back without the column.
 """
 from __future__ import annotations
 
@@ -60,6 +62,8 @@ def cache_key(fn: Callable[..., Any], args: tuple, kwargs: Mapping[str, Any]) ->
     name = f"{fn.__module__}.{fn.__qualname__}"
     described = {"function": name, "args": _plain(list(args)),
                  "kwargs": _plain({k: v for k, v in kwargs.items() if k not in NOT_IN_KEY}), "format": CACHE_FORMAT}
+    if getattr(fn, "cache_version", None) is not None:
+        described["version"] = _plain(fn.cache_version)
     digest = hashlib.sha1(json.dumps(described, sort_keys=True).encode()).hexdigest()[:16]
     return f"{fn.__name__}-{digest}", described
 

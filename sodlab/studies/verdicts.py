@@ -324,17 +324,34 @@ def pretraining(final: pd.DataFrame, efficiency: pd.DataFrame, classifiers: Opti
 
 # ------------------------------------------------------------------------ 6: redundancy
 REDUNDANCY_CLAIM = "SOD needs far fewer parameters than classification; its features are more redundant."
-# SOD must keep clearly more of its own score when shrunk: 2 points of the widest model's score, not rounding (greater).
+# SOD must keep clearly more of its lead over its floor when shrunk: 2 points of that lead, not rounding (greater).
 REDUNDANCY_MARGIN = 0.02
+# The widest model of each task must lead its floor (centre-bias max-F; chance) by this much, or
+# "the share of the lead kept" divides by noise.
+FLOOR_LEAD_MIN = 0.05
+
+
+def floor_lead_gate(scores: pd.DataFrame) -> Gate:
+    """Each task's widest model above its floor (`task_scores` rows with ``floor``): the gate's
+    value is the smaller lead of the two tasks. Tables without floors cannot be evaluated."""
+    name = "widest model above its floor"
+    if "floor" not in scores or scores["floor"].isna().any():
+        return Gate(name, None, FLOOR_LEAD_MIN, "at least", "no floor recorded beside the scores (tables from before floors)")
+    widest = scores.loc[scores.groupby("task")["width"].idxmax()].set_index("task")
+    lead = widest["value"] - widest["floor"]
+    return Gate(name, float(lead.min()), FLOOR_LEAD_MIN, "at least",
+                "widest minus floor: " + ", ".join(f"{t} {v:+.3f}" for t, v in lead.items()))
 
 
 def redundancy(res: Mapping[str, pd.DataFrame], *, mode: str, seeds: Sequence[int], validation_curves: Curves = None,
                selected_on_validation: Optional[bool] = None) -> Verdict:
     """The tables of `sodlab.studies.redundancy.redundancy_study` (``width_sweep``, ``layers``,
     ``pruning``, ``cka_twins``, ``classifiers``). The effect is the share of its widest
-    model's score SOD keeps at the narrowest width minus the share classification keeps, rule
-    ``greater`` with `REDUNDANCY_MARGIN`; the widest classifier must pass its gate (the narrower
-    ones are the measurement). One model per task and width: no interval."""
+    model's lead over its floor SOD keeps at the narrowest width minus the share classification
+    keeps (`task_scores`' ``above_floor``), rule ``greater`` with `REDUNDANCY_MARGIN`; the
+    widest classifier must pass its gate (the narrower ones are the measurement) and each
+    task's widest model must lead its floor (`floor_lead_gate`). One model per task and
+    width: no interval."""
     sweep = res["width_sweep"]
     main = task_scores(sweep)
     wmin, wmax = int(main.width.min()), int(main.width.max())
@@ -342,6 +359,18 @@ def redundancy(res: Mapping[str, pd.DataFrame], *, mode: str, seeds: Sequence[in
     par = sweep.drop_duplicates(["task", "width"]).set_index(["task", "width"])["params"]
     val = main.set_index(["task", "width"])["value"]
     sod_keep, cls_keep = rel[("sod", wmin)], rel[("classification", wmin)]
+    floor_gate = floor_lead_gate(main)
+    if "above_floor" in main:
+        above = main.set_index(["task", "width"])["above_floor"]
+        sod_above, cls_above = above[("sod", wmin)], above[("classification", wmin)]
+        flo = main.drop_duplicates("task").set_index("task")["floor"]
+        share = lambda v: f"{v:.1%}" if np.isfinite(v) else "an undefined share (its widest model is not above the floor)"  # noqa: E731
+        floor_line = (f"- Above each task's floor (SOD: the centre-bias guess, max-F {flo['sod']:.3f}; classification: "
+                      f"chance, {flo['classification']:.3f}), width {wmin} keeps {share(sod_above)} of the widest SOD model's lead "
+                      f"and {share(cls_above)} of the widest classifier's.")
+    else:
+        sod_above = cls_above = float("nan")
+        floor_line = "- No floors recorded beside the scores: the share of the lead over the floor is unknown."
     lw = res["layers"][res["layers"].width == wmax]
     er = lw.groupby("task")["effective_rank_ratio"].mean()
     corr = lw.groupby("task")["mean_abs_corr"].mean()
@@ -355,6 +384,7 @@ def redundancy(res: Mapping[str, pd.DataFrame], *, mode: str, seeds: Sequence[in
         f"- Width {wmax} -> {wmin}: SOD parameters {par[('sod', wmax)]:,} -> {par[('sod', wmin)]:,}; max-F "
         f"{val[('sod', wmax)]:.3f} -> {val[('sod', wmin)]:.3f} ({sod_keep:.1%} kept). Classification accuracy "
         f"{val[('classification', wmax)]:.3f} -> {val[('classification', wmin)]:.3f} ({cls_keep:.1%} kept).",
+        floor_line,
         f"- Effective rank / channels, mean over layers at width {wmax}: SOD {er.get('sod', float('nan')):.2f}, "
         f"classification {er.get('classification', float('nan')):.2f}; mean |channel correlation| SOD "
         f"{corr.get('sod', float('nan')):.2f}, classification {corr.get('classification', float('nan')):.2f}.",
@@ -362,15 +392,24 @@ def redundancy(res: Mapping[str, pd.DataFrame], *, mode: str, seeds: Sequence[in
         f"classification {dead.get(('classification', th), float('nan')):.0%}.",
         "- CKA between the twins, same layer: " + ", ".join(f"{k} {v:.2f}" for k, v in twins.items()) + ".",
     ]
+    effect = float(sod_above - cls_above)
+    if not np.isfinite(effect):
+        # no floor, or a widest model at or below it: the floor gate has failed, and the
+        # verdict (inconclusive) reports the share of the raw score instead
+        effect = float(sod_keep - cls_keep)
+        lines.append(f"- The effect shown is the share of the raw score kept, SOD minus classification ({effect:+.3f}): "
+                     "the share of the lead over the floor could not be computed.")
     cls = res.get("classifiers")
     if cls is not None and len(cls) and "width" in cls:
         cls = cls[cls.width == wmax]
     cls_gates, cls_lines = classifier_gates(cls, [f"classifier_w{wmax}"])
     models = [f"{t} width {w}" for w in sorted(main.width.unique()) for t in ("sod", "classification")]
     return judge(study="06_redundancy", claim=REDUNDANCY_CLAIM,
-                 quantity=f"share of the width-{wmax} score kept at width {wmin}, SOD minus classification (fraction)",
-                 effect=float(sod_keep - cls_keep), ci=None, margin=REDUNDANCY_MARGIN, rule="greater", mode=mode, seeds=seeds,
-                 lines=lines + cls_lines, gates=cls_gates + training_gates(models, validation_curves, selected_on_validation),
+                 quantity=(f"share of the width-{wmax} model's lead over its floor kept at width {wmin}, "
+                           "SOD minus classification (fraction)"),
+                 effect=effect, ci=None, margin=REDUNDANCY_MARGIN, rule="greater", mode=mode, seeds=seeds,
+                 lines=lines + cls_lines,
+                 gates=cls_gates + [floor_gate] + training_gates(models, validation_curves, selected_on_validation),
                  no_interval="one model per task and width (one seed), no interval over seeds or images")
 
 

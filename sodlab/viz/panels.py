@@ -388,10 +388,13 @@ def redundancy_panel(scores: pd.DataFrame, layers: pd.DataFrame, cka_twins: pd.D
         n = 4 if spectra is not None else 3
         fig, axes = plt.subplots(1, n, figsize=(4.4 * n, 3.9), layout="constrained")
         with sns.axes_style(STYLE):
-            metric_curves(scores, x="params", y="relative", hue="task", logx=True, xlabel="parameters (count, log scale)",
-                          ylabel="metric / metric at the widest (ratio)", title="Width sweep", ax=axes[0])
+            # the lead over each task's floor when the sweep has floors, else the raw ratio
+            y, ylabel = (("above_floor", "(metric - floor) / (widest - floor)") if "above_floor" in scores
+                         else ("relative", "metric / metric at the widest (ratio)"))
+            metric_curves(scores, x="params", y=y, hue="task", logx=True, xlabel="parameters (count, log scale)",
+                          ylabel=ylabel, title="Width sweep", ax=axes[0])
             at = scores[scores.width == width]
-            axes[0].plot(at["params"], at["relative"], "o", ms=12, mfc="none", mec="C3", mew=2, label=f"width {width}")
+            axes[0].plot(at["params"], at[y], "o", ms=12, mfc="none", mec="C3", mew=2, label=f"width {width}")
             axes[0].legend(fontsize="x-small")
             lw = layers[(layers.layer == layer) & (layers.width == width)]
             long = lw.melt(id_vars=["task"], value_vars=["effective_rank_ratio", "mean_abs_corr"], var_name="measure")
