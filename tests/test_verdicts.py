@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -311,3 +312,20 @@ def test_every_study_writes_the_same_json_schema():
           verdicts.pruning(_curves([0.8] * 4, [0.8] * 4), mode="quick", seeds=[0])]
     for v in vs:
         assert tuple(json.loads(json.dumps(v.to_dict(), allow_nan=False))) == VERDICT_KEYS
+
+
+def test_params_to_reach_interpolates_in_log_parameters_and_marks_censoring():
+    from sodlab.studies.redundancy import params_to_reach
+    scores = pd.DataFrame([{"task": t, "params": p, "above_floor": v}
+                           for t, vals in (("a", (0.5, 0.9, 1.0)), ("b", (0.97, 0.99, 1.0)), ("c", (float("nan"), 0.5, 1.0)))
+                           for p, v in zip((1000, 4000, 16000), vals)])
+    r = params_to_reach(scores).set_index("task")
+    assert r.loc["a", "params"] == pytest.approx(8000.0) and not r.loc["a", "censored"]  # halfway in log between 4,000 and 16,000
+    assert r.loc["b", "params"] == 1000.0 and r.loc["b", "censored"]
+    assert np.isnan(r.loc["c", "params"])
+    assert params_to_reach(scores, share=0.9).set_index("task").loc["a", "params"] == pytest.approx(4000.0)
+    res = _redundancy_tables(0.55, 0.4, floors={"sod": 0.46, "classification": 1 / 12})
+    res["classifiers"] = _classifiers(0.95, model="classifier_w16", width=16)
+    line = next(l for l in verdicts.redundancy(res, mode="standard", seeds=[0]).lines if "Parameters to keep 95%" in l)
+    sod_need = 4000 * 4 ** ((0.95 - (0.55 - 0.46) / (0.8 - 0.46)) / (1 - (0.55 - 0.46) / (0.8 - 0.46)))
+    assert f"SOD {sod_need:,.0f}, classification" in line

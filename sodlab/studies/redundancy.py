@@ -4,6 +4,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Optional, Sequence
 
+import numpy as np
 import pandas as pd
 import torch
 from torch import nn
@@ -131,3 +132,29 @@ def task_scores(sweep: pd.DataFrame) -> pd.DataFrame:
         lead = main["task"].map(widest) - main["floor"]
         main["above_floor"] = (main["value"] - main["floor"]) / lead.where(lead > 0)
     return main
+
+
+PLATEAU_SHARE = 0.95
+
+
+def params_to_reach(scores: pd.DataFrame, share: float = PLATEAU_SHARE, column: str = "above_floor") -> pd.DataFrame:
+    """Per task, the parameters a model needs to keep ``share`` of its widest model's lead over
+    the floor (`task_scores`' ``above_floor``): linear in log-parameters between the two
+    widths around the crossing, the first crossing from the narrow end. ``censored`` is True
+    when even the narrowest model keeps ``share`` (the need is at most its parameters); a
+    task whose ``column`` is undefined gets NaN."""
+    rows = []
+    for task, g in scores.groupby("task", sort=False):
+        g = g.sort_values("params")
+        p, v = g["params"].to_numpy(float), g[column].to_numpy(float)
+        if not np.isfinite(v).all():
+            rows.append({"task": task, "share": share, "params": float("nan"), "censored": False})
+            continue
+        if v[0] >= share:
+            rows.append({"task": task, "share": share, "params": float(p[0]), "censored": True})
+            continue
+        i = int(np.argmax(v >= share))  # the widest model keeps 1.0, so a crossing exists
+        t = (share - v[i - 1]) / (v[i] - v[i - 1])
+        rows.append({"task": task, "share": share, "params": float(np.exp(np.log(p[i - 1]) + t * (np.log(p[i]) - np.log(p[i - 1])))),
+                     "censored": False})
+    return pd.DataFrame(rows)

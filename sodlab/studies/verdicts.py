@@ -20,7 +20,7 @@ import numpy as np
 import pandas as pd
 
 from .common import collapsed_share
-from .redundancy import task_scores
+from .redundancy import PLATEAU_SHARE, params_to_reach, task_scores
 from .rules import (CLASSIFIER_MIN_TOP1, Gate, Verdict, classifier_gate, judge, plateau_gate,  # noqa: F401 (re-exported)
                     selection_gate)
 
@@ -368,6 +368,16 @@ def redundancy(res: Mapping[str, pd.DataFrame], *, mode: str, seeds: Sequence[in
         floor_line = (f"- Above each task's floor (SOD: the centre-bias guess, max-F {flo['sod']:.3f}; classification: "
                       f"chance, {flo['classification']:.3f}), width {wmin} keeps {share(sod_above)} of the widest SOD model's lead "
                       f"and {share(cls_above)} of the widest classifier's.")
+        need = params_to_reach(main).set_index("task")
+
+        def needs(task: str) -> str:
+            r = need.loc[task]
+            if not np.isfinite(r.params):
+                return "undefined"
+            return f"at most {r.params:,.0f} (its narrowest model already does)" if r.censored else f"{r.params:,.0f}"
+
+        floor_line += (f" Parameters to keep {PLATEAU_SHARE:.0%} of that lead (log-interpolated between widths): "
+                       f"SOD {needs('sod')}, classification {needs('classification')}.")
     else:
         sod_above = cls_above = float("nan")
         floor_line = "- No floors recorded beside the scores: the share of the lead over the floor is unknown."
