@@ -172,7 +172,7 @@ def test_recipes_load_and_validate():
     c = TrainConfig.from_dict(cls["train"])
     assert (c.resolved_task, c.epochs, c.batch_size, c.image_size, c.optimizer, c.nesterov, c.schedule, c.label_smoothing) == (
         "classification", 20, 64, 64, "sgd", True, "onecycle", 0.1)
-    assert c.hflip and c.vflip and c.rot90
+    assert c.hflip and c.vflip and c.rot90 and c.preload
     csf = read_recipe("csf-mini-quick")
     assert csf["model"]["name"] == "csf-res2net-mini"
     s = TrainConfig.from_dict(csf["train"])

@@ -16,14 +16,18 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 from torch.utils.data import Dataset
+from tqdm.auto import tqdm
 
 from ..errors import DataError, ImageReadError
+from .batched import Geometry, crop_flip_turn_resize
 from .folder import CATEGORIES_FILE, IMAGE_DIRS, MASK_DIRS, IMAGE_SUFFIXES, SODFolder
 from .io import image_size, read_image
 from .transforms import _image_tensor, normalize
 
 log = logging.getLogger(__name__)
 _MAX_LISTED = 20
+# `LabelledImages.preload` keeps images on disk beyond this (decoded: 3 bytes per pixel).
+PRELOAD_MAX_BYTES = 2 * 2**30
 
 ImageOnlyTransform = Callable[[np.ndarray], Tensor]
 
@@ -56,13 +60,17 @@ class LabelledImages(Dataset):
     """
 
     def __init__(self, root: str | Path, image_paths: Sequence[Path], labels: Sequence[int], class_names: Sequence[str],
-                 transform: Optional[ImageOnlyTransform] = None) -> None:
+                 transform: Optional[ImageOnlyTransform] = None, sizes: Optional[Sequence[tuple[int, int]]] = None) -> None:
         self.root = Path(root)
         self.image_paths = [Path(p) for p in image_paths]
         self.labels = [int(v) for v in labels]
         self.class_names = [str(c) for c in class_names]
         self.transform = transform
         self.stems = [p.stem for p in self.image_paths]
+        # (H, W) per image when known from the headers; `preload` reads them otherwise.
+        self.sizes: Optional[list[tuple[int, int]]] = [tuple(s) for s in sizes] if sizes is not None else None
+        self._pixels: Optional[Tensor] = None  # (N, H, W, 3) uint8 once preloaded, images of one size
+        self._arrays: Optional[list[np.ndarray]] = None  # preloaded images of several sizes
 
     @property
     def category_names(self) -> list[str]:
@@ -72,19 +80,67 @@ class LabelledImages(Dataset):
     def __len__(self) -> int:
         return len(self.image_paths)
 
+    @property
+    def preloaded(self) -> bool:
+        """Whether the images are held in memory (`preload`)."""
+        return self._pixels is not None or self._arrays is not None
+
+    def preload(self, max_bytes: int = PRELOAD_MAX_BYTES, progress: bool = False) -> bool:
+        """Decode every image into memory, so epochs read no file and (images of one size,
+        an `ImageTransform`) augment whole batches at once (`__getitems__`). Returns whether
+        it did: images that would take more than ``max_bytes`` stay on disk, with a warning.
+        An unreadable image is an `ImageReadError` naming the file, as when read later."""
+        if self.preloaded:
+            return True
+        if self.sizes is None:
+            self.sizes = [image_size(p) for p in self.image_paths]
+        need = sum(3 * h * w for h, w in self.sizes)
+        if need > max_bytes:
+            log.warning("%s: not preloading %d images: they need %.1f GiB of memory, over the %.1f GiB allowed",
+                        self.root, len(self), need / 2**30, max_bytes / 2**30)
+            return False
+        arrays = [read_image(p) for p in tqdm(self.image_paths, desc=f"preloading {self.root.name}", leave=False,
+                                               disable=not progress)]
+        if len({a.shape for a in arrays}) == 1:
+            self._pixels = torch.from_numpy(np.stack(arrays))
+        else:
+            self._arrays = arrays
+        log.debug("%s: %d images preloaded (%.1f MiB)", self.root, len(arrays), need / 2**20)
+        return True
+
     def read(self, index: int) -> np.ndarray:
-        """The raw (H, W, 3) uint8 image of item ``index``."""
+        """The raw (H, W, 3) uint8 image of item ``index`` (a copy when preloaded)."""
+        if self._pixels is not None:
+            return self._pixels[index].numpy().copy()
+        if self._arrays is not None:
+            return self._arrays[index].copy()
         return read_image(self.image_paths[index])
 
-    def __getitem__(self, index: int) -> dict[str, Any]:
+    def _item(self, index: int, image: Tensor, orig_size: tuple[int, int]) -> dict[str, Any]:
+        label = self.labels[index]
+        return {"image": image, "label": label, "category": self.class_names[label] if label >= 0 else "",
+                "stem": self.stems[index], "orig_size": orig_size}
+
+    def _index(self, index: int) -> int:
         if not -len(self) <= index < len(self):
             raise IndexError(f"index {index} out of range for {len(self)} items")
-        index = index % len(self)
+        return index % len(self)
+
+    def __getitem__(self, index: int) -> dict[str, Any]:
+        index = self._index(index)
         image = self.read(index)
         x = self.transform(image) if self.transform is not None else _image_tensor(image)
-        label = self.labels[index]
-        return {"image": x, "label": label, "category": self.class_names[label] if label >= 0 else "",
-                "stem": self.stems[index], "orig_size": tuple(image.shape[:2])}
+        return self._item(index, x, tuple(image.shape[:2]))
+
+    def __getitems__(self, indices: Sequence[int]) -> list[dict[str, Any]]:
+        """The items at ``indices`` (what a `DataLoader` fetches for one batch): preloaded
+        images of one size go through `ImageTransform.batch` together, the rest one by one."""
+        if self._pixels is None or not isinstance(self.transform, ImageTransform):
+            return [self[i] for i in indices]
+        idx = [self._index(int(i)) for i in indices]
+        x = self.transform.batch(self._pixels[torch.tensor(idx, dtype=torch.int64)])
+        size = tuple(self._pixels.shape[1:3])
+        return [self._item(i, x[k], size) for k, i in enumerate(idx)]
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({str(self.root)!r}, {len(self)} images, {len(self.class_names)} classes)"
@@ -111,6 +167,7 @@ class ImageFolder(LabelledImages):
         paths: list[Path] = []
         found: list[str] = []
         per_class: list[list[Path]] = []
+        sizes: dict[Path, tuple[int, int]] = {}
         for d in dirs:
             files = _images_in(d)
             if not files:
@@ -118,7 +175,7 @@ class ImageFolder(LabelledImages):
                 continue
             for f in files:
                 try:
-                    image_size(f)
+                    sizes[f] = image_size(f)
                 except ImageReadError as exc:
                     problems.append(f"unreadable image: {exc}")
             found.append(d.name)
@@ -136,7 +193,7 @@ class ImageFolder(LabelledImages):
         for name, files in zip(found, per_class):
             paths += files
             labels += [index[name]] * len(files)
-        super().__init__(root, paths, labels, names, transform)
+        super().__init__(root, paths, labels, names, transform, sizes=[sizes[p] for p in paths])
         # Two images of different classes may share a file stem: keep the class in the stem.
         self.stems = [f"{p.parent.name}/{p.stem}" for p in self.image_paths]
         log.debug("%s: %d images in %d classes", root, len(paths), len(found))
@@ -151,7 +208,7 @@ def labelled_images(ds: SODFolder, transform: Optional[ImageOnlyTransform] = Non
     if missing:
         more = f" ... and {len(missing) - _MAX_LISTED} more" if len(missing) > _MAX_LISTED else ""
         raise DataError(f"{ds.root / CATEGORIES_FILE}: {len(missing)} image(s) have no category: {', '.join(missing[:_MAX_LISTED])}{more}")
-    return LabelledImages(ds.root, ds.image_paths, ds.labels, ds.category_names, transform)
+    return LabelledImages(ds.root, ds.image_paths, ds.labels, ds.category_names, transform, sizes=ds.sizes)
 
 
 class ImageTransform:
@@ -178,22 +235,48 @@ class ImageTransform:
         """Uniform in [0, high]."""
         return int(torch.randint(0, high + 1, (1,), generator=self.generator)) if high > 0 else 0
 
+    def draw(self, height: int, width: int) -> Optional[Geometry]:
+        """The random geometry of the next training image of ``height`` x ``width`` (None in
+        evaluation); `__call__` and `batch` draw it alike, so both see the same augmentation."""
+        if not self.train:
+            return None
+        top, left, h, w = 0, 0, height, width
+        if self.crop_border > 0:
+            cut_h, cut_w = self._randint(int(height * self.crop_border)), self._randint(int(width * self.crop_border))
+            top, left = self._randint(cut_h), self._randint(cut_w)
+            h, w = height - cut_h, width - cut_w
+        hflip = bool(self.hflip and self._randint(1))
+        vflip = bool(self.vflip and self._randint(1))
+        turns = self._randint(3) if self.rot90 else 0
+        return Geometry(top, left, h, w, hflip, vflip, turns)
+
     def __call__(self, image: np.ndarray) -> Tensor:
         img = _image_tensor(image)
-        if self.train:
-            h, w = img.shape[1:]
-            if self.crop_border > 0:
-                cut_h, cut_w = self._randint(int(h * self.crop_border)), self._randint(int(w * self.crop_border))
-                top, left = self._randint(cut_h), self._randint(cut_w)
-                img = img[:, top:h - (cut_h - top), left:w - (cut_w - left)]
-            if self.hflip and self._randint(1):
+        geo = self.draw(*img.shape[1:])
+        if geo is not None:
+            img = img[:, geo.top:geo.top + geo.height, geo.left:geo.left + geo.width]
+            if geo.hflip:
                 img = img.flip(2)
-            if self.vflip and self._randint(1):
+            if geo.vflip:
                 img = img.flip(1)
-            if self.rot90:
-                img = torch.rot90(img, self._randint(3), dims=(1, 2))
+            if geo.quarter_turns:
+                img = torch.rot90(img, geo.quarter_turns, dims=(1, 2))
         img = F.interpolate(img[None], size=(self.size, self.size), mode="bilinear", align_corners=False, antialias=False)[0]
         return normalize(img)
+
+    def batch(self, images: Tensor) -> Tensor:
+        """`__call__` on each of ``images`` ((B, H, W, 3) uint8, one size), in one pass
+        (`sodlab.data.batched`): the same random draws in the same order, the same values up
+        to float summation order."""
+        if images.dim() != 4 or images.shape[-1] != 3:
+            raise ValueError(f"expected (B, H, W, 3) uint8 images, got {tuple(images.shape)}")
+        x = images.permute(0, 3, 1, 2).float().div_(255.0)
+        h, w = x.shape[-2:]
+        if self.train:
+            x = crop_flip_turn_resize(x, [self.draw(h, w) for _ in range(x.shape[0])], self.size)
+        elif (h, w) != (self.size, self.size):
+            x = F.interpolate(x, size=(self.size, self.size), mode="bilinear", align_corners=False, antialias=False)
+        return normalize(x)
 
     def __repr__(self) -> str:
         if not self.train:

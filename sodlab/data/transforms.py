@@ -38,7 +38,7 @@ def _mask_tensor(mask: np.ndarray) -> Tensor:
 
 
 def normalize(image: Tensor) -> Tensor:
-    """ImageNet mean/std normalisation of a (3, H, W) tensor in [0, 1]."""
+    """ImageNet mean/std normalisation of a (3, H, W) or (B, 3, H, W) tensor in [0, 1]."""
     mean = torch.tensor(IMAGENET_MEAN, dtype=image.dtype).view(3, 1, 1)
     std = torch.tensor(IMAGENET_STD, dtype=image.dtype).view(3, 1, 1)
     return (image - mean) / std

@@ -18,7 +18,7 @@ TASKS = {"sod": "sod", "saliency": "sod", "classification": "classification"}
 # runs, not what an epoch computes, except ``lr``, which a user lowers after a NaN loss
 # (the optimizer and schedule are rescaled on resume; see `optim.rescale_lr`).
 SCHEDULES = ("step", "cosine", "onecycle", "constant")
-RESUMABLE_CHANGES = ("epochs", "num_workers", "val_batch_size", "val_every", "fused", "lr")
+RESUMABLE_CHANGES = ("epochs", "num_workers", "val_batch_size", "val_every", "fused", "preload", "lr")
 
 
 @dataclass
@@ -47,7 +47,10 @@ class TrainConfig:
 
     Data (used when `fit` is given folders rather than datasets): ``image_size``,
     ``hflip``; for classification also ``vflip`` and ``rot90`` (random multiples of 90
-    degrees; see `sodlab.data.imagefolder.ImageTransform`). ``batch_size`` is the global batch (see the module docstring);
+    degrees; see `sodlab.data.imagefolder.ImageTransform`); ``preload`` (classification)
+    decodes every image into memory before the first epoch and augments whole batches at
+    once (`LabelledImages.preload`): the same augmentation and values up to float rounding,
+    so a run resumes with it on or off. ``batch_size`` is the global batch (see the module docstring);
     ``val_batch_size`` defaults to ``2 * batch_size``; ``drop_last`` drops an incomplete
     last training batch.
 
@@ -99,6 +102,7 @@ class TrainConfig:
     sync_bn: bool = False
     channels_last: bool = False
     fused: bool = True
+    preload: bool = False
 
     def __post_init__(self) -> None:
         self.validate()
@@ -128,7 +132,7 @@ class TrainConfig:
             if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or v < 0:
                 raise bad(key, f"must be a non-negative number, got {v!r}")
             setattr(self, key, float(v))
-        for key in ("nesterov", "hflip", "vflip", "rot90"):
+        for key in ("nesterov", "hflip", "vflip", "rot90", "preload"):
             if not isinstance(getattr(self, key), bool):
                 raise bad(key, f"must be true or false, got {getattr(self, key)!r}")
         if self.nesterov and (self.optimizer != "sgd" or self.momentum <= 0):
@@ -139,6 +143,8 @@ class TrainConfig:
         self.label_smoothing = float(ls)
         if self.rot90 and self.resolved_task != "classification":
             raise bad("rot90", "applies to classification only (the saliency transform does not rotate)")
+        if self.preload and self.resolved_task != "classification":
+            raise bad("preload", "applies to classification only (saliency data is read from disk each epoch)")
         if self.label_smoothing and self.resolved_loss != "ce":
             raise bad("label_smoothing", "applies to the cross-entropy of classification only")
         if len(self.betas) != 2:

@@ -19,7 +19,8 @@ from . import distributed as D
 from .config import TrainConfig
 
 
-def folder_dataset(root: str | Path, config: TrainConfig, train: bool, category_names: Optional[Sequence[str]] = None) -> Dataset:
+def folder_dataset(root: str | Path, config: TrainConfig, train: bool, category_names: Optional[Sequence[str]] = None,
+                   progress: bool = False) -> Dataset:
     """The dataset of folder ``root`` at ``config.image_size``, with the training or the
     evaluation transform; ``category_names`` fixes label indices (give validation the
     training set's).
@@ -27,6 +28,7 @@ def folder_dataset(root: str | Path, config: TrainConfig, train: bool, category_
     Saliency: a `SODFolder` (flips per ``config.hflip``/``vflip``). Classification: an
     `ImageFolder` (``root/<class>/*.jpg``) or the images of a `SODFolder` labelled by its
     ``categories.csv``, with `ImageTransform` (crop, flips, ``config.rot90``); masks are not read.
+    With ``config.preload`` its images are decoded into memory first (a bar with ``progress``).
     """
     if config.image_size is None:
         raise ConfigError("training from a folder needs image_size in the train config")
@@ -34,8 +36,12 @@ def folder_dataset(root: str | Path, config: TrainConfig, train: bool, category_
     if config.resolved_task == "classification":
         image_tf = ImageTransform(size, train=train, hflip=config.hflip, vflip=config.vflip, rot90=config.rot90)
         if is_image_folder(root):
-            return ImageFolder(root, transform=image_tf, class_names=category_names)
-        return labelled_images(SODFolder(root, category_names=category_names), image_tf)
+            ds = ImageFolder(root, transform=image_tf, class_names=category_names)
+        else:
+            ds = labelled_images(SODFolder(root, category_names=category_names), image_tf)
+        if config.preload:
+            ds.preload(progress=progress)
+        return ds
     if is_image_folder(root):
         raise DataError(f"{root}: an ImageFolder (one sub-folder per class, no masks); saliency training needs images/ and GT/ "
                         "(to train a classifier, use a classification recipe such as classify-quick)")
@@ -50,11 +56,12 @@ def class_names_of(ds: Dataset) -> Optional[list[str]]:
     return [str(c) for c in names] if names else None
 
 
-def as_dataset(data: Any, config: TrainConfig, train: bool, class_names: Optional[Sequence[str]] = None) -> Dataset:
+def as_dataset(data: Any, config: TrainConfig, train: bool, class_names: Optional[Sequence[str]] = None,
+               progress: bool = False) -> Dataset:
     """``data`` itself when it is a dataset, else the `folder_dataset` of that path
     (``class_names`` fixing its label indices)."""
     if isinstance(data, (str, Path)):
-        return folder_dataset(data, config, train, class_names)
+        return folder_dataset(data, config, train, class_names, progress)
     if not hasattr(data, "__getitem__") or not hasattr(data, "__len__"):
         raise DataError(f"expected a dataset or a folder path, got {type(data).__name__}")
     return data

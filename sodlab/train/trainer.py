@@ -115,9 +115,10 @@ def fit(
     existed = out.exists()
     record = _open(out, resume, model, config, info)
     _check_task(model, config)
-    train_ds = as_dataset(train_data, config, train=True)
+    bars = progress and info.is_main
+    train_ds = as_dataset(train_data, config, train=True, progress=bars)
     names = class_names_of(train_ds)
-    val_ds = as_dataset(val_data, config, train=False, class_names=names) if val_data is not None else None
+    val_ds = as_dataset(val_data, config, train=False, class_names=names, progress=bars) if val_data is not None else None
     if config.resolved_task == "classification" and names:
         k = getattr(getattr(model, "config", None), "num_classes", None)
         if isinstance(k, int) and k < len(names):
