@@ -63,7 +63,7 @@ S
 print(study.device_note())
 res = study.cached(
     ex.redundancy_study, study.data_root, widths=S["widths"], epochs=S["epochs"], image_size=S["image_size"], seed=0,
-    device=study.device, work_dir=study.work_dir, n_images=S["n_images"], batch_size=S["batch_size"],
+    device=study.device, work_dir=study.work_dir, n_images=S["n_images"], batch_size=S["batch_size"], cka_seed=1,
 )
 for name, df in res.items():
     study.save_table(df, name)
@@ -123,6 +123,16 @@ for ax, task in zip(axes, tasks):
     viz.heatmap(m, xlabel=xlabel, ylabel=ylabel, cbar_label="linear CKA (0-1)", vmin=0, vmax=1, title=task, ax=ax)
 study.savefig(fig, "cka")
 res["cka_twins"]
+
+# %% [markdown]
+# How alike is "alike"? The twins' CKA means little on its own: below, at the largest width,
+# each trained network against its own initial weights (how far training moved a layer) and
+# against a second network of the same task trained from another seed (how alike two runs of
+# one task come out). Twins as alike as two seeds of one task learnt the same representation;
+# twins much less alike than that learnt different ones.
+
+# %%
+res["cka_baselines"].pivot_table(index="layer", columns="comparison", values="cka", sort=False).round(3)
 
 # %% [markdown]
 # ## Channels the regulariser switched off

@@ -45,6 +45,7 @@ results_dir = None
 import matplotlib.pyplot as plt
 import numpy as np
 import torch
+from IPython.display import display
 
 import sodlab
 from sodlab import experiments as ex
@@ -152,17 +153,24 @@ study.savefig(fig, "channel_explorer")
 # Rule fixed before the data (`sodlab.verdicts.mechanisms`): the effect is the tasks' top-channel
 # Jaccard overlap above chance (channel ablation), mean over layers, rule `equivalent` with margin
 # 0.10: supported if its 90% interval lies inside [-0.10, +0.10], **refuted if it lies entirely
-# outside it** (the tasks share their channels), otherwise inconclusive. One encoder and seed,
-# no permutation null: this design has no interval yet and cannot conclude.
+# outside it** (the tasks share their channels), otherwise inconclusive. The interval is a
+# bootstrap over the study's images (both tasks' importances recomputed from each resample);
+# beside it, the null with the class channels relabelled at random. One encoder and one seed:
+# the interval covers image noise, not training noise.
 # Gates first: the classification twin and the SOD encoder's class head at 0.90 top-1 on held-out
 # images; the control: removing a task's own top channels must cost it at least 5% of its score
 # more than removing as many random channels (else the ranking, and the overlap read from it,
-# is noise); every trained model at a plateau (gain under 0.005 over the last quarter of its
+# is noise); the positive control: each task's top channels from one half of the images must
+# overlap with those from the other half by at least 0.20 above chance (a task shares its
+# channels with itself, so a protocol that cannot see that could not see shared channels between
+# tasks either); every trained model at a plateau (gain under 0.005 over the last quarter of its
 # epochs on a validation split) and selected on that split, not the test split; a failed or
 # unevaluable gate leaves the outcome inconclusive. Quick mode never concludes.
 
 # %%
-finding = verdicts.mechanisms(ov, cross, gc, classifiers=res["classifiers"], mode=study.mode, seeds=[0], **verdicts.training_evidence(res["training"]))
+display(res["overlap_stats"])
+finding = verdicts.mechanisms(ov, cross, gc, classifiers=res["classifiers"], mode=study.mode, seeds=[0],
+                              overlap_stats=res["overlap_stats"], **verdicts.training_evidence(res["training"]))
 study.findings(finding, key_figure="importance_overlap.png")
 
 # %% [markdown]

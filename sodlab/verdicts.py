@@ -22,6 +22,7 @@ from .studies.verdicts import (  # noqa: F401
     QUICKSTART_MARGIN,
     REDUNDANCY_CLAIM,
     REDUNDANCY_MARGIN,
+    SPLIT_HALF_MIN,
     ablation_control_gate,
     anatomy,
     category_sensitivity,
@@ -34,6 +35,7 @@ from .studies.verdicts import (  # noqa: F401
     pruning,
     quickstart,
     redundancy,
+    split_half_gate,
     training_evidence,
     training_gates,
 )

@@ -16,6 +16,7 @@ from sodlab.studies import verdicts
 from sodlab.studies.common import VAL_FRACTION, datasets, train_config, training_table, validation_rows
 from sodlab.analysis import probes
 from sodlab.metrics import max_f_from_curves, per_image_curves
+from sodlab.errors import ConfigError
 
 
 def salmetric_max_f(preds, gts):
@@ -229,11 +230,36 @@ def test_pretraining_effect(bench, tmp_path):
     assert (e["level"] == 0.9).all()
     v = verdicts.pretraining(f, e, classifiers=out["classifiers"], mode="standard", seeds=[0])
     assert v.ci == (e["low"].iloc[-1], e["high"].iloc[-1]) and v.outcome == "inconclusive" and "plateau" in v.reason
+    assert out["controls"].empty
+
+
+@pytest.mark.slow
+def test_pretraining_control_arms(bench, tmp_path):
+    from sodlab.studies.pretraining import RelabelledDataset, matched_epochs
+
+    out = ex.pretraining_effect(bench, fractions=(0.5,), work_dir=tmp_path, n_boot=50,
+                                arms=("scratch", "pretrained", "random_labels", "scratch_matched"), **TINY)
+    f = out["final"].set_index("init")
+    n_all = len(datasets(bench, 64)[0])  # pre-training reads all training images, fine-tuning the fraction
+    assert f.loc["scratch_matched", "epochs"] == matched_epochs(TINY["epochs"], TINY["epochs"], n_all, f.loc["scratch", "n_train"])
+    assert f.loc["scratch_matched", "epochs"] > f.loc["scratch", "epochs"] == TINY["epochs"]
+    c = out["controls"]
+    assert list(c["versus"]) == ["random_labels", "scratch_matched"] and (c["low"] <= c["high"]).all()
+    fin = out["final"].set_index("init")["max_f"]
+    assert c.set_index("versus").loc["scratch_matched", "max_f_gain"] == pytest.approx(fin["pretrained"] - fin["scratch_matched"], abs=1e-9)
+    assert (tmp_path / f"w{TINY['width']}_seed0" / "pretrain_random_labels" / "last.pt").is_file()
+    assert matched_epochs(5, 5, 2000, 200) == 55 and matched_epochs(5, 5, 2000, 2000) == 10 and matched_epochs(3, 2, 100, 30) == 10
+    with pytest.raises(ConfigError, match=r"arms must include 'scratch' and 'pretrained'"):
+        ex.pretraining_effect(bench, arms=("scratch",), work_dir=tmp_path)
+    with pytest.raises(ConfigError, match="3 labels for 2 items"):
+        RelabelledDataset([{"label": 0}, {"label": 1}], [1, 0, 2])
+    assert RelabelledDataset([{"label": 0, "image": 5}], [3])[0] == {"label": 3, "image": 5}
 
 
 @pytest.mark.slow
 def test_redundancy_study(bench, tmp_path):
-    out = ex.redundancy_study(bench, widths=(4, 6), epochs=1, image_size=64, seed=0, device="cpu", work_dir=tmp_path, n_images=8)
+    out = ex.redundancy_study(bench, widths=(4, 6), epochs=1, image_size=64, seed=0, device="cpu", work_dir=tmp_path, n_images=8,
+                              cka_seed=1)
     w = out["width_sweep"]
     assert set(w["task"]) == {"sod", "classification"} and w["value"].between(0, 1).all()
     assert w[w.task == "sod"]["params"].is_monotonic_increasing
@@ -255,6 +281,18 @@ def test_redundancy_study(bench, tmp_path):
     assert w[w.metric == "mae"]["floor"].isna().all()
     text = "\n".join(verdicts.redundancy(out, mode="standard", seeds=[0]).lines)
     assert "Width 6 -> 4" in text and "the width-6 classifier top-1" in text and f"max-F {centre:.3f}" in text
+    # CKA baselines at the largest width: the twins' row repeats cka_twins; a second seed is another model
+    b = out["cka_baselines"]
+    assert set(b.width) == {6} and set(b.comparison) == {"twins", "sod_trained_vs_init", "classification_trained_vs_init",
+                                                         "sod_seed_vs_seed", "classification_seed_vs_seed"}
+    assert b["cka"].between(0, 1 + 1e-9).all()
+    tw = out["cka_twins"].query("width == 6").set_index("layer")["cka"]
+    np.testing.assert_allclose(b[b.comparison == "twins"].set_index("layer")["cka"].loc[tw.index], tw)
+    assert (b[b.comparison == "sod_seed_vs_seed"]["cka"] < 1 - 1e-6).any()
+    assert "CKA, mean over layers at width 6: twins" in text and "SOD seed vs seed" in text
+    assert (tmp_path / "seed0" / "sod_w6_seed1").is_dir() and not (tmp_path / "seed0" / "sod_w4_seed1").exists()
+    with pytest.raises(ConfigError, match=r"cka_seed must differ from seed \(0\)"):
+        ex.redundancy_study(bench, widths=(4,), seed=0, cka_seed=0, work_dir=tmp_path)
 
 
 @pytest.mark.slow
@@ -273,9 +311,18 @@ def test_mechanisms_study(bench, tmp_path):
     c = out["classifiers"]
     assert list(c["model"]) == ["classifier_twin", "sod_encoder_probe"] and c["accuracy"].between(0, 1).all()
     assert (c["n_images"] == c["n_images"].iloc[0]).all() and c["n_images"].iloc[0] > 8  # the whole test split, not the probe images
-    f = verdicts.mechanisms(o, out["cross_ablation"], gc, classifiers=c, mode="standard", seeds=[0])
+    st = out["overlap_stats"].set_index("method")
+    for meth in ("grad_x_act", "ablation"):
+        r = st.loc[meth]
+        # the effect is the overlap table's mean over layers; the interval and null come from per-image attributions
+        assert r.excess_jaccard == pytest.approx(o[o.method == meth]["excess_jaccard"].mean())
+        assert r.ci_low <= r.ci_high and r.ci_level == 0.9 and r.n_images == 8
+        assert 0 < r.p_more_than_chance <= 1 and 0 < r.p_less_than_chance <= 1 and r.null_q05 <= r.null_q95
+        assert -1 <= r.split_half_sod <= 1 and -1 <= r.split_half_classification <= 1
+    f = verdicts.mechanisms(o, out["cross_ablation"], gc, classifiers=c, mode="standard", seeds=[0], overlap_stats=out["overlap_stats"])
     text = "\n".join(f.lines)
     assert f.outcome == "inconclusive" and "stage3" in text and "stage4" in text and "random channels" in text
+    assert f.ci == (st.loc["ablation", "ci_low"], st.loc["ablation", "ci_high"]) and "two halves of the 8 images" in text
 
 
 def test_studies_validate_on_training_images_they_do_not_train_on(bench, tmp_path):

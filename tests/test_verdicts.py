@@ -211,6 +211,35 @@ def test_pretraining_reads_the_full_training_set():
     assert v.reason == "failed gate: classifier top-1: pretraining_classifier"
 
 
+def test_pretraining_judges_against_compute_matched_scratch_when_it_ran():
+    """The issue's point: +0.05 from pre-training can be three more epochs. With the compute-matched
+    arm the effect is pre-trained minus that arm (here +0.005, inside the margin), and the
+    unmatched gain and the shuffled-label control are shown beside it."""
+    final, eff = _pretraining_tables(0.05, 0.03, 0.07)
+    final = pd.concat([final, pd.DataFrame([{"init": a, "fraction": fr, "max_f": v} for a, v in (("scratch_matched", 0.745),
+                                            ("random_labels", 0.70)) for fr in (0.1, 1.0)])], ignore_index=True)
+    controls = pd.DataFrame([{"versus": a, "fraction": fr, "n_train": n, "max_f_gain": g, "low": lo, "high": hi, "level": 0.9, "mae_gain": 0.0}
+                             for fr, n in ((0.1, 200), (1.0, 2000))
+                             for a, g, lo, hi in (("scratch_matched", 0.005, -0.01, 0.015), ("random_labels", 0.05, 0.035, 0.065))])
+    arms = ("scratch", "pretrained", "scratch_matched", "random_labels")
+    curves = {"pretraining_classifier": FLAT, **{f"{a} at {f}": FLAT for a in arms for f in ("10%", "100%")}}
+    v = verdicts.pretraining(final, eff, classifiers=_classifiers(0.93, model="pretraining_classifier"), mode="standard", seeds=[0],
+                             validation_curves=curves, controls=controls, **GOOD)
+    assert (v.outcome, v.effect, v.ci) == ("supported", 0.005, (-0.01, 0.015))
+    assert v.quantity == "pre-trained minus compute-matched scratch max-F with 100% of the training set (0-1)"
+    assert "- Pre-trained minus scratch with matched compute (0.745) at 100%: +0.005 (90% CI -0.010 .. +0.015)." in v.lines
+    assert "- Pre-trained minus pre-trained on shuffled labels (0.700) at 100%: +0.050 (90% CI +0.035 .. +0.065)." in v.lines
+    # every arm's model is gated: a matched arm still climbing leaves the verdict inconclusive
+    climbing = {**curves, "scratch_matched at 100%": [0.5, 0.6, 0.7, 0.8]}
+    v = verdicts.pretraining(final, eff, classifiers=_classifiers(0.93, model="pretraining_classifier"), mode="standard", seeds=[0],
+                             validation_curves=climbing, controls=controls, **GOOD)
+    assert v.outcome == "inconclusive" and "plateau" in v.reason
+    # without the matched arm: the unmatched gain, and a line saying so
+    v = verdicts.pretraining(*_pretraining_tables(0.05, 0.03, 0.07), classifiers=_classifiers(0.93, model="pretraining_classifier"),
+                             mode="standard", seeds=[0], validation_curves=curves, **GOOD)
+    assert v.effect == 0.05 and any("no compute-matched arm" in line for line in v.lines)
+
+
 # ------------------------------------------------------------------------ 6: redundancy
 def _redundancy_tables(sod_small, cls_small, er_sod=0.3, er_cls=0.5, dead_sod=0.4, dead_cls=0.1, floors=None, sod_wide=0.8):
     sweep = pd.DataFrame([{"task": t, "width": w, "metric": m, "value": v, "params": w * 1000}
@@ -282,7 +311,8 @@ def test_mechanisms_effect_is_mean_excess_overlap_and_both_classifiers_are_gated
     v = verdicts.mechanisms(*_mechanism_tables(-0.02, 0.1), classifiers=cls, mode="standard", seeds=[0])
     assert (v.effect, v.rule, v.margin, v.outcome) == (pytest.approx(-0.02), "equivalent", 0.10, "inconclusive")
     assert _gates(v) == {"classifier top-1: classifier_twin": True, "classifier top-1: sod_encoder_probe": False,
-                         "ablation beats random channels": True, "plateau": False, "selection on validation": False}
+                         "ablation beats random channels": True, "a task's channels overlap with themselves (split halves)": False,
+                         "plateau": False, "selection on validation": False}
     assert "gradcam 0.10, saliency 0.60" in v.lines[-3]
     # the random-channel control is part of the evidence shown
     assert v.lines[2].endswith("; as many random channels: saliency +5%, class +2%.")
@@ -329,3 +359,37 @@ def test_params_to_reach_interpolates_in_log_parameters_and_marks_censoring():
     line = next(l for l in verdicts.redundancy(res, mode="standard", seeds=[0]).lines if "Parameters to keep 95%" in l)
     sod_need = 4000 * 4 ** ((0.95 - (0.55 - 0.46) / (0.8 - 0.46)) / (1 - (0.55 - 0.46) / (0.8 - 0.46)))
     assert f"SOD {sod_need:,.0f}, classification" in line
+
+
+def _overlap_stats(low, high, split_sod=0.5, split_cls=0.4, method="ablation"):
+    return pd.DataFrame([{"encoder": "sod_encoder", "method": method, "n_images": 64, "excess_jaccard": (low + high) / 2,
+                          "ci_low": low, "ci_high": high, "ci_level": 0.9, "n_boot": 1000, "null_mean": 0.0, "null_q05": -0.1,
+                          "null_q95": 0.12, "p_more_than_chance": 0.4, "p_less_than_chance": 0.6, "n_perm": 2000,
+                          "split_half_sod": split_sod, "split_half_classification": split_cls}])
+
+
+def test_mechanisms_concludes_from_the_image_bootstrap_behind_the_split_half_control():
+    good = {"validation_curves": {"sod": FLAT, "classifier_twin": FLAT}, "selected_on_validation": True}
+    cls = pd.concat([_classifiers(0.95), _classifiers(0.95, model="sod_encoder_probe")])
+    tables = _mechanism_tables(-0.02, 0.1)
+    # no per-image table: no interval, as before
+    assert verdicts.mechanisms(*tables, classifiers=cls, mode="standard", seeds=[0], **good).outcome == "inconclusive"
+    v = verdicts.mechanisms(*tables, classifiers=cls, mode="standard", seeds=[0], overlap_stats=_overlap_stats(-0.06, 0.04), **good)
+    assert (v.outcome, v.ci, v.ci_level) == ("supported", (-0.06, 0.04), 0.9) and all(_gates(v).values())
+    assert v.effect == pytest.approx(-0.02)  # the effect stays the overlap table's mean over layers
+    assert any(line.startswith("- Positive control, each task against itself on two halves of the 64 images: saliency +0.500, class +0.400")
+               for line in v.lines)
+    assert any("p = 0.4 for more overlap than chance" in line for line in v.lines)
+    # shared channels: the whole interval above the margin refutes "different mechanisms"
+    shared = verdicts.mechanisms(*tables, classifiers=cls, mode="standard", seeds=[0], overlap_stats=_overlap_stats(0.2, 0.35), **good)
+    assert shared.outcome == "refuted"
+    # a ranking that does not even agree with itself across image halves cannot tell: inconclusive
+    blind = verdicts.mechanisms(*tables, classifiers=cls, mode="standard", seeds=[0],
+                                overlap_stats=_overlap_stats(-0.06, 0.04, split_cls=0.15), **good)
+    g = next(g for g in blind.gates if g.name.startswith("a task's channels overlap with themselves"))
+    assert blind.outcome == "inconclusive" and g.value == pytest.approx(0.15) and g.threshold == pytest.approx(0.2)
+    assert not verdicts.split_half_gate(None).passed
+    # the stats of another method are not used for this one
+    other = verdicts.mechanisms(*tables, classifiers=cls, mode="standard", seeds=[0],
+                                overlap_stats=_overlap_stats(-0.06, 0.04, method="grad_x_act"), **good)
+    assert other.ci is None and other.outcome == "inconclusive"

@@ -11,6 +11,7 @@ from .categories import (
 from .importance import (
     ClassLogitTarget,
     SODTarget,
+    ablation_attributions,
     ablation_importance,
     chance_topk_jaccard,
     channel_attributions,
@@ -23,6 +24,7 @@ from .importance import (
     topk_jaccard,
     zero_channels,
 )
+from .overlap import LayerAttributions, NullTest, bootstrap_overlap, excess_overlap, permutation_null, split_half_overlap
 from .redundancy import (
     channel_correlation,
     cka_matrix,
@@ -39,10 +41,14 @@ from .stats import bootstrap_ci, bootstrap_gap, bootstrap_seeds_images, bootstra
 
 __all__ = [
     "ClassLogitTarget",
+    "LayerAttributions",
+    "NullTest",
     "SODTarget",
+    "ablation_attributions",
     "ablation_importance",
     "bootstrap_ci",
     "bootstrap_gap",
+    "bootstrap_overlap",
     "bootstrap_seeds_images",
     "bootstrap_seeds_images_gap",
     "chance_topk_jaccard",
@@ -55,6 +61,7 @@ __all__ = [
     "correlation_summary",
     "dataset_labels",
     "effective_rank",
+    "excess_overlap",
     "fraction_subset",
     "stratified_draw",
     "grad_cam",
@@ -63,10 +70,12 @@ __all__ = [
     "linear_cka",
     "map_correlation",
     "pca_spectrum",
+    "permutation_null",
     "rank_correlation",
     "resolve_layer",
     "spectrum_table",
     "split_categories",
+    "split_half_overlap",
     "subset_by_category",
     "top_k",
     "topk_jaccard",

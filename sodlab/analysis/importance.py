@@ -206,6 +206,19 @@ def ablation_importance(
     ``aux`` (region/class) is fixed from the intact model, so the drop measures the same
     quantity before and after ablation. Positive: the channel supports the target.
     """
+    return ablation_attributions(target, inputs, layer, aux, channels, batch_size).mean(0)
+
+
+def ablation_attributions(
+    target: nn.Module,
+    inputs: Tensor,
+    layer: str | nn.Module,
+    aux: Optional[Tensor] = None,
+    channels: Optional[Sequence[int]] = None,
+    batch_size: int = 16,
+) -> Tensor:
+    """`ablation_importance` per image (N, C): each image's drop of the target when each
+    channel is zeroed alone (0 for channels not among ``channels``)."""
     from captum.attr import LayerFeatureAblation
 
     module = resolve_layer(target, layer)
@@ -223,7 +236,7 @@ def ablation_importance(
                                                                   layer_mask=mask)
             per_channel = attr.flatten(2)[:, :, 0] if attr.dim() > 2 else attr
             drops.append(torch.where(chosen, per_channel.cpu(), torch.zeros(())))
-    return torch.cat(drops).mean(0)
+    return torch.cat(drops)
 
 
 def _channel_groups(target: nn.Module, module: nn.Module, x: Tensor, extra: Optional[tuple],

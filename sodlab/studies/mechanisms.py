@@ -11,10 +11,12 @@ from torch import Tensor
 
 from ..analysis import importance as imp
 from ..analysis import probes
+from ..analysis.overlap import LayerAttributions, bootstrap_overlap, permutation_null, split_half_overlap
 from ..device import resolve_device
 from ..models.classifier import classifier_from_sod
 from .common import (DEFAULT_LAYERS, category_names, classifier_row, cls_model, collect, datasets, eval_view, flush_denormals,
                      sod_model, spread, train_or_resume, training_table, validation_rows)
+from .rules import CI_LEVEL
 
 
 def _concentration(v: Tensor, share: float = 0.5) -> float:
@@ -39,6 +41,8 @@ def mechanisms_study(
     method: str = "grad_x_act",
     top_fraction: float = 0.25,
     batch_size: int = 16,
+    n_boot: int = 1000,
+    n_perm: int = 2000,
     progress: bool = False,
 ) -> dict[str, pd.DataFrame]:
     """Do saliency and classification rely on the same channels?
@@ -54,9 +58,16 @@ def mechanisms_study(
     through permutation-free measures: how concentrated its importance is, and Grad-CAM of
     its class logit against the SOD model's saliency map and the ground truth, per image.
 
-    Returns ``importance``, ``overlap``, ``cross_ablation``, ``concentration``, ``gradcam`` and
-    ``classifiers`` (test accuracy next to chance of the twin and of the SOD encoder's class
-    head: a class target that has barely left chance makes the channel comparison weak).
+    The overlap's uncertainty and controls come from the per-image attributions
+    (`sodlab.analysis.overlap`): a bootstrap over the ``n_images`` images (``n_boot``
+    resamples, `CI_LEVEL`), a null with each layer's class channels relabelled at random
+    (``n_perm``), and each task's overlap with itself between two halves of the images.
+
+    Returns ``importance``, ``overlap``, ``overlap_stats`` (per method: the effect, its interval,
+    the permutation null and the split-half overlaps), ``cross_ablation``, ``concentration``,
+    ``gradcam`` and ``classifiers`` (test accuracy next to chance of the twin and of the SOD
+    encoder's class head: a class target that has barely left chance makes the channel
+    comparison weak).
     """
     dev = resolve_device(device)
     train, val, test = datasets(data_root, image_size)
@@ -81,15 +92,19 @@ def mechanisms_study(
     encoders = {
         "sod_encoder": (imp.SODTarget(sod), gt, imp.ClassLogitTarget(probe), labels),
     }
-    imp_rows, overlap, cross, conc = [], [], [], []
+    imp_rows, overlap, cross, conc, stats = [], [], [], [], []
     for enc_name, (t_sod, a_sod, t_cls, a_cls) in encoders.items():
+        per_image: dict[str, list[LayerAttributions]] = {method: [], "ablation": []}
         for layer in layers:
-            vals = {}
+            per = {}
             for task, t, a in (("sod", t_sod, a_sod), ("classification", t_cls, a_cls)):
-                vals[(task, method)] = imp.channel_importance(t, x, layer, method=method, aux=a, batch_size=batch_size)
-                vals[(task, "ablation")] = imp.ablation_importance(t, x, layer, aux=a, batch_size=batch_size)
+                per[(task, method)] = imp.channel_attributions(t, x, layer, method=method, aux=a, batch_size=batch_size)
+                per[(task, "ablation")] = imp.ablation_attributions(t, x, layer, aux=a, batch_size=batch_size)
+            vals = {key: v.mean(0) for key, v in per.items()}
             n = len(vals[("sod", method)])
             k = max(1, int(round(top_fraction * n)))
+            for meth in per_image:
+                per_image[meth].append(LayerAttributions(layer, per[("sod", meth)], per[("classification", meth)], k))
             for (task, meth), v in vals.items():
                 for c, val in enumerate(v.tolist()):
                     imp_rows.append({"encoder": enc_name, "layer": layer, "task": task, "method": meth, "channel": c, "importance": val})
@@ -116,6 +131,14 @@ def mechanisms_study(
                     cross.append({"encoder": enc_name, "layer": layer, "removed": set_name, "k": k, "sod_drop": base_s - s, "classification_drop": base_c - c,
                                   "sod_rel_drop": (base_s - s) / abs(base_s) if base_s else float("nan"),
                                   "classification_rel_drop": (base_c - c) / abs(base_c) if base_c else float("nan")})
+        for meth, las in per_image.items():
+            low, high = bootstrap_overlap(las, n_boot=n_boot, level=CI_LEVEL, seed=seed)
+            null = permutation_null(las, n_perm=n_perm, seed=seed)
+            stats.append({"encoder": enc_name, "method": meth, "n_images": len(x), "excess_jaccard": null.observed,
+                          "ci_low": low, "ci_high": high, "ci_level": CI_LEVEL, "n_boot": n_boot,
+                          "null_mean": null.null_mean, "null_q05": null.null_q05, "null_q95": null.null_q95,
+                          "p_more_than_chance": null.p_greater, "p_less_than_chance": null.p_less, "n_perm": n_perm,
+                          "split_half_sod": split_half_overlap(las, "a", seed), "split_half_classification": split_half_overlap(las, "b", seed)})
     # the independently trained twin: how concentrated its class importance is (permutation-free)
     for layer in layers:
         v = imp.channel_importance(imp.ClassLogitTarget(cls), x, layer, method=method, aux=labels, batch_size=batch_size)
@@ -141,8 +164,12 @@ def mechanisms_study(
         "classifiers": pd.DataFrame(classifiers),
         "importance": pd.DataFrame(imp_rows),
         "overlap": pd.DataFrame(overlap),
+        "overlap_stats": pd.DataFrame(stats),
         "cross_ablation": pd.DataFrame(cross),
         "concentration": pd.DataFrame(conc),
         "gradcam": pd.DataFrame(gc),
         "training": training_table(validation_rows("sod", sod_log) + validation_rows("classifier_twin", cls_log)),
     }
+
+
+mechanisms_study.cache_version = 2  # type: ignore[attr-defined]  # adds overlap_stats

@@ -13,10 +13,28 @@ from torch.utils.data import Subset
 from ..analysis import redundancy as red
 from ..baselines import baseline_metrics
 from ..device import resolve_device
+from ..errors import ConfigError
 from ..models.classifier import transfer_encoder
 from .common import (DEFAULT_LAYERS, bn_gammas, category_names, classifier_row, cls_model, collapsed_share, datasets,
                      flush_denormals, score_summary, sod_model, sod_scores, spread, train_or_resume, training_table,
                      validation_rows)
+
+
+def _with_statistics_of(model: nn.Module, images: torch.Tensor, device: torch.device, batch_size: int = 16) -> nn.Module:
+    """``model`` in eval mode with its BatchNorm statistics computed on ``images`` (cumulative
+    means, weights untouched). An untrained network's stored statistics (mean 0, variance 1)
+    do not normalise anything: in eval mode its activations grow without bound layer after
+    layer, and so the initial-weights baseline would compare with overflow, not with a network."""
+    model = model.to(device)
+    norms = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    for m in norms:
+        m.reset_running_stats()
+        m.momentum = None
+    model.train()
+    with torch.no_grad():
+        for start in range(0, len(images), batch_size):
+            model(images[start:start + batch_size].to(device))
+    return model.eval()
 
 
 def _gamma_dead_fraction(model: nn.Module, thresholds: Sequence[float]) -> list[dict]:
@@ -38,6 +56,7 @@ def redundancy_study(
     regularizer: str = "dwd",
     batch_size: int = 16,
     prune_thresholds: Sequence[float] = (0.01, 0.05, 0.1),
+    cka_seed: Optional[int] = None,
     progress: bool = False,
 ) -> dict[str, pd.DataFrame]:
     """Does SOD need fewer parameters than classification, and use them more redundantly?
@@ -53,7 +72,15 @@ def redundancy_study(
     accuracy next to chance). Each headline row of ``width_sweep`` carries its task's
     ``floor``, what a model that learnt nothing scores on the same test images: the
     centre-bias guess's max-F for SOD, chance (1 / classes) for classification.
+
+    ``cka_baselines`` puts the twins' CKA (same layer, largest width) beside what it should be
+    read against: each trained model against its own initial weights (with BatchNorm statistics
+    of the same images; how far training moved the layer; both twins start from one encoder) and, with ``cka_seed``, each task against a
+    second model of that task trained from seed ``cka_seed`` (how alike two runs of one task
+    are: the twins can only be called different relative to that).
     """
+    if cka_seed is not None and cka_seed == seed:
+        raise ConfigError(f"cka_seed must differ from seed ({seed}): a second run of the same seed is the same model")
     dev = resolve_device(device)
     train, val, test = datasets(data_root, image_size)
     names = category_names(train)
@@ -63,11 +90,22 @@ def redundancy_study(
     floors = {"max_f": baseline_metrics(Path(data_root) / "test", ["centre bias"])["centre bias"]["max_f"],
               "accuracy": 1.0 / len(names), "mae": float("nan")}
     sweep, layer_rows, spectra, cka_layers, cka_twins, pruning, classifiers, training = [], [], [], [], [], [], [], []
+    cka_base: list[dict] = []
+
+    def twins(width: int, s: int, suffix: str = "") -> tuple:
+        sod, sod_log = train_or_resume(sod_model(width, s), train, val, work / f"sod_w{width}{suffix}", epochs, batch_size, s, dev,
+                                       regularizer=regularizer, progress=progress)
+        cls, cls_log = train_or_resume(initial_classifier(width, s), train, val, work / f"cls_w{width}{suffix}", epochs, batch_size, s, dev,
+                                       task="classification", regularizer=regularizer, progress=progress)
+        return sod, sod_log, cls, cls_log
+
+    def initial_classifier(width: int, s: int) -> nn.Module:
+        cls = cls_model(width, len(names), s)
+        transfer_encoder(sod_model(width, s), cls)  # the same initial encoder as the SOD model
+        return cls
+
     for width in widths:
-        sod, sod_log = train_or_resume(sod_model(width, seed), train, val, work / f"sod_w{width}", epochs, batch_size, seed, dev, regularizer=regularizer, progress=progress)
-        cls = cls_model(width, len(names), seed)
-        transfer_encoder(sod_model(width, seed), cls)  # the same initial encoder as the SOD model
-        cls, cls_log = train_or_resume(cls, train, val, work / f"cls_w{width}", epochs, batch_size, seed, dev, task="classification", regularizer=regularizer, progress=progress)
+        sod, sod_log, cls, cls_log = twins(width, seed)
         training += validation_rows(f"sod width {width}", sod_log) + validation_rows(f"classification width {width}", cls_log)
         s = score_summary(sod_scores(sod, test, dev))
         classifiers.append(classifier_row(f"classifier_w{width}", cls, test, dev, len(names), width=width))
@@ -100,6 +138,23 @@ def redundancy_study(
             for a in m.index:
                 for b in m.columns:
                     cka_layers.append({"task": "sod_vs_classification", "layer_a": a, "layer_b": b, "cka": float(m.loc[a, b])})
+            others = {"sod_init": sod_model(width, seed), "classification_init": initial_classifier(width, seed)}
+            if cka_seed is not None:
+                sod2, log2, cls2, clog2 = twins(width, cka_seed, f"_seed{cka_seed}")
+                training += validation_rows(f"sod width {width} seed {cka_seed}", log2) + validation_rows(
+                    f"classification width {width} seed {cka_seed}", clog2)
+                others.update({"sod_other_seed": sod2, "classification_other_seed": cls2})
+            for name in ("sod_init", "classification_init"):
+                others[name] = _with_statistics_of(others[name], images, dev)
+            acts.update({name: red.collect_activations(model.to(dev).eval(), images, layers, device=dev) for name, model in others.items()})
+            pairs = [("twins", "sod", "classification"), ("sod_trained_vs_init", "sod", "sod_init"),
+                     ("classification_trained_vs_init", "classification", "classification_init")]
+            if cka_seed is not None:
+                pairs += [("sod_seed_vs_seed", "sod", "sod_other_seed"), ("classification_seed_vs_seed", "classification", "classification_other_seed")]
+            for comparison, a, b in pairs:
+                for layer in layers:
+                    cka_base.append({"width": width, "layer": layer, "comparison": comparison,
+                                     "cka": red.linear_cka(red.cka_features(acts[a][layer]), red.cka_features(acts[b][layer]))})
     sweep = [{**row, "floor": floors[row["metric"]]} for row in sweep]
     return {
         "width_sweep": pd.DataFrame(sweep),
@@ -107,14 +162,15 @@ def redundancy_study(
         "spectra": pd.concat(spectra, ignore_index=True),
         "cka_layers": pd.DataFrame(cka_layers),
         "cka_twins": pd.DataFrame(cka_twins),
+        "cka_baselines": pd.DataFrame(cka_base),
         "pruning": pd.DataFrame(pruning),
         "classifiers": pd.DataFrame(classifiers),
         "training": training_table(training),
     }
 
 
-# 2: the width sweep gained each task's ``floor``
-redundancy_study.cache_version = 2  # type: ignore[attr-defined]
+# 2: the width sweep gained each task's ``floor``; 3: ``cka_baselines``
+redundancy_study.cache_version = 3  # type: ignore[attr-defined]
 
 
 def task_scores(sweep: pd.DataFrame) -> pd.DataFrame:

@@ -21,7 +21,7 @@ import pandas as pd
 
 from .common import collapsed_share
 from .redundancy import PLATEAU_SHARE, params_to_reach, task_scores
-from .rules import (CLASSIFIER_MIN_TOP1, Gate, Verdict, classifier_gate, judge, plateau_gate,  # noqa: F401 (re-exported)
+from .rules import (CI_LEVEL, CLASSIFIER_MIN_TOP1, Gate, Verdict, classifier_gate, judge, plateau_gate,  # noqa: F401 (re-exported)
                     selection_gate)
 
 Curves = Optional[Mapping[str, Sequence[float]]]
@@ -300,12 +300,16 @@ PRETRAINING_MARGIN = 0.02
 
 
 def pretraining(final: pd.DataFrame, efficiency: pd.DataFrame, classifiers: Optional[pd.DataFrame] = None, *, mode: str,
-                seeds: Sequence[int], validation_curves: Curves = None, selected_on_validation: Optional[bool] = None) -> Verdict:
+                seeds: Sequence[int], validation_curves: Curves = None, selected_on_validation: Optional[bool] = None,
+                controls: Optional[pd.DataFrame] = None) -> Verdict:
     """Tables of `sodlab.studies.pretraining.pretraining_effect`: ``final`` (init, fraction,
     max_f), ``efficiency`` (per fraction: n_train, max_f_gain with its CI low/high and level,
-    mae_gain) and ``classifiers`` (the pre-training classifier). The effect is pre-trained minus
-    scratch max-F with the full training set (the largest fraction), rule ``equivalent`` with
-    `PRETRAINING_MARGIN`; the pre-training classifier must pass its gate."""
+    mae_gain), ``classifiers`` (the pre-training classifier) and ``controls`` (pre-trained minus
+    each control arm, optional). The effect is pre-trained minus scratch max-F with the full
+    training set (the largest fraction), rule ``equivalent`` with `PRETRAINING_MARGIN`; when
+    ``controls`` holds the compute-matched scratch arm at that fraction, scratch is that arm
+    (scratch given as many training images as pre-training plus fine-tuning: the claim is that
+    scratch catches up with enough training). The pre-training classifier must pass its gate."""
     fin = final.set_index(["init", "fraction"])["max_f"]
     eff = efficiency.sort_values("fraction")
     level = _level(efficiency, "efficiency")
@@ -313,12 +317,26 @@ def pretraining(final: pd.DataFrame, efficiency: pd.DataFrame, classifiers: Opti
     lines = [f"- {r.fraction:.0%} of the training set ({r.n_train} images): scratch max-F {fin[('scratch', r.fraction)]:.3f}, "
              f"pre-trained {fin[('pretrained', r.fraction)]:.3f}; gain {r.max_f_gain:+.3f} ({level:.0%} CI {r.low:+.3f} .. {r.high:+.3f}), "
              f"MAE gain {r.mae_gain:+.4f}" for r in eff.itertuples()]
+    said = {"random_labels": "pre-trained on shuffled labels", "scratch_matched": "scratch with matched compute"}
+    ctl = controls if controls is not None and len(controls) else None
+    if ctl is not None:
+        for r in ctl.sort_values(["versus", "fraction"]).itertuples():
+            lines.append(f"- Pre-trained minus {said.get(r.versus, r.versus)} ({fin.get((r.versus, r.fraction), float('nan')):.3f}) at "
+                         f"{r.fraction:.0%}: {r.max_f_gain:+.3f} ({r.level:.0%} CI {r.low:+.3f} .. {r.high:+.3f}).")
+    matched = None if ctl is None else ctl[(ctl.versus == "scratch_matched") & np.isclose(ctl.fraction, top.fraction)]
+    if matched is not None and len(matched):
+        head, against = matched.iloc[0], "compute-matched scratch"
+    else:
+        head, against = top, "scratch"
+        lines.append("- Scratch here trained for the fine-tuning's epochs only, not for the pre-training's images too: "
+                     "no compute-matched arm.")
     cls_gates, cls_lines = classifier_gates(classifiers, ["pretraining_classifier"])
-    models = ["pretraining_classifier"] + [f"{i} at {f:.0%}" for f in eff.fraction for i in ("scratch", "pretrained")]
+    arms = list(dict.fromkeys(final["init"])) if "init" in final else ["scratch", "pretrained"]
+    models = ["pretraining_classifier"] + [f"{i} at {f:.0%}" for f in eff.fraction for i in arms]
     return judge(study="05_pretraining", claim=PRETRAINING_CLAIM,
-                 quantity=f"pre-trained minus scratch max-F with {top.fraction:.0%} of the training set (0-1)",
-                 effect=float(top.max_f_gain), ci=(float(top.low), float(top.high)), ci_level=level, margin=PRETRAINING_MARGIN,
-                 rule="equivalent", mode=mode, seeds=seeds, lines=lines + cls_lines,
+                 quantity=f"pre-trained minus {against} max-F with {top.fraction:.0%} of the training set (0-1)",
+                 effect=float(head.max_f_gain), ci=(float(head.low), float(head.high)), ci_level=float(head.level) if "level" in head else level,
+                 margin=PRETRAINING_MARGIN, rule="equivalent", mode=mode, seeds=seeds, lines=lines + cls_lines,
                  gates=cls_gates + training_gates(models, validation_curves, selected_on_validation))
 
 
@@ -402,6 +420,15 @@ def redundancy(res: Mapping[str, pd.DataFrame], *, mode: str, seeds: Sequence[in
         f"classification {dead.get(('classification', th), float('nan')):.0%}.",
         "- CKA between the twins, same layer: " + ", ".join(f"{k} {v:.2f}" for k, v in twins.items()) + ".",
     ]
+    base = res.get("cka_baselines")
+    if base is not None and len(base):
+        mean = base[base.width == wmax].groupby("comparison")["cka"].mean()
+        said = {"twins": "twins", "sod_trained_vs_init": "SOD trained vs initial", "classification_trained_vs_init":
+                "classification trained vs initial", "sod_seed_vs_seed": "SOD seed vs seed",
+                "classification_seed_vs_seed": "classification seed vs seed"}
+        lines.append(f"- CKA, mean over layers at width {wmax}: " + ", ".join(f"{said.get(k, k)} {mean[k]:.2f}" for k in said if k in mean)
+                     + (". The twins are as alike as two runs of one task only if their CKA reaches the seed-vs-seed values."
+                        if "sod_seed_vs_seed" in mean else ". No second seed: no seed-vs-seed baseline."))
     effect = float(sod_above - cls_above)
     if not np.isfinite(effect):
         # no floor, or a widest model at or below it: the floor gate has failed, and the
@@ -431,6 +458,10 @@ MECHANISMS_MARGIN = 0.10
 # cost that task at least 5% of its score more than removing as many random channels (mean over
 # layers). Below that the ranking is noise, and so is the overlap computed from it.
 ABLATION_CONTROL_MIN = 0.05
+# The positive control: each task's top channels from one half of the images must overlap with
+# those from the other half by at least twice the margin above chance. Shared channels then
+# show as an effect well outside [-margin, +margin], so the rule could refute "different".
+SPLIT_HALF_MIN = 2 * MECHANISMS_MARGIN
 
 
 def ablation_control_gate(cross: pd.DataFrame) -> Gate:
@@ -453,16 +484,38 @@ def ablation_control_gate(cross: pd.DataFrame) -> Gate:
                 f"own top channels minus random, mean over layers: saliency {margins[0]:+.0%}, class {margins[1]:+.0%}")
 
 
+def split_half_gate(row: Optional[pd.Series]) -> Gate:
+    """The positive control of the overlap (`sodlab.analysis.overlap.split_half_overlap`): the
+    smaller of the two tasks' overlaps with themselves between halves of the images, at least
+    `SPLIT_HALF_MIN`. Without it the gate cannot be evaluated, so it fails."""
+    name = "a task's channels overlap with themselves (split halves)"
+    if row is None:
+        return Gate(name, None, SPLIT_HALF_MIN, "at least", "no split-half overlap in the tables")
+    s, c = float(row["split_half_sod"]), float(row["split_half_classification"])
+    if not (np.isfinite(s) and np.isfinite(c)):
+        return Gate(name, None, SPLIT_HALF_MIN, "at least", "split-half overlap is not finite")
+    return Gate(name, min(s, c), SPLIT_HALF_MIN, "at least", f"Jaccard above chance between image halves: saliency {s:+.2f}, class {c:+.2f}")
+
+
+def _stats_row(overlap_stats: Optional[pd.DataFrame], method: str) -> Optional[pd.Series]:
+    if overlap_stats is None or not len(overlap_stats):
+        return None
+    rows = overlap_stats[overlap_stats["method"] == method]
+    return rows.iloc[0] if len(rows) else None
+
+
 def mechanisms(overlap: pd.DataFrame, cross: pd.DataFrame, gradcam: pd.DataFrame, classifiers: Optional[pd.DataFrame] = None,
                *, mode: str, seeds: Sequence[int], validation_curves: Curves = None,
-               selected_on_validation: Optional[bool] = None) -> Verdict:
+               selected_on_validation: Optional[bool] = None, overlap_stats: Optional[pd.DataFrame] = None) -> Verdict:
     """Tables of `sodlab.studies.mechanisms.mechanisms_study`: ``overlap`` (per layer and method:
     k, channels, jaccard, chance_jaccard, excess_jaccard, spearman), ``cross`` (cross-ablation
     relative drops, with the ``random`` control), ``gradcam`` (per image: cam_of, r_cam_gt) and
     ``classifiers`` (the twin and the SOD encoder's class head, both gated). The effect is the
     mean over layers of the top-channel Jaccard above chance (channel ablation when present:
     it measures what a channel does, not a gradient's guess), rule ``equivalent`` with
-    `MECHANISMS_MARGIN`. One encoder and seed, no permutation null yet: no interval."""
+    `MECHANISMS_MARGIN`. ``overlap_stats`` (the study's table of that name) gives the interval
+    (a bootstrap over images), the permutation null and the split-half positive control
+    (`split_half_gate`); without it there is no interval."""
     m = "ablation" if (overlap.method == "ablation").any() else overlap.method.iloc[0]
     o = overlap[overlap.method == m].set_index("layer")
     cr = cross.set_index(["layer", "removed"])
@@ -481,11 +534,21 @@ def mechanisms(overlap: pd.DataFrame, cross: pd.DataFrame, gradcam: pd.DataFrame
     lines.append("- Correlation with the ground-truth mask: " + ", ".join(f"{k} {v:.2f}" for k, v in gm.items()) + ".")
     excess = float(np.mean(o["excess_jaccard"]))
     lines.append(f"- Mean Spearman over layers {float(o['spearman'].mean()):+.2f}.")
+    st = _stats_row(overlap_stats, m)
+    ci, level = None, CI_LEVEL
+    if st is not None:
+        ci, level = (float(st["ci_low"]), float(st["ci_high"])), float(st["ci_level"])
+        lines.append(f"- With the class channels relabelled at random ({int(st['n_perm'])} times) the effect is "
+                     f"{st['null_mean']:+.3f} on average, {st['null_q95']:+.3f} at the 95th percentile; the observed "
+                     f"{st['excess_jaccard']:+.3f} has p = {st['p_more_than_chance']:.3g} for more overlap than chance, "
+                     f"{st['p_less_than_chance']:.3g} for less.")
+        lines.append(f"- Positive control, each task against itself on two halves of the {int(st['n_images'])} images: "
+                     f"saliency {st['split_half_sod']:+.3f}, class {st['split_half_classification']:+.3f} above chance.")
     cls_gates, cls_lines = classifier_gates(classifiers, ["classifier_twin", "sod_encoder_probe"])
     return judge(study="07_mechanisms", claim=MECHANISMS_CLAIM,
                  quantity=f"top-channel Jaccard overlap of the two tasks minus its chance level, mean over layers ({m})",
-                 effect=excess, ci=None, margin=MECHANISMS_MARGIN, rule="equivalent", mode=mode, seeds=seeds,
+                 effect=excess, ci=ci, ci_level=level, margin=MECHANISMS_MARGIN, rule="equivalent", mode=mode, seeds=seeds,
                  lines=lines + cls_lines,
-                 gates=cls_gates + [ablation_control_gate(cross)]
+                 gates=cls_gates + [ablation_control_gate(cross), split_half_gate(st)]
                  + training_gates(["sod", "classifier_twin"], validation_curves, selected_on_validation),
-                 no_interval="one encoder and one seed, no permutation null over channels")
+                 no_interval="no overlap_stats table (per-image attributions): no bootstrap over images")
