@@ -136,10 +136,22 @@ TINY = dict(width=4, epochs=1, image_size=64, seed=0, device="cpu")
 
 @pytest.mark.slow
 def test_regularizer_study(bench, tmp_path):
-    out = ex.regularizer_study(bench, regularizers=("dwd", "none"), batch_size=16, work_dir=tmp_path, keep_fractions=(1.0, 0.5), **TINY)
-    assert set(out) == {"logs", "gammas", "pruning", "allocation", "final", "training"}
+    out = ex.regularizer_study(bench, regularizers=("dwd", "none"), batch_size=16, work_dir=tmp_path, keep_fractions=(1.0, 0.5),
+                               slim_scratch=(0.5,), **TINY)
+    assert set(out) == {"logs", "gammas", "pruning", "allocation", "final", "slim_scratch", "training"}
     t = out["training"]
-    assert set(t["model"]) == {"dwd", "none"} and set(t["metric"]) == {"val_max_f"}
+    assert set(t["model"]) == {"dwd", "none", "slim from scratch at 50%"} and set(t["metric"]) == {"val_max_f"}
+    # the slim-from-scratch baseline has the pruned architecture: the parameters of the curve's 50% point
+    sc = out["slim_scratch"].iloc[0]
+    pr = out["pruning"]
+    point = pr[(pr.regularizer == "dwd") & (pr.keep_fraction == 0.5)].iloc[0]
+    assert (sc.regularizer, sc.keep_fraction, sc.epochs) == ("dwd", 0.5, TINY["epochs"]) and sc.params == point.params
+    assert 0 <= sc.max_f <= 1 and (tmp_path / "slim_scratch_0.5" / "best.pt").is_file()
+    lines = verdicts.pruning(pr, mode="standard", seeds=[0], slim_scratch=out["slim_scratch"]).lines
+    assert any(line.startswith(f"- dwd's slim architecture at 50% trained from scratch ({sc.params:,} parameters, 1 epochs): "
+                               f"max-F {sc.max_f:.3f}; pruned to it, max-F {point.max_f:.3f}") for line in lines)
+    with pytest.raises(ConfigError, match=r"slim_scratch fractions must be among keep_fractions \[1.0, 0.5\]"):
+        ex.regularizer_study(bench, regularizers=("dwd",), keep_fractions=(1.0, 0.5), slim_scratch=(0.3,), work_dir=tmp_path)
     assert t.groupby("model")["selected"].sum().eq(1).all()
     assert set(out["gammas"]["regularizer"]) == {"dwd", "none"} and set(out["gammas"]["epoch"]) == {0, 1}
     # the channels each point of the curve keeps, per block, against the trained model

@@ -199,14 +199,35 @@ def _at_target(curve: pd.DataFrame, metric: str) -> pd.Series:
     return row
 
 
+def _slim_scratch_lines(curves: pd.DataFrame, slim_scratch: Optional[pd.DataFrame]) -> list[str]:
+    """The slim-from-scratch baseline beside the pruned model of the same architecture."""
+    if slim_scratch is None or not len(slim_scratch):
+        return ["- No slim architecture was trained from scratch: pruning is not compared with simply training the small model."]
+    out = []
+    for r in slim_scratch.itertuples():
+        g = curves[(curves.regularizer == r.regularizer) & np.isclose(curves.keep_fraction, r.keep_fraction)]
+        pruned = ""
+        if len(g):
+            p = g.iloc[0]
+            pruned = f"; pruned to it, max-F {p.max_f:.3f}"
+            if "max_f_finetuned" in g and not pd.isna(p.max_f_finetuned):
+                pruned += f", {p.max_f_finetuned:.3f} after fine-tuning"
+        out.append(f"- {r.regularizer}'s slim architecture at {r.keep_fraction:.0%} trained from scratch ({r.params:,} parameters, "
+                   f"{r.epochs} epochs): max-F {r.max_f:.3f}{pruned}.")
+    return out
+
+
 def pruning(curves: pd.DataFrame, *, mode: str, seeds: Sequence[int], validation_curves: Curves = None,
-            selected_on_validation: Optional[bool] = None, gammas: Optional[pd.DataFrame] = None) -> Verdict:
+            selected_on_validation: Optional[bool] = None, gammas: Optional[pd.DataFrame] = None,
+            slim_scratch: Optional[pd.DataFrame] = None) -> Verdict:
     """``curves``: `sodlab.prune.curve` rows with a ``regularizer`` column. The effect is DWD's
     max-F at the point nearest `PRUNING_TARGET_KEPT` of the parameters minus its unpruned
     model's, after fine-tuning when the curves were fine-tuned (``max_f_finetuned``, the
     paper's prune-then-fine-tune protocol), rule ``equivalent`` with `PRUNING_TOLERANCE`. The
     curves carry one score per point (one seed, no per-image scores), so there is no interval.
-    ``gammas`` (the study's gamma table) feeds `gamma_collapse_gate`: without it that gate fails."""
+    ``gammas`` (the study's gamma table) feeds `gamma_collapse_gate`: without it that gate fails.
+    ``slim_scratch`` (the study's table) adds the pruned architecture trained from scratch as a
+    reported baseline, and its model to the training gates."""
     tol = PRUNING_TOLERANCE
     groups = dict(list(curves.groupby("regularizer")))
     rows = {r: prunable_share(g, tol) for r, g in groups.items()}
@@ -233,10 +254,13 @@ def pruning(curves: pd.DataFrame, *, mode: str, seeds: Sequence[int], validation
     if "dwd" not in points:
         raise ValueError(f"pruning verdict: no 'dwd' curve among regularizers {sorted(points)}")
     effect = float(points["dwd"][metric] - rows["dwd"][1])
+    lines += _slim_scratch_lines(curves, slim_scratch)
+    models = sorted(groups) + ([f"slim from scratch at {f:.0%}" for f in slim_scratch["keep_fraction"]]
+                               if slim_scratch is not None and len(slim_scratch) else [])
     return judge(study="03_pruning", claim=PRUNING_CLAIM,
                  quantity=f"DWD max-F at {points['dwd'].kept:.0%} of the parameters {when} minus unpruned DWD max-F (0-1)",
                  effect=effect, ci=None, margin=tol, rule="equivalent", mode=mode, seeds=seeds,
-                 gates=[gamma_collapse_gate(gammas)] + training_gates(sorted(groups), validation_curves, selected_on_validation),
+                 gates=[gamma_collapse_gate(gammas)] + training_gates(models, validation_curves, selected_on_validation),
                  lines=lines, no_interval="one score per pruning point (one seed, no per-image scores)")
 
 
