@@ -49,9 +49,9 @@ SIZES = {
     "quick": dict(regularizers=("dwd", "l2"), width=8, epochs=1, image_size=64, batch_size=16,
                   keep_fractions=(1.0, 0.5, 0.2), finetune_epochs=0, finetune_images=None),
     "standard": dict(regularizers=("dwd", "l2", "l1", "none"), width=16, epochs=4, image_size=64, batch_size=16,
-                     keep_fractions=(1.0, 0.5, 0.3, 0.2, 0.1), finetune_epochs=1, finetune_images=400),
+                     keep_fractions=(1.0, 0.5, 0.3, 0.2, 0.1), finetune_epochs=1, finetune_images=None),
     "full": dict(regularizers=("dwd", "l2", "l1", "none"), width=20, epochs=60, image_size=224, batch_size=32,
-                 keep_fractions=(1.0, 0.7, 0.5, 0.3, 0.2, 0.15, 0.1), finetune_epochs=3, finetune_images=None),
+                 keep_fractions=(1.0, 0.7, 0.5, 0.3, 0.2, 0.15, 0.1), finetune_epochs=12, finetune_images=None),
 }
 study = start_study("03_pruning", mode, SIZES, data_root=data_root, device=device, results_dir=results_dir)
 S = study.sizes
@@ -129,7 +129,8 @@ viz.pruning_panel(pr, res["allocation"])
 # point (one seed), so this design has no interval yet and cannot conclude.
 # Gates first: the regime the claim is about, at least a quarter of DWD's channels collapsed
 # (|gamma| under 1% of their block's largest; keeping 20% of the parameters needs about half
-# gone); every trained model at a plateau (gain under 0.005 over the last quarter of its
+# gone); fine-tuning at least a fifth of the training steps (one epoch over the training set
+# after four: a quarter); every trained model at a plateau (gain under 0.005 over the last quarter of its
 # epochs on a validation split) and selected on that split, not the test split; a failed or
 # unevaluable gate leaves the outcome inconclusive. Quick mode never concludes.
 #

@@ -147,6 +147,7 @@ def test_regularizer_study(bench, tmp_path):
     point = pr[(pr.regularizer == "dwd") & (pr.keep_fraction == 0.5)].iloc[0]
     assert (sc.regularizer, sc.keep_fraction, sc.epochs) == ("dwd", 0.5, TINY["epochs"]) and sc.params == point.params
     assert 0 <= sc.max_f <= 1 and (tmp_path / "slim_scratch_0.5" / "best.pt").is_file()
+    assert (pr["finetune_share"] == 0).all()  # not fine-tuned: the verdict's fine-tuning gate fails
     lines = verdicts.pruning(pr, mode="standard", seeds=[0], slim_scratch=out["slim_scratch"]).lines
     assert any(line.startswith(f"- dwd's slim architecture at 50% trained from scratch ({sc.params:,} parameters, 1 epochs): "
                                f"max-F {sc.max_f:.3f}; pruned to it, max-F {point.max_f:.3f}") for line in lines)
@@ -179,9 +180,10 @@ def test_regularizer_study_finetunes_on_a_fixed_subset(bench, tmp_path, monkeypa
     monkeypatch.setattr(prune, "curve", fake_curve)
     # what is checked is the fine-tuning subset; training is covered by test_regularizer_study
     monkeypatch.setattr(pruning, "train_or_resume", lambda model, *a, **kw: (model, pd.DataFrame({"epoch": [1]})))
-    ex.regularizer_study(bench, regularizers=("none", "l2"), batch_size=16, work_dir=tmp_path, keep_fractions=(1.0,),
-                         finetune_epochs=1, finetune_images=12, **TINY)
+    out = ex.regularizer_study(bench, regularizers=("none", "l2"), batch_size=16, work_dir=tmp_path, keep_fractions=(1.0,),
+                               finetune_epochs=1, finetune_images=12, **TINY)
     assert len(seen) == 2 and len(seen[0]) == 12 and seen[0] == seen[1]
+    assert out["pruning"]["finetune_share"].iloc[0] == pytest.approx(12 / len(datasets(bench, 64)[0]))  # 1 epoch of 12 after 1 of all
     assert len(set(seen[0])) == 12 and max(seen[0]) < 80
 
 

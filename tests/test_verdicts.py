@@ -139,6 +139,18 @@ def test_pruning_verdict_reads_fine_tuned_curves_against_the_original_model():
         verdicts.pruning(_curves([0.8] * 4, [0.8] * 4).replace({"dwd": "l1"}), mode="standard", seeds=[0])
 
 
+def test_pruning_needs_fine_tuning_of_a_fifth_of_training():
+    tuned = {"dwd": [0.82, 0.81, 0.8, 0.79], "l2": [0.81, 0.80, 0.79, 0.70]}
+    curves = _curves([0.8, 0.8, 0.79, 0.7], [0.8, 0.7, 0.6, 0.5], tuned)
+    g = verdicts.finetune_gate(curves)
+    assert g.value is None and not g.passed and g.note == "the curves do not record their fine-tuning share"
+    assert verdicts.finetune_gate(curves.assign(finetune_share=0.25)).passed
+    token = verdicts.finetune_gate(curves.assign(finetune_share=400 / 7200))  # 400 images once after 4 epochs of 1,800
+    assert token.value == pytest.approx(0.0556, abs=1e-4) and token.threshold == 0.2 and not token.passed
+    v = verdicts.pruning(curves.assign(finetune_share=0.0), mode="standard", seeds=[0], gammas=_gammas(4))
+    assert _gates(v)["fine-tuning at least a fifth of training"] is False and _gates(v)["gamma collapse (regime reached)"] is True
+
+
 # ------------------------------------------------------------------------ 4: categories
 def _category_tables(gap, low, high, rel=0.0, cls_low=0.1, level=0.9):
     summary = pd.DataFrame([

@@ -70,6 +70,8 @@ def regularizer_study(
         finals.append({"regularizer": reg, "params": sum(p.numel() for p in model.parameters()), **s})
         curve = prune.curve(model, test, keep_fractions=list(keep_fractions), finetune_epochs=finetune_epochs, train_data=tune if finetune_epochs else None,
                             size=image_size, macs_size=image_size, seed=seed, device=str(dev), work_dir=work / f"{reg}_prune", progress=progress)
+        # fine-tuning images seen over training images seen: the verdict's fine-tuning gate
+        curve["finetune_share"] = finetune_epochs * len(tune) / (epochs * len(train))
         curves.append(log_frame(curve, regularizer=reg))
         for frac in keep_fractions:
             plan = prune.select_channels(model, None, keep_fraction=float(frac))
@@ -92,5 +94,5 @@ def regularizer_study(
     }
 
 
-# 2: ``slim_scratch``
-regularizer_study.cache_version = 2  # type: ignore[attr-defined]
+# 2: ``slim_scratch``; 3: ``finetune_share`` in ``pruning``
+regularizer_study.cache_version = 3  # type: ignore[attr-defined]

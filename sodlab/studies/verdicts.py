@@ -174,6 +174,24 @@ def gamma_collapse_gate(gammas: Optional[pd.DataFrame], regularizer: str = "dwd"
                 f"{regularizer} channels with |gamma| under {GAMMA_COLLAPSE_REL:g} of their block's largest")
 
 
+# The paper prunes, then fine-tunes. A slim model fine-tuned for a token number of steps is
+# judged mostly on what pruning left, so fine-tuning must take at least a fifth of the steps the
+# model was trained for (issue 18, item 5).
+FINETUNE_MIN_SHARE = 0.20
+
+
+def finetune_gate(curves: pd.DataFrame) -> Gate:
+    """Fine-tuning steps as a share of training steps (the curve's ``finetune_share`` column,
+    written by `sodlab.studies.pruning.regularizer_study`), at least `FINETUNE_MIN_SHARE`.
+    Curves that were not fine-tuned have a share of 0; curves without the column cannot be
+    evaluated."""
+    name = "fine-tuning at least a fifth of training"
+    if "finetune_share" not in curves or curves["finetune_share"].isna().all():
+        return Gate(name, None, FINETUNE_MIN_SHARE, "at least", "the curves do not record their fine-tuning share")
+    share = float(curves["finetune_share"].min())
+    return Gate(name, share, FINETUNE_MIN_SHARE, "at least", "fine-tuning images seen / training images seen")
+
+
 def prunable_share(curve: pd.DataFrame, tol: float = PRUNING_TOLERANCE, metric: str = "max_f",
                    reference: Optional[float] = None) -> tuple[float, float]:
     """``(share of parameters removable, reference score)``: the largest share removed among the
@@ -260,7 +278,7 @@ def pruning(curves: pd.DataFrame, *, mode: str, seeds: Sequence[int], validation
     return judge(study="03_pruning", claim=PRUNING_CLAIM,
                  quantity=f"DWD max-F at {points['dwd'].kept:.0%} of the parameters {when} minus unpruned DWD max-F (0-1)",
                  effect=effect, ci=None, margin=tol, rule="equivalent", mode=mode, seeds=seeds,
-                 gates=[gamma_collapse_gate(gammas)] + training_gates(models, validation_curves, selected_on_validation),
+                 gates=[gamma_collapse_gate(gammas), finetune_gate(curves)] + training_gates(models, validation_curves, selected_on_validation),
                  lines=lines, no_interval="one score per pruning point (one seed, no per-image scores)")
 
 
