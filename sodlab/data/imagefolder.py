@@ -261,8 +261,11 @@ class ImageTransform:
                 img = img.flip(1)
             if geo.quarter_turns:
                 img = torch.rot90(img, geo.quarter_turns, dims=(1, 2))
-        img = F.interpolate(img[None], size=(self.size, self.size), mode="bilinear", align_corners=False, antialias=False)[0]
-        return normalize(img)
+        return normalize(self._resize(img[None])[0])
+
+    def _resize(self, x: Tensor) -> Tensor:
+        """(B, 3, H, W) -> (B, 3, size, size): bilinear, no anti-aliasing (as `EvalTransform`)."""
+        return F.interpolate(x, size=(self.size, self.size), mode="bilinear", align_corners=False, antialias=False)
 
     def batch(self, images: Tensor) -> Tensor:
         """`__call__` on each of ``images`` ((B, H, W, 3) uint8, one size), in one pass
@@ -275,7 +278,7 @@ class ImageTransform:
         if self.train:
             x = crop_flip_turn_resize(x, [self.draw(h, w) for _ in range(x.shape[0])], self.size)
         elif (h, w) != (self.size, self.size):
-            x = F.interpolate(x, size=(self.size, self.size), mode="bilinear", align_corners=False, antialias=False)
+            x = self._resize(x)
         return normalize(x)
 
     def __repr__(self) -> str:

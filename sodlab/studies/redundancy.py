@@ -147,8 +147,10 @@ def redundancy_study(
             for name in ("sod_init", "classification_init"):
                 others[name] = _with_statistics_of(others[name], images, dev)
             acts.update({name: red.collect_activations(model.to(dev).eval(), images, layers, device=dev) for name, model in others.items()})
-            pairs = [("twins", "sod", "classification"), ("sod_trained_vs_init", "sod", "sod_init"),
-                     ("classification_trained_vs_init", "classification", "classification_init")]
+            # the twins' own row is cka_twins' at this width, computed above
+            cka_base += [{"width": width, "layer": row["layer"], "comparison": "twins", "cka": row["cka"]}
+                         for row in cka_twins if row["width"] == width]
+            pairs = [("sod_trained_vs_init", "sod", "sod_init"), ("classification_trained_vs_init", "classification", "classification_init")]
             if cka_seed is not None:
                 pairs += [("sod_seed_vs_seed", "sod", "sod_other_seed"), ("classification_seed_vs_seed", "classification", "classification_other_seed")]
             for comparison, a, b in pairs:
