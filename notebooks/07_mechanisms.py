@@ -112,6 +112,24 @@ fig = viz.bar_plot(long, x="case", y="relative_drop", hue="target", xlabel="laye
 study.savefig(fig, "cross_ablation")
 
 # %% [markdown]
+# ## Transfer matrix
+# Each encoder frozen and read out for each task by a new head: a saliency head (CSF head and
+# output layer) trained on top of it, and a linear class head fitted on its pooled features. If
+# the tasks used the same features, the classification encoder would segment about as well as the
+# saliency model (and the other way round); the untrained encoder (the saliency model's own
+# initial weights) shows what a head gets from random features alone.
+
+# %%
+tm = res["transfer"]
+if len(tm):
+    new = tm[tm.readout == "frozen + new head"].pivot_table(index="encoder", columns="task", values="value", sort=False)
+    fig = viz.heatmap(new, xlabel="task read out by a new head", ylabel="frozen encoder trained for",
+                      cbar_label="score (saliency: max-F; classification: top-1; 0-1)",
+                      title="Transfer: frozen encoders, new heads", figsize=(6, 4))
+    study.savefig(fig, "transfer_matrix")
+    display(tm)
+
+# %% [markdown]
 # ## Grad-CAM of a classifier vs saliency maps
 
 # %%
@@ -156,7 +174,9 @@ study.savefig(fig, "channel_explorer")
 # outside it** (the tasks share their channels), otherwise inconclusive. The interval is a
 # bootstrap over the study's images (both tasks' importances recomputed from each resample);
 # beside it, the null with the class channels relabelled at random. One encoder and one seed:
-# the interval covers image noise, not training noise.
+# the interval covers image noise, not training noise. Beside the verdict, the transfer matrix:
+# how far each task gets on the other task's frozen encoder, from the untrained encoder (0%) to
+# the task's own model (100%).
 # Gates first: the classification twin and the SOD encoder's class head at 0.90 top-1 on held-out
 # images; the control: removing a task's own top channels must cost it at least 5% of its score
 # more than removing as many random channels (else the ranking, and the overlap read from it,
@@ -170,7 +190,7 @@ study.savefig(fig, "channel_explorer")
 # %%
 display(res["overlap_stats"])
 finding = verdicts.mechanisms(ov, cross, gc, classifiers=res["classifiers"], mode=study.mode, seeds=[0],
-                              overlap_stats=res["overlap_stats"], **verdicts.training_evidence(res["training"]))
+                              overlap_stats=res["overlap_stats"], transfer=res["transfer"], **verdicts.training_evidence(res["training"]))
 study.findings(finding, key_figure="importance_overlap.png")
 
 # %% [markdown]

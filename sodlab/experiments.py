@@ -1,7 +1,7 @@
 """The studies' experiments, kept importable as ``from sodlab import experiments`` (the
 notebooks' and users' path); each lives in its own module of `sodlab.studies`."""
 from .studies.anatomy import allocation_table, anatomy_table  # noqa: F401
-from .studies.categories import category_examples, category_sensitivity, loo_drop, scores_by_split  # noqa: F401
+from .studies.categories import category_examples, category_replicates, category_sensitivity, loo_drop, scores_by_split  # noqa: F401
 from .studies.common import DEFAULT_LAYERS, evaluate_checkpoint  # noqa: F401
 from .studies.explorer import channel_explorer_data  # noqa: F401
 from .studies.mechanisms import mechanisms_study  # noqa: F401

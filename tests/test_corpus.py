@@ -145,6 +145,8 @@ def test_cli_writes_a_corpus(tmp_path, capsys):
     (["--corpus", "pretrain", "--per-class", "0"], "--per-class"),
     (["--corpus", "pretrain", "--difficulty", "0.5", "--train", "3"], "--train, --difficulty: only for --corpus sod"),
     (["--classes", "3"], "--classes: only for --corpus pretrain"),
+    (["--saliency", "colour", "--train", "2", "--test", "2"], "saliency must be one of cues, category, got 'colour'"),
+    (["--corpus", "pretrain", "--saliency", "category"], "--saliency: only for --corpus sod"),
 ])
 def test_cli_errors_are_one_line_and_exit_2(tmp_path, capsys, extra, message):
     assert main(["data", "synth", "--out", str(tmp_path / "x"), "--no-progress", *extra]) == 2
@@ -205,3 +207,26 @@ def test_no_distractor_shape_resembles_a_category():
     assert 0.75 < closest_categories < 0.95
     for name in synthetic.EXTRA_SHAPES:
         assert likeness(name, synthetic.CATEGORIES) < closest_categories - 0.02, name
+
+
+def test_category_world_makes_the_category_decide_which_copy_is_salient(tmp_path):
+    """``saliency="category"``: two copies of the category's shape, equally far from the
+    centre; the mask is one of them, brighter than the other for half of the categories and
+    darker for the rest; which position gets it is random. The default world's folder and
+    digest do not change."""
+    assets = _Assets(synthetic.PHOTOS)
+    params = synthetic.SynthParams(size=64, saliency="category")
+    for i, category in enumerate(synthetic.CATEGORIES * 2):
+        r = synthetic.compose(assets, params, category, synthetic.image_rng(0, "train", i))
+        assert r.distractors == (category,) and r.mask.any()
+        brighter = r.image[r.mask].mean() > r.image[~r.mask].mean()
+        assert brighter == synthetic.bright_is_salient(category), (i, category)
+    assert [synthetic.bright_is_salient(c) for c in synthetic.CATEGORIES].count(True) == 6
+    assert "saliency" not in synthetic.SynthParams().to_json()
+    out = tmp_path / "c"
+    assert main(["data", "synth", "--out", str(out), "--train", "2", "--test", "2", "--size", "32", "--saliency", "category",
+                 "--no-progress"]) == 0
+    assert json.loads((out / "synth.json").read_text())["saliency"] == "category"
+    assert synthetic.SynthParams().digest() != params.digest()
+    with pytest.raises(DataError, match="saliency must be one of cues, category, got 'colour'"):
+        synthetic.SynthParams(saliency="colour").validate()

@@ -138,7 +138,12 @@ TINY = dict(width=4, epochs=1, image_size=64, seed=0, device="cpu")
 def test_regularizer_study(bench, tmp_path):
     out = ex.regularizer_study(bench, regularizers=("dwd", "none"), batch_size=16, work_dir=tmp_path, keep_fractions=(1.0, 0.5),
                                slim_scratch=(0.5,), **TINY)
-    assert set(out) == {"logs", "gammas", "pruning", "allocation", "final", "slim_scratch", "training"}
+    assert set(out) == {"logs", "gammas", "pruning", "allocation", "final", "slim_scratch", "training", "threshold_rule"}
+    # the authors' rule beside the keep fractions: every channel under 1e-20 removed; after one epoch none is
+    th = out["threshold_rule"].set_index("regularizer")
+    assert list(th.index) == ["dwd", "none"] and (th["threshold"] == 1e-20).all() and (th["param_fraction"] == 1.0).all()
+    unpruned = out["pruning"].query("keep_fraction == 1.0").set_index("regularizer")["max_f"]
+    assert th["max_f"].to_dict() == pytest.approx(unpruned.to_dict(), abs=1e-6)
     t = out["training"]
     assert set(t["model"]) == {"dwd", "none", "slim from scratch at 50%"} and set(t["metric"]) == {"val_max_f"}
     # the slim-from-scratch baseline has the pruned architecture: the parameters of the curve's 50% point
@@ -148,7 +153,9 @@ def test_regularizer_study(bench, tmp_path):
     assert (sc.regularizer, sc.keep_fraction, sc.epochs) == ("dwd", 0.5, TINY["epochs"]) and sc.params == point.params
     assert 0 <= sc.max_f <= 1 and (tmp_path / "slim_scratch_0.5" / "best.pt").is_file()
     assert (pr["finetune_share"] == 0).all()  # not fine-tuned: the verdict's fine-tuning gate fails
-    lines = verdicts.pruning(pr, mode="standard", seeds=[0], slim_scratch=out["slim_scratch"]).lines
+    lines = verdicts.pruning(pr, mode="standard", seeds=[0], slim_scratch=out["slim_scratch"], threshold_rule=out["threshold_rule"]).lines
+    assert any(line.startswith("- the authors' rule (every channel with |gamma| under the threshold removed, no fine-tuning): "
+                               "dwd at 1e-20: 100% of the parameters kept") for line in lines)
     assert any(line.startswith(f"- dwd's slim architecture at 50% trained from scratch ({sc.params:,} parameters, 1 epochs): "
                                f"max-F {sc.max_f:.3f}; pruned to it, max-F {point.max_f:.3f}") for line in lines)
     with pytest.raises(ConfigError, match=r"slim_scratch fractions must be among keep_fractions \[1.0, 0.5\]"):
@@ -181,7 +188,7 @@ def test_regularizer_study_finetunes_on_a_fixed_subset(bench, tmp_path, monkeypa
     # what is checked is the fine-tuning subset; training is covered by test_regularizer_study
     monkeypatch.setattr(pruning, "train_or_resume", lambda model, *a, **kw: (model, pd.DataFrame({"epoch": [1]})))
     out = ex.regularizer_study(bench, regularizers=("none", "l2"), batch_size=16, work_dir=tmp_path, keep_fractions=(1.0,),
-                               finetune_epochs=1, finetune_images=12, **TINY)
+                               finetune_epochs=1, finetune_images=12, thresholds=(), **TINY)
     assert len(seen) == 2 and len(seen[0]) == 12 and seen[0] == seen[1]
     assert out["pruning"]["finetune_share"].iloc[0] == pytest.approx(12 / len(datasets(bench, 64)[0]))  # 1 epoch of 12 after 1 of all
     assert len(set(seen[0])) == 12 and max(seen[0]) < 80
@@ -337,6 +344,44 @@ def test_mechanisms_study(bench, tmp_path):
     text = "\n".join(f.lines)
     assert f.outcome == "inconclusive" and "stage3" in text and "stage4" in text and "random channels" in text
     assert f.ci == (st.loc["ablation", "ci_low"], st.loc["ablation", "ci_high"]) and "two halves of the 8 images" in text
+    # the transfer matrix: every encoder read out for every task; its two new saliency heads are gated models
+    tm = out["transfer"]
+    assert sorted(zip(tm.encoder, tm.task, tm.readout)) == sorted([
+        ("saliency", "saliency", "own head"), ("classification", "saliency", "frozen + new head"),
+        ("untrained", "saliency", "frozen + new head"), ("classification", "classification", "own head"),
+        ("saliency", "classification", "frozen + new head"), ("classification", "classification", "frozen + new head"),
+        ("untrained", "classification", "frozen + new head")])
+    assert tm["value"].between(0, 1).all() and (tm["n_images"] == c["n_images"].iloc[0]).all()
+    own = tm.query("readout == 'own head'").set_index("task")["value"]
+    assert own["classification"] == pytest.approx(c.set_index("model").loc["classifier_twin", "accuracy"])
+    assert {"saliency head on the classification encoder", "saliency head on the untrained encoder"} <= set(out["training"]["model"])
+    f = verdicts.mechanisms(o, out["cross_ablation"], gc, classifiers=c, mode="standard", seeds=[0], overlap_stats=out["overlap_stats"],
+                            transfer=tm)
+    assert any(line.startswith("- Transfer, saliency (max-F): the saliency model ") for line in f.lines)
+
+
+@pytest.mark.slow
+def test_frozen_encoder_stays_as_it_was(bench, tmp_path):
+    """A head trained on a frozen encoder changes the head only: encoder weights and BatchNorm
+    statistics stay bit for bit (fit() calls model.train(), which must not reach the encoder);
+    the untrained encoder gets its BatchNorm statistics from data, seeded and reproducible."""
+    from sodlab.models.classifier import encoder_state
+    from sodlab.studies.common import seeded, sod_model, train_or_resume
+    from sodlab.studies.transfer import freeze_encoder, with_data_statistics
+
+    train, val, _ = datasets(bench, 64)
+    source = with_data_statistics(sod_model(4, 0), val, torch.device("cpu"))
+    before = {k: v.clone() for k, v in encoder_state(source).items()}
+    assert any(k.endswith("running_mean") and v.abs().sum() > 0 for k, v in before.items())  # statistics from data, not 0/1
+    model = freeze_encoder(seeded(lambda: sod_model(4, 1), 1))
+    model.load_state_dict(encoder_state(source), strict=False)
+    head_before = {k: v.clone() for k, v in model.state_dict().items() if k.startswith("csf.")}
+    trained, _ = train_or_resume(model, train, val, tmp_path / "head", 1, 16, 0, torch.device("cpu"), fused=False)
+    after = encoder_state(trained)
+    assert all(torch.equal(after[k], before[k]) for k in before)
+    assert any(not torch.equal(trained.state_dict()[k], v) for k, v in head_before.items() if v.is_floating_point())
+    model.train()
+    assert model.training and not model.stage2.training and not any(p.requires_grad for p in model.stage2.parameters())
 
 
 def test_studies_validate_on_training_images_they_do_not_train_on(bench, tmp_path):
@@ -395,3 +440,51 @@ def test_task_scores_are_relative_to_each_tasks_widest_model():
     out = ex.task_scores(sweep)
     assert len(out) == 4 and set(out.metric) == {"max_f", "accuracy"}
     np.testing.assert_allclose(out["relative"], [0.5, 1.0, 0.2, 1.0])
+
+
+@pytest.mark.slow
+def test_category_positive_control_finds_the_planted_gap(bench, tmp_path):
+    """Where only the category decides saliency, the category protocol must find a gap
+    above the margin, and the verdict's gate says so; the main benchmark's verdict stays
+    gated by it."""
+    from sodlab.data import synthetic
+
+    control = synthetic.generate(tmp_path / "control", n_train=480, n_test=120, size=64, seed=0, progress=False,
+                                 saliency="category")
+    out = ex.category_sensitivity(bench, n_seen=6, n_boot=200, work_dir=tmp_path / "runs", loo=False, control_root=control,
+                                  **{**TINY, "width": 8, "epochs": 4})
+    g = out["gaps"].set_index(["task", "metric"])
+    ctl = g.loc[("control_sod", "max_f")]
+    assert ctl.low > verdicts.CATEGORY_MARGIN, ctl  # seen categories clearly better: the rule can refute
+    s = out["summary"]
+    assert set(s["task"]) == {"sod", "control_sod", "classifier", "sod_encoder"}
+    assert set(out["training"]["model"]) == {"sod", "classifier", "control_sod"}
+    gate = verdicts.category_control_gate(out["gaps"])
+    assert gate.passed and gate.value == pytest.approx(ctl.low)
+    assert not verdicts.category_control_gate(out["gaps"][out["gaps"].task != "control_sod"]).passed
+
+
+@pytest.mark.slow
+def test_category_replicates_pool_the_splits(bench, tmp_path):
+    """Two category splits (each its own seed): the pooled gap is the mean of the splits' gaps,
+    its interval from splits and images; every split's models are gated; the leave-one-out
+    matrix comes from the first split only."""
+    out = ex.category_replicates(bench, splits=(0, 1), n_seen=6, n_boot=50, work_dir=tmp_path, loo=True, loo_max=1,
+                                 **{k: v for k, v in TINY.items() if k != "seed"})
+    per = out["splits_gaps"].set_index(["split", "task", "metric"])["gap"]
+    g = out["gaps"].set_index(["task", "metric"])
+    assert g.loc[("sod", "max_f"), "gap"] == pytest.approx((per[(0, "sod", "max_f")] + per[(1, "sod", "max_f")]) / 2)
+    assert g.loc[("sod", "max_f"), "n_replicates"] == 2 and (out["gaps"]["level"] == 0.9).all()
+    assert g.loc[("sod", "max_f"), "low"] <= g.loc[("sod", "max_f"), "gap"] <= g.loc[("sod", "max_f"), "high"]
+    assert sorted(out["splits"].groupby("split")["seen"].sum()) == [6, 6]
+    assert not out["splits"].pivot(index="split", columns="category", values="seen").duplicated().any()  # two different splits
+    assert list(out["classifiers"]["model"]) == ["classifier", "classifier (split 1)"]
+    assert set(out["training"]["model"]) == {"sod", "classifier", "sod (split 1)", "classifier (split 1)", f"without {out['loo'].held_out.iloc[0]}"}
+    s = out["summary"].set_index(["task", "group", "metric"])
+    ss = out["splits_summary"].set_index(["split", "task", "group", "metric"])["value"]
+    assert s.loc[("sod", "seen", "max_f"), "value"] == pytest.approx((ss[(0, "sod", "seen", "max_f")] + ss[(1, "sod", "seen", "max_f")]) / 2)
+    v = verdicts.category_sensitivity(out["summary"], out["gaps"], classifiers=out["classifiers"], mode="standard", seeds=[0, 1],
+                                      **verdicts.training_evidence(out["training"]))
+    assert "means over 2 category splits" in v.lines[0] and "classifier (split 1)" in " ".join(g.name for g in v.gates)
+    with pytest.raises(ConfigError, match=r"category splits must be distinct seeds, at least one, got \[0, 0\]"):
+        ex.category_replicates(bench, splits=(0, 0), work_dir=tmp_path)

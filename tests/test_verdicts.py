@@ -125,8 +125,27 @@ def test_pruning_effect_is_dwd_at_20_percent_minus_unpruned():
     assert v.effect == pytest.approx(0.79 - 0.8) and v.quantity.startswith("DWD max-F at 20% of the parameters without fine-tuning")
     assert v.reason == "no interval: one score per pruning point (one seed, no per-image scores)"
     assert v.lines[0] == "- dwd: unpruned max-F 0.800; up to 80% of the parameters removed within 0.02 max-F without fine-tuning"
-    assert ("- nearest 20% of the parameters kept, without fine-tuning: dwd 20% kept, max-F 0.790 (-0.010 from unpruned); "
+    assert ("- nearest 18% of the parameters kept, without fine-tuning: dwd 20% kept, max-F 0.790 (-0.010 from unpruned); "
             "l2 20% kept, max-F 0.600 (-0.200 from unpruned)") in v.lines
+
+
+def test_pruning_target_is_the_papers_share_for_the_model_size():
+    """The released learned models set the targets: x1 (width 20) keeps 93,647 of 210,985
+    parameters, x2 (width 40) 140,894 of 788,631; a width-16 model is held to x1's share."""
+    from sodlab.models.registry import create_model
+
+    def n(m):
+        return sum(p.numel() for p in m.parameters())
+    assert verdicts.PAPER_TARGETS[20] == n(create_model("csnet-L-x1")) / n(create_model("csnet", width=20))
+    assert verdicts.PAPER_TARGETS[40] == n(create_model("csnet-L-x2")) / n(create_model("csnet", width=40))
+    assert verdicts.pruning_target_kept(16) == verdicts.pruning_target_kept(20) == pytest.approx(0.4439, abs=1e-4)
+    assert verdicts.pruning_target_kept(48) == verdicts.pruning_target_kept(None) == pytest.approx(0.1787, abs=1e-4)
+    assert verdicts.pruning_target_kept(20) > verdicts.pruning_target_kept(28) > verdicts.pruning_target_kept(40)
+    # at width 16 the verdict reads the curve's point nearest 44% (here 50%), not 20%
+    v = verdicts.pruning(_curves([0.8, 0.8, 0.79, 0.7], [0.8, 0.7, 0.6, 0.5]), mode="standard", seeds=[0], width=16)
+    assert v.effect == pytest.approx(0.0) and v.quantity.startswith("DWD max-F at 50% of the parameters")
+    assert any(line.startswith("- nearest 44% of the parameters kept (the paper's share for a width-16 CSNet), without fine-tuning: "
+                               "dwd 50% kept") for line in v.lines)
 
 
 def test_pruning_verdict_reads_fine_tuned_curves_against_the_original_model():
@@ -152,7 +171,7 @@ def test_pruning_needs_fine_tuning_of_a_fifth_of_training():
 
 
 # ------------------------------------------------------------------------ 4: categories
-def _category_tables(gap, low, high, rel=0.0, cls_low=0.1, level=0.9):
+def _category_tables(gap, low, high, rel=0.0, cls_low=0.1, level=0.9, control_low=0.15):
     summary = pd.DataFrame([
         {"task": t, "group": g, "metric": m, "value": v}
         for t, m in (("sod", "max_f"), ("sod", "mae"), ("classifier", "ncm_accuracy_vs_chance"), ("sod_encoder", "ncm_accuracy_vs_chance"))
@@ -162,13 +181,15 @@ def _category_tables(gap, low, high, rel=0.0, cls_low=0.1, level=0.9):
         {"task": "sod", "metric": "mae", "gap": -0.001, "low": -0.01, "high": 0.01, "relative_gap": -0.01},
         {"task": "classifier", "metric": "ncm_accuracy_vs_chance", "gap": 0.3, "low": cls_low, "high": 0.5, "relative_gap": 0.4},
         {"task": "sod_encoder", "metric": "ncm_accuracy_vs_chance", "gap": 0.0, "low": -0.1, "high": 0.1, "relative_gap": 0.0},
-    ]).assign(level=level)
+    ] + ([] if control_low is None else [
+        {"task": "control_sod", "metric": "max_f", "gap": control_low + 0.05, "low": control_low, "high": control_low + 0.1, "relative_gap": 0.3},
+    ])).assign(level=level)
     return summary, gaps
 
 
-def _category(gap, low, high, accuracy=0.95, **kw):
-    kw = {"validation_curves": {"sod": FLAT, "classifier": FLAT}, **GOOD, **kw}
-    return verdicts.category_sensitivity(*_category_tables(gap, low, high), classifiers=_classifiers(accuracy, model="classifier"),
+def _category(gap, low, high, accuracy=0.95, control_low=0.15, **kw):
+    kw = {"validation_curves": {"sod": FLAT, "classifier": FLAT, "control_sod": FLAT}, **GOOD, **kw}
+    return verdicts.category_sensitivity(*_category_tables(gap, low, high, control_low=control_low), classifiers=_classifiers(accuracy, model="classifier"),
                                          mode=kw.pop("mode", "standard"), seeds=[0], **kw)
 
 
@@ -197,6 +218,16 @@ def test_category_gates_the_classifier_and_the_training():
     with pytest.raises(ValueError, match="gaps has no 'level' column"):
         verdicts.category_sensitivity(_category_tables(0, 0, 0)[0], _category_tables(0, 0, 0)[1].drop(columns="level"),
                                       mode="standard", seeds=[0])
+    # the positive control gates the verdict: not run, or a planted gap it cannot tell from the margin
+    ctl = "the protocol finds a planted category gap (positive control)"
+    assert _category(0.005, -0.01, 0.015, control_low=None).reason == f"failed gate: {ctl}"
+    assert _category(0.04, 0.03, 0.05, control_low=0.02).reason == f"failed gate: {ctl}"  # needs > margin, strictly
+    v = _category(0.04, 0.03, 0.05, control_low=0.021)
+    assert v.outcome == "refuted" and v.to_dict()["gates"][ctl] == {"value": 0.021, "threshold": 0.02, "passed": True}
+    assert any(g.describe().startswith(f"{ctl}: 0.021, needs > 0.02: passed (seen minus unseen max-F where the category decides "
+                                       "saliency: +0.071 (CI +0.021 .. +0.121))") for g in v.gates)
+    # the control's model is held to the plateau gate like the others
+    assert _category(0.005, -0.01, 0.015, validation_curves={"sod": FLAT, "classifier": FLAT}).reason == "failed gate: plateau"
 
 
 # ------------------------------------------------------------------------ 5: pre-training
@@ -325,7 +356,8 @@ def test_mechanisms_effect_is_mean_excess_overlap_and_both_classifiers_are_gated
     assert _gates(v) == {"classifier top-1: classifier_twin": True, "classifier top-1: sod_encoder_probe": False,
                          "ablation beats random channels": True, "a task's channels overlap with themselves (split halves)": False,
                          "plateau": False, "selection on validation": False}
-    assert "gradcam 0.10, saliency 0.60" in v.lines[-3]
+    assert any("gradcam 0.10, saliency 0.60" in line for line in v.lines)
+    assert "- No transfer matrix: the encoders were not read out for the other task." in v.lines
     # the random-channel control is part of the evidence shown
     assert v.lines[2].endswith("; as many random channels: saliency +5%, class +2%.")
 

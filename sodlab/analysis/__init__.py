@@ -37,7 +37,7 @@ from .redundancy import (
     pca_spectrum,
     spectrum_table,
 )
-from .stats import bootstrap_ci, bootstrap_gap, bootstrap_seeds_images, bootstrap_seeds_images_gap
+from .stats import bootstrap_ci, bootstrap_gap, bootstrap_replicates_gap, bootstrap_seeds_images, bootstrap_seeds_images_gap
 
 __all__ = [
     "ClassLogitTarget",
@@ -49,6 +49,7 @@ __all__ = [
     "bootstrap_ci",
     "bootstrap_gap",
     "bootstrap_overlap",
+    "bootstrap_replicates_gap",
     "bootstrap_seeds_images",
     "bootstrap_seeds_images_gap",
     "chance_topk_jaccard",

@@ -14,6 +14,10 @@ have many levels (it counts the seed-by-image noise more than once). With very f
 seed factor is the weak part: the resampled seed variance is (S - 1) / S of the sample's, and 3
 seeds give only 10 distinct resamples, so such an interval is still optimistic about
 replication across seeds.
+
+When each replicate has its own items (a category split decides which test images are "seen"),
+the design is nested, not crossed: `bootstrap_replicates_gap` draws replicates and then, within
+each drawn replicate, its own items.
 """
 from __future__ import annotations
 
@@ -175,3 +179,37 @@ def bootstrap_seeds_images_gap(
     gaps = dist[:, 0] - dist[:, 1]
     low, high = _percentiles(gaps, ci)
     return {"gap": gap, "low": low, "high": high, "p_gap_le_0": float((gaps <= 0).mean())}
+
+
+# ------------------------------------------------------------------------ replicates x images
+def bootstrap_replicates_gap(
+    groups: Sequence[tuple[Sequence | np.ndarray, Sequence | np.ndarray]],
+    n_boot: int = 1000,
+    ci: float = 0.90,
+    seed: int = 0,
+    statistic: Callable[[np.ndarray], float] = _mean0,
+) -> dict[str, float]:
+    """Two-level bootstrap interval of the mean over R replicates of ``statistic(a_r) -
+    statistic(b_r)``, where each replicate (e.g. a category split with its own model) has its
+    own two groups of items (``groups``: R pairs ``(a_r, b_r)``, items along the first axis).
+    A resample draws R replicates with replacement and, within each drawn replicate, the items
+    of each group with replacement, so that the interval speaks for new replicates (new splits
+    and seeds) as well as for new images: ``{"gap", "low", "high", "p_gap_le_0",
+    "n_replicates"}``. With one replicate it is `bootstrap_gap`'s interval over images (not the
+    same draws). Reproducible from ``seed``."""
+    pairs = [(np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)) for a, b in groups]
+    if not pairs:
+        raise ConfigError("a replicates bootstrap needs at least one replicate")
+    for r, (a, b) in enumerate(pairs):
+        if len(a) < 2 or len(b) < 2:
+            raise ConfigError(f"replicate {r}: a bootstrap needs at least 2 items per group, got {len(a)} and {len(b)}")
+    _check_resampling(n_boot, ci)
+    gap = float(np.mean([statistic(a) - statistic(b) for a, b in pairs]))
+    rng = np.random.default_rng(seed)
+    dist = np.empty(n_boot)
+    for i in range(n_boot):
+        drawn = rng.integers(0, len(pairs), len(pairs))
+        dist[i] = np.mean([statistic(pairs[r][0][rng.integers(0, len(pairs[r][0]), len(pairs[r][0]))])
+                           - statistic(pairs[r][1][rng.integers(0, len(pairs[r][1]), len(pairs[r][1]))]) for r in drawn])
+    low, high = _percentiles(dist, ci)
+    return {"gap": gap, "low": low, "high": high, "p_gap_le_0": float((dist <= 0).mean()), "n_replicates": len(pairs)}

@@ -15,7 +15,7 @@ HELP = ("generate the synthetic benchmark or the pre-training corpus (synth), ch
 
 # `data synth` flags that belong to one corpus only (the rest apply to both): given for the
 # other one, they are refused rather than silently ignored.
-_OWN_FLAGS = {"sod": ("train", "test", "categories", "difficulty"),
+_OWN_FLAGS = {"sod": ("train", "test", "categories", "difficulty", "saliency"),
               "pretrain": ("variant", "classes", "per_class", "val_per_class")}
 
 
@@ -49,6 +49,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                      help=f"comma-separated subset of: {','.join(CATEGORIES)} (default: all)")
     sod.add_argument("--difficulty", type=float, default=None,
                      help=f"0 (easy) .. 1 (hard), up to 1.5 (default {DEFAULT_DIFFICULTY})")
+    sod.add_argument("--saliency", default=None, metavar="{cues,category}",
+                     help="what makes the object salient: cues (contrast, size, the centre; default) or category "
+                          "(two equally contrasting copies of the shape, the category decides which is salient: "
+                          "the category study's positive control)")
     pre = s.add_argument_group("--corpus pretrain")
     pre.add_argument("--variant", default=None, metavar="{with-sod,without-sod}",
                      help=f"with or without the {len(CATEGORIES)} benchmark categories among the classes "
@@ -103,7 +107,7 @@ def _synth(args: argparse.Namespace) -> int:
         cats = [c.strip() for c in args.categories.split(",") if c.strip()] if args.categories else None
         out = generate(args.out, n_train=_given(args.train, DEFAULT_TRAIN), n_test=_given(args.test, DEFAULT_TEST),
                        size=_given(args.size, DEFAULT_SIZE), categories=cats,
-                       difficulty=_given(args.difficulty, DEFAULT_DIFFICULTY), **common)
+                       difficulty=_given(args.difficulty, DEFAULT_DIFFICULTY), saliency=args.saliency or "cues", **common)
     print(out)
     return 0
 

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Mapping, Optional
+from typing import Any, Mapping, Optional, Sequence
 
 import numpy as np
 import pandas as pd
@@ -11,12 +11,12 @@ from torch.utils.data import Dataset, Subset
 
 from ..analysis import categories as cat
 from ..analysis import probes
-from ..analysis.stats import bootstrap_gap
+from ..analysis.stats import bootstrap_gap, bootstrap_replicates_gap
 from ..device import resolve_device
 from ..metrics import max_f_from_curves
 from ..checkpoint import load
 from ..data.transforms import IMAGENET_MEAN, IMAGENET_STD
-from ..errors import DataError
+from ..errors import ConfigError, DataError
 from .common import (category_names, classifier_row, cls_model, collect, datasets, eval_view, flush_denormals, score_summary,
                      slug, sod_model, sod_scores, train_or_resume, training_table, validation_rows)
 from .rules import CI_LEVEL
@@ -39,6 +39,7 @@ def category_sensitivity(
     loo_max: Optional[int] = None,
     progress: bool = False,
     ci: float = CI_LEVEL,
+    control_root: Optional[str | Path] = None,
 ) -> dict[str, pd.DataFrame]:
     """Is saliency category-insensitive, and is classification not?
 
@@ -51,7 +52,15 @@ def category_sensitivity(
     that different numbers of classes compare. Leave-one-category-out (``loo``): one SOD
     model per held-out category (at most ``loo_max``), scored on every test category.
 
-    Returns ``split``, ``sod_per_category``, ``summary`` (task x group), ``gaps`` (one row per
+    Positive control (``control_root``, a benchmark generated with ``saliency="category"``,
+    where only the category decides which object is salient): the same protocol (a split of its
+    categories with the same ``n_seen`` and ``seed``, a SOD model of the same recipe on the
+    seen ones, the seen-minus-unseen max-F with its interval) must find a gap there; its rows
+    are task ``control_sod`` in ``summary`` and ``gaps``.
+
+    Returns ``split``, ``sod_per_category``, ``sod_images`` (per test image: label, seen, unseen,
+    mae) with ``sod_curves`` (its per-image F-measure counts) and ``ncm_images`` (per test image
+    and encoder, chance-normalised nearest-class-mean correctness), for pooling splits; ``summary`` (task x group), ``gaps`` (one row per
     task/metric: gap, CI low/high at ``level``, relative gap), ``loo`` (long matrix),
     ``classifiers`` (the twin's test accuracy on the seen categories next to chance) and ``classifier_log``/``sod_log``.
     """
@@ -71,21 +80,23 @@ def category_sensitivity(
     # --- SOD on seen categories
     sod, sod_log = train_or_resume(sod_model(width, seed), train_seen, val_seen, work / "sod", epochs, batch_size, seed, dev, progress=progress)
     scores = sod_scores(sod, test, dev)
-    per_cat = []
-    for c, name in enumerate(names):
-        idx = np.flatnonzero(scores["label"] == c)
-        per_cat.append({"category": name, "seen": name in seen, **score_summary(scores, idx)})
-    si, ui = np.flatnonzero(is_seen), np.flatnonzero(is_unseen)
-    summary = [
-        {"task": "sod", "group": "seen", "metric": "max_f", "value": score_summary(scores, si)["max_f"], "n_images": len(si)},
-        {"task": "sod", "group": "unseen", "metric": "max_f", "value": score_summary(scores, ui)["max_f"], "n_images": len(ui)},
-        {"task": "sod", "group": "seen", "metric": "mae", "value": score_summary(scores, si)["mae"], "n_images": len(si)},
-        {"task": "sod", "group": "unseen", "metric": "mae", "value": score_summary(scores, ui)["mae"], "n_images": len(ui)},
-    ]
-    gaps = [
-        {"task": "sod", "metric": "max_f", **bootstrap_gap(scores["curves"][si], scores["curves"][ui], n_boot, ci, seed=seed, statistic=max_f_from_curves)},
-        {"task": "sod", "metric": "mae", **bootstrap_gap(scores["mae"][si], scores["mae"][ui], n_boot, ci, seed=seed)},
-    ]
+    per_cat = [{"category": name, "seen": name in seen, **score_summary(scores, np.flatnonzero(scores["label"] == c))}
+               for c, name in enumerate(names)]
+    summary, gaps = _seen_unseen("sod", scores, is_seen, is_unseen, n_boot, ci, seed)
+    training = validation_rows("sod", sod_log)
+
+    if control_root is not None:
+        ctrain, cval, ctest = datasets(control_root, image_size)
+        cnames = category_names(ctrain)
+        cseen, cunseen = cat.split_categories(cnames, n_seen, seed)
+        clabels = cat.dataset_labels(ctest)
+        ctl, ctl_log = train_or_resume(sod_model(width, seed), cat.subset_by_category(ctrain, cseen), cat.subset_by_category(cval, cseen),
+                                       work / f"control_sod_{slug(Path(control_root).name)}", epochs, batch_size, seed, dev, progress=progress)
+        rows, grows = _seen_unseen("control_sod", sod_scores(ctl, ctest, dev), np.isin(clabels, cat.category_ids(ctrain, cseen)),
+                                   np.isin(clabels, cat.category_ids(ctrain, cunseen)), n_boot, ci, seed)
+        summary += rows
+        gaps += grows
+        training += validation_rows("control_sod", ctl_log)
 
     # --- classification twin on the same seen images; NCM read-out for both encoders
     seen_map = {c: i for i, c in enumerate(seen_ids)}
@@ -93,6 +104,7 @@ def category_sensitivity(
     cls_test = _Relabelled(test_seen, seen_map)
     cls, cls_log = train_or_resume(cls_model(width, len(seen), seed), cls_train, _Relabelled(val_seen, seen_map), work / "classifier", epochs, batch_size, seed, dev, task="classification", progress=progress)
     train_eval = eval_view(train, data_root, image_size)
+    ncm_images: list[dict] = []
     for task, model in (("classifier", cls), ("sod_encoder", sod)):
         ftr = collect(model, train_eval, dev, what="embed")
         fte = collect(model, test, dev, what="embed")
@@ -110,6 +122,8 @@ def category_sensitivity(
         # chance-normalise per image so the bootstrap compares like with like
         a = (seen_correct - 1 / k_seen) / (1 - 1 / k_seen)
         b = (unseen_correct - 1 / k_unseen) / (1 - 1 / k_unseen)
+        ncm_images += [{"task": task, "group": "seen", "above_chance": v} for v in a]
+        ncm_images += [{"task": task, "group": "unseen", "above_chance": v} for v in b]
         gaps.append({"task": task, "metric": "ncm_accuracy_vs_chance", **bootstrap_gap(a, b, n_boot, ci, seed=seed)})
     summary_df = pd.DataFrame(summary)
     gaps_df = pd.DataFrame(gaps)
@@ -119,7 +133,7 @@ def category_sensitivity(
 
     # --- leave one category out
     loo_rows = []
-    training = validation_rows("sod", sod_log) + validation_rows("classifier", cls_log)
+    training += validation_rows("classifier", cls_log)
     if loo:
         held = names if loo_max is None else names[:loo_max]
         for h, rest in cat.leave_one_category_out(names):
@@ -139,10 +153,115 @@ def category_sensitivity(
         "gaps": gaps_df,
         "loo": pd.DataFrame(loo_rows, columns=["held_out", "category", "is_held_out", "n_images", "max_f", "mae"]),
         "classifiers": pd.DataFrame([classifier_row("classifier", cls, cls_test, dev, len(seen))]),
+        # per test image, for pooling splits (`category_replicates`)
+        "sod_images": pd.DataFrame({"label": scores["label"], "seen": is_seen, "unseen": is_unseen, "mae": scores["mae"]}),
+        "sod_curves": scores["curves"],
+        "ncm_images": pd.DataFrame(ncm_images, columns=["task", "group", "above_chance"]),
         "training": training_table(training),
         "sod_log": sod_log,
         "classifier_log": cls_log,
     }
+
+
+def category_replicates(
+    data_root: str | Path,
+    splits: Sequence[int] = (0,),
+    n_boot: int = 500,
+    ci: float = CI_LEVEL,
+    loo: bool = True,
+    control_root: Optional[str | Path] = None,
+    **kwargs: Any,
+) -> dict[str, Any]:
+    """`category_sensitivity` once per category split: split ``s`` draws its seen categories
+    and seeds its models with ``s``, so the replicates are new splits and new seeds at once.
+    The leave-one-out matrix and the positive control (``control_root``) run with the first
+    split only: when time is short, conditions go, replicates stay.
+
+    Returns the first split's tables under the names `category_sensitivity` uses, except:
+    ``gaps``, pooled over splits (the mean over splits of each split's seen-minus-unseen gap,
+    with a two-level bootstrap interval over splits and, within each, its images:
+    `bootstrap_replicates_gap`; the control's rows from the first split), ``summary`` (each
+    value the mean over splits, ``n_images`` the total), ``classifiers`` and ``training`` (every
+    split's models; those of split ``s`` after the first named with `replicate_name`), and per
+    split ``splits_gaps``, ``splits_summary`` and ``splits`` (category, seen, split)."""
+    splits = [int(s) for s in splits]
+    if not splits or len(set(splits)) != len(splits):
+        raise ConfigError(f"category splits must be distinct seeds, at least one, got {splits}")
+    runs = [category_sensitivity(data_root, seed=s, n_boot=n_boot, ci=ci, loo=loo and k == 0,
+                                 control_root=control_root if k == 0 else None, **kwargs) for k, s in enumerate(splits)]
+    first = runs[0]
+
+    def name(model: str, k: int) -> str:
+        return model if k == 0 else replicate_name(model, splits[k])
+
+    summary_all = pd.concat([r["summary"].assign(split=s) for r, s in zip(runs, splits)], ignore_index=True)
+    gaps_all = pd.concat([r["gaps"].assign(split=s) for r, s in zip(runs, splits)], ignore_index=True)
+    summary = (summary_all[summary_all.task != "control_sod"].groupby(["task", "group", "metric"], sort=False)
+               .agg(value=("value", "mean"), n_images=("n_images", "sum")).reset_index())
+    summary = pd.concat([summary, first["summary"][first["summary"].task == "control_sod"]], ignore_index=True)
+
+    pooled = []
+    for metric in ("max_f", "mae"):
+        groups = []
+        for r in runs:
+            im = r["sod_images"]
+            vals = r["sod_curves"] if metric == "max_f" else im["mae"].to_numpy()
+            groups.append((vals[im["seen"].to_numpy(bool)], vals[im["unseen"].to_numpy(bool)]))
+        stat = max_f_from_curves if metric == "max_f" else _mean
+        pooled.append({"task": "sod", "metric": metric, **bootstrap_replicates_gap(groups, n_boot, ci, seed=splits[0], statistic=stat)})
+    for task in ("classifier", "sod_encoder"):
+        groups = []
+        for r in runs:
+            ncm = r["ncm_images"]
+            groups.append(tuple(ncm[(ncm.task == task) & (ncm.group == g)]["above_chance"].to_numpy() for g in ("seen", "unseen")))
+        pooled.append({"task": task, "metric": "ncm_accuracy_vs_chance", **bootstrap_replicates_gap(groups, n_boot, ci, seed=splits[0])})
+    gaps = pd.DataFrame(pooled)
+    gaps["level"] = ci
+    seen_vals = {(r.task, r.metric): r.value for r in summary[summary.group == "seen"].itertuples()}
+    gaps["relative_gap"] = [g / seen_vals[(t, m)] if abs(seen_vals.get((t, m), 0.0)) > 1e-9 else float("nan") for t, m, g in zip(gaps.task, gaps.metric, gaps.gap)]
+    control = first["gaps"][first["gaps"].task == "control_sod"].assign(n_replicates=1)
+    gaps = pd.concat([gaps, control], ignore_index=True)[list(gaps.columns)]
+
+    out = {key: first[key] for key in ("split", "sod_per_category", "loo", "sod_log", "classifier_log")}
+    out.update({
+        "summary": summary,
+        "gaps": gaps,
+        "classifiers": pd.concat([r["classifiers"].assign(model=[name(m, k) for m in r["classifiers"]["model"]])
+                                  for k, r in enumerate(runs)], ignore_index=True),
+        "training": pd.concat([r["training"].assign(model=[name(m, k) for m in r["training"]["model"]])
+                               for k, r in enumerate(runs)], ignore_index=True),
+        "splits_gaps": gaps_all,
+        "splits_summary": summary_all,
+        "splits": pd.concat([r["split"].assign(split=s) for r, s in zip(runs, splits)], ignore_index=True),
+    })
+    return out
+
+
+category_replicates.cache_version = 1  # type: ignore[attr-defined]
+
+
+def replicate_name(model: str, split: int) -> str:
+    """The name of a model of a later category split in `category_replicates`' tables."""
+    return f"{model} (split {split})"
+
+
+def _mean(a: np.ndarray) -> float:
+    return float(np.mean(a))
+
+
+def _seen_unseen(task: str, scores: Mapping[str, np.ndarray], is_seen: np.ndarray, is_unseen: np.ndarray, n_boot: int,
+                 ci: float, seed: int) -> tuple[list[dict], list[dict]]:
+    """Summary rows (max-F and MAE on seen and on unseen test images) and gap rows (seen minus
+    unseen, bootstrap interval over images) of one SOD model's ``scores``."""
+    si, ui = np.flatnonzero(is_seen), np.flatnonzero(is_unseen)
+    seen, unseen = score_summary(scores, si), score_summary(scores, ui)
+    summary = [{"task": task, "group": group, "metric": metric, "value": part[metric], "n_images": len(idx)}
+               for metric in ("max_f", "mae") for group, part, idx in (("seen", seen, si), ("unseen", unseen, ui))]
+    gaps = [
+        {"task": task, "metric": "max_f", **bootstrap_gap(scores["curves"][si], scores["curves"][ui], n_boot, ci, seed=seed, statistic=max_f_from_curves)},
+        {"task": task, "metric": "mae", **bootstrap_gap(scores["mae"][si], scores["mae"][ui], n_boot, ci, seed=seed)},
+    ]
+    return summary, gaps
 
 
 def loo_drop(loo: pd.DataFrame, metric: str = "max_f") -> pd.DataFrame:
@@ -230,3 +349,4 @@ class _Relabelled(Dataset):
         item = dict(self.base[i])
         item["label"] = self.mapping[int(item["label"])]
         return item
+category_sensitivity.cache_version = 2  # type: ignore[attr-defined]  # adds the positive control (task control_sod)

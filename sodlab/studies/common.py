@@ -10,7 +10,7 @@ from __future__ import annotations
 import functools
 import logging
 from pathlib import Path
-from typing import Any, Mapping, Optional
+from typing import Any, Iterable, Mapping, Optional
 
 import numpy as np
 import pandas as pd
@@ -176,6 +176,23 @@ def train_config(**kw: Any) -> Any:
     no weight decay, channels-last) with the given overrides. The datasets are built by the
     caller, so the recipe's input side is dropped unless given."""
     return load_recipe("quick").replace(**{"image_size": None, **kw})
+
+
+@torch.no_grad()
+def with_statistics_of(model: nn.Module, batches: Iterable[torch.Tensor], device: torch.device) -> nn.Module:
+    """``model`` in eval mode with its BatchNorm running statistics recomputed on the image
+    ``batches`` (cumulative means, weights untouched). An untrained network's stored statistics
+    (mean 0, variance 1) normalise nothing: in eval mode its activations grow without bound
+    layer after layer, so a comparison with it would compare with overflow, not a network."""
+    model = model.to(device)
+    for m in model.modules():
+        if isinstance(m, nn.modules.batchnorm._BatchNorm):
+            m.reset_running_stats()
+            m.momentum = None
+    model.train()
+    for x in batches:
+        model(x.to(device))
+    return model.eval()
 
 
 def loader(ds: Dataset, batch_size: int) -> DataLoader:

@@ -17,6 +17,7 @@ from ..models.classifier import classifier_from_sod
 from .common import (DEFAULT_LAYERS, category_names, classifier_row, cls_model, collect, datasets, eval_view, flush_denormals,
                      sod_model, spread, train_or_resume, training_table, validation_rows)
 from .rules import CI_LEVEL
+from .transfer import transfer_matrix
 
 
 def _concentration(v: Tensor, share: float = 0.5) -> float:
@@ -43,6 +44,7 @@ def mechanisms_study(
     batch_size: int = 16,
     n_boot: int = 1000,
     n_perm: int = 2000,
+    transfer: bool = True,
     progress: bool = False,
 ) -> dict[str, pd.DataFrame]:
     """Do saliency and classification rely on the same channels?
@@ -63,7 +65,11 @@ def mechanisms_study(
     resamples, `CI_LEVEL`), a null with each layer's class channels relabelled at random
     (``n_perm``), and each task's overlap with itself between two halves of the images.
 
-    Returns ``importance``, ``overlap``, ``overlap_stats`` (per method: the effect, its interval,
+    ``transfer``: the transfer matrix (`sodlab.studies.transfer.transfer_matrix`): each encoder
+    (saliency, classification, untrained) frozen and read out for each task by a new head; two
+    saliency heads are trained for ``epochs``.
+
+    Returns ``transfer`` (when asked), ``importance``, ``overlap``, ``overlap_stats`` (per method: the effect, its interval,
     the permutation null and the split-half overlaps), ``cross_ablation``, ``concentration``,
     ``gradcam`` and ``classifiers`` (test accuracy next to chance of the twin and of the SOD
     encoder's class head: a class target that has barely left chance makes the channel
@@ -106,8 +112,8 @@ def mechanisms_study(
             for meth in per_image:
                 per_image[meth].append(LayerAttributions(layer, per[("sod", meth)], per[("classification", meth)], k))
             for (task, meth), v in vals.items():
-                for c, val in enumerate(v.tolist()):
-                    imp_rows.append({"encoder": enc_name, "layer": layer, "task": task, "method": meth, "channel": c, "importance": val})
+                for c, score in enumerate(v.tolist()):
+                    imp_rows.append({"encoder": enc_name, "layer": layer, "task": task, "method": meth, "channel": c, "importance": score})
                 conc.append({"model": enc_name, "layer": layer, "task": task, "method": meth, "channels_for_half": _concentration(v)})
             for meth in (method, "ablation"):
                 a, b = vals[("sod", meth)], vals[("classification", meth)]
@@ -160,7 +166,14 @@ def mechanisms_study(
         gc.append({"image": idx[i], "category": names[int(labels[i])], "cam_of": "saliency", "r_cam_saliency": 1.0, "r_cam_gt": float(r_sg[i])})
     classifiers = [classifier_row("classifier_twin", cls, test, dev, len(names)),
                    classifier_row("sod_encoder_probe", probe, test, dev, len(names))]
+    training = validation_rows("sod", sod_log) + validation_rows("classifier_twin", cls_log)
+    matrix = pd.DataFrame(columns=["encoder", "task", "readout", "metric", "value", "n_images"])
+    if transfer:
+        matrix, heads = transfer_matrix(sod, cls, train, val, eval_view(train, data_root, image_size), test, len(names), work,
+                                        epochs, batch_size, seed, dev, progress=progress)
+        training += heads
     return {
+        "transfer": matrix,
         "classifiers": pd.DataFrame(classifiers),
         "importance": pd.DataFrame(imp_rows),
         "overlap": pd.DataFrame(overlap),
@@ -168,8 +181,8 @@ def mechanisms_study(
         "cross_ablation": pd.DataFrame(cross),
         "concentration": pd.DataFrame(conc),
         "gradcam": pd.DataFrame(gc),
-        "training": training_table(validation_rows("sod", sod_log) + validation_rows("classifier_twin", cls_log)),
+        "training": training_table(training),
     }
 
 
-mechanisms_study.cache_version = 2  # type: ignore[attr-defined]  # adds overlap_stats
+mechanisms_study.cache_version = 3  # type: ignore[attr-defined]  # 2: overlap_stats; 3: transfer

@@ -87,6 +87,14 @@ class Study:
             return self.data_root
         return Path(synthetic.ensure_benchmark(**QUICK_BENCHMARK))
 
+    def control_data(self, saliency: str = "category") -> Path:
+        """The built-in benchmark of this mode's size with another saliency rule (a positive
+        control's data, e.g. 04's world where the category decides saliency), generated on
+        first use. The same for the built-in benchmark and a user's data: a control needs a
+        world whose answer is known."""
+        options = dict(QUICK_BENCHMARK) if self.quick else {}
+        return Path(synthetic.ensure_benchmark(**options, saliency=saliency))
+
     def savefig(self, fig, name: str, **kw) -> Path:
         """Save a matplotlib figure as ``<results_dir>/<name>.png`` (atomically)."""
         return savefig(fig, self.results_dir / name, **kw)

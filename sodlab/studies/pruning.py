@@ -30,6 +30,7 @@ def regularizer_study(
     finetune_epochs: int = 0,
     finetune_images: Optional[int] = None,
     slim_scratch: Sequence[float] = (),
+    thresholds: Sequence[float] = (prune.DEFAULT_THRESHOLD,),
     progress: bool = False,
 ) -> dict[str, pd.DataFrame]:
     """Train the same CSNet with each regulariser; return ``logs`` (training logs),
@@ -44,7 +45,12 @@ def regularizer_study(
     ``slim_scratch`` (kept fractions, each among ``keep_fractions``): the slim architecture
     that pruning the DWD model to that fraction selects, initialised afresh and trained from
     scratch like the full models (same epochs, data, seed). Pruning earns its keep only if the
-    pruned (and fine-tuned) model beats this; the table ``slim_scratch`` holds its scores."""
+    pruned (and fine-tuned) model beats this; the table ``slim_scratch`` holds its scores.
+
+    ``thresholds``: the authors' rule beside keep-fraction pruning: remove every channel whose
+    |gamma| is below the threshold (default theirs, `sodlab.prune.DEFAULT_THRESHOLD`), however
+    many that is; the table ``threshold_rule`` holds each regulariser's point (without
+    fine-tuning)."""
     missing = [f for f in slim_scratch if not any(abs(f - k) < 1e-9 for k in keep_fractions)]
     if missing or (slim_scratch and "dwd" not in regularizers):
         raise ConfigError(f"slim_scratch fractions must be among keep_fractions {list(keep_fractions)} and need the 'dwd' "
@@ -53,7 +59,7 @@ def regularizer_study(
     train, val, test = datasets(data_root, image_size)
     tune = train if finetune_images is None else Subset(train, spread(len(train), finetune_images, seed))
     work = Path(work_dir)
-    logs, gammas, curves, finals, allocations, scratch, training = [], [], [], [], [], [], []
+    logs, gammas, curves, finals, allocations, scratch, training, by_threshold = [], [], [], [], [], [], [], []
     for reg in regularizers:
         init = sod_model(width, seed)
         g0 = bn_gammas(init)
@@ -70,6 +76,10 @@ def regularizer_study(
         finals.append({"regularizer": reg, "params": sum(p.numel() for p in model.parameters()), **s})
         curve = prune.curve(model, test, keep_fractions=list(keep_fractions), finetune_epochs=finetune_epochs, train_data=tune if finetune_epochs else None,
                             size=image_size, macs_size=image_size, seed=seed, device=str(dev), work_dir=work / f"{reg}_prune", progress=progress)
+        if thresholds:
+            by_threshold.append(log_frame(prune.curve(model, test, thresholds=[float(t) for t in thresholds], size=image_size,
+                                                      macs_size=image_size, seed=seed, device=str(dev), progress=progress),
+                                          regularizer=reg))
         # fine-tuning images seen over training images seen: the verdict's fine-tuning gate
         curve["finetune_share"] = finetune_epochs * len(tune) / (epochs * len(train))
         curves.append(log_frame(curve, regularizer=reg))
@@ -91,8 +101,10 @@ def regularizer_study(
         "final": pd.DataFrame(finals),
         "slim_scratch": pd.DataFrame(scratch, columns=["regularizer", "keep_fraction", "params", "epochs", "n_images", "max_f", "mae"]),
         "training": training_table(training),
+        "threshold_rule": (pd.concat(by_threshold, ignore_index=True)[["regularizer", "threshold", "params", "param_fraction", "max_f", "mae"]]
+                           if by_threshold else pd.DataFrame(columns=["regularizer", "threshold", "params", "param_fraction", "max_f", "mae"])),
     }
 
 
-# 2: ``slim_scratch``; 3: ``finetune_share`` in ``pruning``
-regularizer_study.cache_version = 3  # type: ignore[attr-defined]
+# 2: ``slim_scratch``; 3: ``finetune_share`` in ``pruning``; 4: ``threshold_rule``
+regularizer_study.cache_version = 4  # type: ignore[attr-defined]

@@ -17,24 +17,12 @@ from ..errors import ConfigError
 from ..models.classifier import transfer_encoder
 from .common import (DEFAULT_LAYERS, bn_gammas, category_names, classifier_row, cls_model, collapsed_share, datasets,
                      flush_denormals, score_summary, sod_model, sod_scores, spread, train_or_resume, training_table,
-                     validation_rows)
+                     validation_rows, with_statistics_of)
 
 
 def _with_statistics_of(model: nn.Module, images: torch.Tensor, device: torch.device, batch_size: int = 16) -> nn.Module:
-    """``model`` in eval mode with its BatchNorm statistics computed on ``images`` (cumulative
-    means, weights untouched). An untrained network's stored statistics (mean 0, variance 1)
-    do not normalise anything: in eval mode its activations grow without bound layer after
-    layer, and so the initial-weights baseline would compare with overflow, not with a network."""
-    model = model.to(device)
-    norms = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
-    for m in norms:
-        m.reset_running_stats()
-        m.momentum = None
-    model.train()
-    with torch.no_grad():
-        for start in range(0, len(images), batch_size):
-            model(images[start:start + batch_size].to(device))
-    return model.eval()
+    """`with_statistics_of` the stacked ``images``, ``batch_size`` at a time."""
+    return with_statistics_of(model, (images[i:i + batch_size] for i in range(0, len(images), batch_size)), device)
 
 
 def _gamma_dead_fraction(model: nn.Module, thresholds: Sequence[float]) -> list[dict]:

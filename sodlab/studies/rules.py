@@ -54,7 +54,7 @@ from .paths import MODES
 
 OUTCOMES = ("supported", "refuted", "inconclusive")
 RULES = ("equivalent", "greater", "less")
-DIRECTIONS = ("at least", "at most", "below")
+DIRECTIONS = ("at least", "at most", "below", "above")
 CI_LEVEL = 0.90  # the level every claim study reports its interval at (issue 18, item 1)
 MDE_ALPHA = 0.05
 MDE_POWER = 0.80
@@ -152,7 +152,7 @@ def holm(p_values: Sequence[float], alpha: float) -> list[bool]:
 @dataclasses.dataclass(frozen=True)
 class Gate:
     """A competence condition checked before a verdict: ``value`` against ``threshold`` in
-    ``direction`` ("at least": >=, "at most": <=, "below": <). ``value`` None means the gate
+    ``direction`` ("at least": >=, "at most": <=, "below": <, "above": >). ``value`` None means the gate
     could not be evaluated (``note`` says what is missing); such a gate has not passed."""
 
     name: str
@@ -177,13 +177,15 @@ class Gate:
             return self.value >= self.threshold
         if self.direction == "at most":
             return self.value <= self.threshold
+        if self.direction == "above":
+            return self.value > self.threshold
         return self.value < self.threshold
 
     def to_dict(self) -> dict[str, Any]:
         return {"value": self.value, "threshold": self.threshold, "passed": self.passed}
 
     def describe(self) -> str:
-        sign = {"at least": ">=", "at most": "<=", "below": "<"}[self.direction]
+        sign = {"at least": ">=", "at most": "<=", "below": "<", "above": ">"}[self.direction]
         got = "not evaluable" if self.value is None else f"{self.value:.4g}"
         note = f" ({self.note})" if self.note else ""
         return f"{self.name}: {got}, needs {sign} {self.threshold:g}: {'passed' if self.passed else 'FAILED'}{note}"

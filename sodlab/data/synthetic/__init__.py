@@ -5,7 +5,9 @@ background cut from one of the photographs scikit-image ships, among distractors
 colour nor texture gives the object away: the object, the distractors and the background
 all take their textures from the same pool of photographs. What makes the object salient is
 what makes objects salient in real SOD data: it is the largest, most compact shape, it sits
-near the centre and it contrasts with its surroundings. ``difficulty`` (0 = easy, 1 = hard;
+near the centre and it contrasts with its surroundings (``saliency="cues"``, the default).
+``saliency="category"`` makes a world where only the category decides which object is
+salient (the positive control of the category study, `render._compose_category_rule`). ``difficulty`` (0 = easy, 1 = hard;
 values up to 1.5 are allowed) weakens those cues together:
 
 * object/background contrast shrinks (from about 0.45 to 0.1 in RGB distance on a 0..1 scale);
@@ -44,7 +46,7 @@ from .cache import default_data_dir, ensure_benchmark, ensure_corpus, read_param
 from .corpus import ALL_CLASSES, CORPUS_PHOTOS, OTHER_CLASSES, VARIANTS, CorpusParams, corpus_classes, generate_corpus
 from .generation import default_workers, generate
 from .params import (CATEGORIES, DEFAULT_DIFFICULTY, DEFAULT_SEED, DEFAULT_SIZE, DEFAULT_TEST, DEFAULT_TRAIN,
-                     GENERATOR_VERSION, PHOTOS, SPLITS, SynthParams, image_rng, image_stem, split_categories)
+                     GENERATOR_VERSION, PHOTOS, SALIENCY_RULES, SPLITS, SynthParams, bright_is_salient, image_rng, image_stem, split_categories)
 from .render import Rendering, compose, render
 from .shapes import EXTRA_SHAPES, GLYPHS, OBJECT_LIKE_SHAPES
 
@@ -52,6 +54,6 @@ __all__ = [
     "ALL_CLASSES", "CORPUS_PHOTOS", "CorpusParams", "EXTRA_SHAPES", "GLYPHS", "OBJECT_LIKE_SHAPES", "OTHER_CLASSES",
     "Rendering", "VARIANTS", "compose", "corpus_classes", "ensure_corpus", "generate_corpus",
     "CATEGORIES", "DEFAULT_DIFFICULTY", "DEFAULT_SEED", "DEFAULT_SIZE", "DEFAULT_TEST", "DEFAULT_TRAIN",
-    "GENERATOR_VERSION", "PHOTOS", "SPLITS", "SynthParams", "default_data_dir", "default_workers",
+    "GENERATOR_VERSION", "PHOTOS", "SALIENCY_RULES", "SPLITS", "bright_is_salient", "SynthParams", "default_data_dir", "default_workers",
     "ensure_benchmark", "generate", "image_rng", "image_stem", "read_params", "render", "split_categories",
 ]

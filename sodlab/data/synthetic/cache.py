@@ -33,15 +33,18 @@ def default_data_dir() -> Path:
 
 def ensure_benchmark(root: Optional[str | Path] = None, n_train: int = DEFAULT_TRAIN, n_test: int = DEFAULT_TEST,
                      size: int = DEFAULT_SIZE, seed: int = DEFAULT_SEED, categories: Optional[Sequence[str]] = None,
-                     difficulty: float = DEFAULT_DIFFICULTY, progress: bool = True, workers: Optional[int] = None) -> Path:
+                     difficulty: float = DEFAULT_DIFFICULTY, progress: bool = True, workers: Optional[int] = None,
+                     saliency: str = "cues") -> Path:
     """The folder of the built-in benchmark with these parameters, generated on first use as
-    ``synthetic-<hash of the parameters>`` in ``root`` (default `default_data_dir`)."""
+    ``synthetic-<hash of the parameters>`` in ``root`` (default `default_data_dir`).
+    ``saliency="category"`` is the category study's positive control (`params.SALIENCY_RULES`)."""
     params = SynthParams(n_train=int(n_train), n_test=int(n_test), size=int(size), seed=int(seed),
-                         categories=tuple(categories) if categories else CATEGORIES, difficulty=float(difficulty))
+                         categories=tuple(categories) if categories else CATEGORIES, difficulty=float(difficulty),
+                         saliency=saliency)
     params.validate()
     return _cached(root, f"synthetic-{params.digest()}", "synth.json", "the built-in benchmark",
                    lambda out: generate(out, params.n_train, params.n_test, params.size, params.seed, params.categories,
-                                        params.difficulty, progress=progress, workers=workers))
+                                        params.difficulty, progress=progress, workers=workers, saliency=params.saliency))
 
 
 def ensure_corpus(variant: str = DEFAULT_VARIANT, root: Optional[str | Path] = None, n_classes: int = DEFAULT_CLASSES,

@@ -87,24 +87,25 @@ def write_folder(out_dir: str | Path, overwrite: bool, write: Callable[[Path], N
 def generate(out_dir: str | Path, n_train: int = DEFAULT_TRAIN, n_test: int = DEFAULT_TEST, size: int = DEFAULT_SIZE,
              seed: int = DEFAULT_SEED, categories: Optional[Sequence[str]] = None,
              difficulty: float = DEFAULT_DIFFICULTY, progress: bool = True, overwrite: bool = False,
-             workers: Optional[int] = None, image_format: str = "jpg") -> Path:
+             workers: Optional[int] = None, image_format: str = "jpg", saliency: str = "cues") -> Path:
     """Write a synthetic benchmark to ``out_dir`` (layout in the `sodlab.data.synthetic` docstring).
 
     The files are written into a temporary folder beside ``out_dir`` and renamed into place
     at the end, so ``out_dir`` is either complete or untouched. An existing non-empty
-    ``out_dir`` raises `DataError` unless ``overwrite=True``. ``workers`` processes render
+    ``out_dir`` raises `DataError` unless ``overwrite=True``. ``saliency``: what makes the
+    object salient, ``"cues"`` or ``"category"`` (`params.SALIENCY_RULES`). ``workers`` processes render
     in parallel (default: the usable cores; jobs under 256 images run in this process). They
     are fresh interpreters that import only sodlab, so a script needs no ``__main__`` guard; if
     one fails, a warning says why and this process writes its images. Returns ``out_dir``.
     """
     params = SynthParams(n_train=int(n_train), n_test=int(n_test), size=int(size), seed=int(seed),
                          categories=tuple(categories) if categories else CATEGORIES,
-                         difficulty=float(difficulty), image_format=image_format)
+                         difficulty=float(difficulty), image_format=image_format, saliency=saliency)
     params.validate()
     n_workers = pick_workers(workers, params.n_train + params.n_test)
     out = write_folder(out_dir, overwrite, lambda tmp: _write_all(params, tmp, progress, n_workers))
-    log.info("wrote %d training and %d test images (%dpx, seed %d, difficulty %.2f) to %s",
-             params.n_train, params.n_test, params.size, params.seed, params.difficulty, out)
+    log.info("wrote %d training and %d test images (%dpx, seed %d, difficulty %.2f, saliency by %s) to %s",
+             params.n_train, params.n_test, params.size, params.seed, params.difficulty, params.saliency, out)
     return out
 
 

@@ -30,6 +30,16 @@ PHOTOS: tuple[str, ...] = (
     "retina", "stereo_motorcycle", "camera", "coins", "moon", "grass", "gravel", "brick", "clock",
 )
 SPLITS = {"train": 1, "test": 2}  # stream ids in the per-image seed
+# What makes the object salient: "cues" (contrast, size, compactness, the centre: as in real
+# SOD data) or "category" (the positive control of the category study: two equally
+# contrasting copies of the category's shape, one brighter and one darker than the
+# background; which copy is the salient one depends on the category, `bright_is_salient`).
+SALIENCY_RULES = ("cues", "category")
+
+
+def bright_is_salient(category: str) -> bool:
+    """In the ``saliency="category"`` world: is the brighter copy the salient one?"""
+    return CATEGORIES.index(category) % 2 == 0
 
 @dataclass(frozen=True)
 class SynthParams:
@@ -44,6 +54,7 @@ class SynthParams:
     image_format: str = "jpg"
     version: int = GENERATOR_VERSION
     photos: tuple[str, ...] = field(default=PHOTOS)
+    saliency: str = "cues"
 
     def validate(self) -> None:
         if self.n_train < 0 or self.n_test < 0 or self.n_train + self.n_test == 0:
@@ -59,10 +70,14 @@ class SynthParams:
             raise DataError(f"categories repeat: {', '.join(self.categories)}")
         if self.image_format not in ("jpg", "png"):
             raise DataError(f"image_format must be jpg or png, got {self.image_format!r}")
+        if self.saliency not in SALIENCY_RULES:
+            raise DataError(f"saliency must be one of {', '.join(SALIENCY_RULES)}, got {self.saliency!r}")
 
     def to_json(self) -> dict[str, Any]:
         d = asdict(self)
         d["categories"], d["photos"] = list(self.categories), list(self.photos)
+        if d["saliency"] == "cues":
+            del d["saliency"]  # benchmarks made before the rule existed keep their digest and folder
         return d
 
     def digest(self) -> str:

@@ -11,7 +11,7 @@ from typing import NamedTuple, Optional, Sequence
 import numpy as np
 from PIL import Image, ImageDraw, ImageFilter
 
-from .params import CATEGORIES, SynthParams
+from .params import CATEGORIES, SynthParams, bright_is_salient
 from .shapes import BAR, BAR_LENGTH, BLOB, EXTRA_SHAPES, OBJECT_LIKE_SHAPES, templates
 
 _TEMPLATE_RES = 160   # canonical shape bitmaps, side in pixels
@@ -211,6 +211,8 @@ def _distractor(rng: np.random.Generator, side: float, d: float) -> tuple[str, f
 
 def compose(assets: _Assets, params: SynthParams, category: str, rng: np.random.Generator) -> Rendering:
     """One benchmark image with an object of ``category``, with what was drawn."""
+    if params.saliency == "category":
+        return _compose_category_rule(assets, params, category, rng)
     S, d = params.size, params.difficulty
     img, bg_photo = _background(assets, rng, S)
 
@@ -249,6 +251,35 @@ def compose(assets: _Assets, params: SynthParams, category: str, rng: np.random.
     img = _paint(img, alpha_obj, obj_tex, rng, contrast, rng.uniform(0.5, 1.0))
     out = _light_and_noise(img, rng, 0.1 + 0.15 * d, 0.01 + 0.025 * d)
     return Rendering(out, alpha_obj > 0.5, tuple(drawn))
+
+
+def _compose_category_rule(assets: _Assets, params: SynthParams, category: str, rng: np.random.Generator) -> Rendering:
+    """The positive control's world: two copies of the category's shape, as large as each
+    other, placed opposite each other about the centre, one as much brighter than what it
+    covers as the other is darker. Only the category says which one is salient
+    (`bright_is_salient`), so a model can learn it for the categories it was trained on and
+    can only guess for the others."""
+    S = params.size
+    img, _ = _background(assets, rng, S)
+    img = 0.35 + 0.3 * img  # a mid-grey range, so that both polarities fit in [0, 1]
+    side = S * rng.uniform(0.28, 0.38)
+    aspect = float(np.exp(rng.uniform(-0.3, 0.3)))
+    angle, reach = rng.uniform(0, 2 * math.pi), S * rng.uniform(0.22, 0.27)
+    offset = np.array([math.cos(angle), math.sin(angle)]) * reach
+    centres = [tuple(S / 2 + offset), tuple(S / 2 - offset)]
+    alphas = [_place(assets, rng, category, S, side * rng.uniform(0.9, 1.1), c, aspect) for c in centres]
+    salient = int(rng.integers(2))
+    contrast = rng.uniform(0.18, 0.28)
+    bright = bright_is_salient(category)
+    for k, alpha in enumerate(alphas):
+        sign = 1.0 if (k == salient) == bright else -1.0
+        a = alpha[..., None]
+        around = (img * a).reshape(-1, 3).sum(0) / max(float(a.sum()), 1e-6)
+        colour = np.clip(around + sign * contrast + rng.normal(0, 0.03, 3), 0.02, 0.98).astype(np.float32)
+        tex, _ = _texture(assets, rng, S)
+        img = img * (1 - a) + _recolour(tex, colour, 0.3) * a
+    out = _light_and_noise(img, rng, 0.08, 0.01)
+    return Rendering(out, alphas[salient] > 0.5, (category,))
 
 
 def render(assets: _Assets, params: SynthParams, category: str, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
