@@ -10,22 +10,12 @@ verdict's interval costs anything next to training.
 from __future__ import annotations
 
 import argparse
-import time
 
 import numpy as np
 
+from bench_study_model import timed  # this folder is on the path of a script run from it
 from sodlab.analysis import bootstrap_replicates_gap, bootstrap_seeds_images
 from sodlab.metrics import max_f_from_curves
-
-
-def best_of(fn, repeats: int = 3) -> float:
-    """Seconds of the fastest of ``repeats`` calls (the slower ones measure other processes)."""
-    best = float("inf")
-    for _ in range(repeats):
-        t = time.perf_counter()
-        fn()
-        best = min(best, time.perf_counter() - t)
-    return best
 
 
 def main() -> None:
@@ -36,14 +26,14 @@ def main() -> None:
     args = p.parse_args()
     rng = np.random.default_rng(0)
     v = rng.normal(0.7, 0.1, (args.seeds, args.images))
-    fast = best_of(lambda: bootstrap_seeds_images(v, n_boot=args.boot, seed=0))
-    slow = best_of(lambda: bootstrap_seeds_images(v, n_boot=args.boot, seed=0, statistic=lambda r: float(r.mean())))
+    fast = timed(lambda: bootstrap_seeds_images(v, n_boot=args.boot, seed=0), 3)
+    slow = timed(lambda: bootstrap_seeds_images(v, n_boot=args.boot, seed=0, statistic=lambda r: float(r.mean())), 3)
     print(f"seeds x images ({args.seeds} x {args.images}, {args.boot} resamples): counted mean {fast * 1e3:.1f} ms, "
           f"indexed {slow * 1e3:.1f} ms, ratio {slow / fast:.1f}x")
     # five category splits, ~125 seen and ~175 unseen test images each, F-measure counts per image
     curves = [(rng.integers(0, 500, (125, 3, 256)).astype(float), rng.integers(0, 500, (175, 3, 256)).astype(float))
               for _ in range(args.seeds)]
-    rep = best_of(lambda: bootstrap_replicates_gap(curves, n_boot=args.boot, seed=0, statistic=max_f_from_curves), repeats=1)
+    rep = timed(lambda: bootstrap_replicates_gap(curves, n_boot=args.boot, seed=0, statistic=max_f_from_curves), 1)
     print(f"replicates gap of max-F ({args.seeds} splits, {args.boot} resamples): {rep:.2f} s")
 
 

@@ -126,10 +126,7 @@ def category_sensitivity(
         ncm_images += [{"task": task, "group": "unseen", "above_chance": v} for v in b]
         gaps.append({"task": task, "metric": "ncm_accuracy_vs_chance", **bootstrap_gap(a, b, n_boot, ci, seed=seed)})
     summary_df = pd.DataFrame(summary)
-    gaps_df = pd.DataFrame(gaps)
-    gaps_df["level"] = ci
-    seen_vals = {(r.task, r.metric): r.value for r in summary_df[summary_df.group == "seen"].itertuples()}
-    gaps_df["relative_gap"] = [g / seen_vals.get((t, m), float("nan")) if seen_vals.get((t, m)) else float("nan") for t, m, g in zip(gaps_df.task, gaps_df.metric, gaps_df.gap)]
+    gaps_df = _gap_table(gaps, summary_df, ci)
 
     # --- leave one category out
     loo_rows = []
@@ -161,6 +158,9 @@ def category_sensitivity(
         "sod_log": sod_log,
         "classifier_log": cls_log,
     }
+
+
+category_sensitivity.cache_version = 2  # type: ignore[attr-defined]  # adds the positive control (task control_sod)
 
 
 def category_replicates(
@@ -207,18 +207,15 @@ def category_replicates(
             im = r["sod_images"]
             vals = r["sod_curves"] if metric == "max_f" else im["mae"].to_numpy()
             groups.append((vals[im["seen"].to_numpy(bool)], vals[im["unseen"].to_numpy(bool)]))
-        stat = max_f_from_curves if metric == "max_f" else _mean
-        pooled.append({"task": "sod", "metric": metric, **bootstrap_replicates_gap(groups, n_boot, ci, seed=splits[0], statistic=stat)})
+        stat = {"statistic": max_f_from_curves} if metric == "max_f" else {}  # else the default, the mean
+        pooled.append({"task": "sod", "metric": metric, **bootstrap_replicates_gap(groups, n_boot, ci, seed=splits[0], **stat)})
     for task in ("classifier", "sod_encoder"):
         groups = []
         for r in runs:
             ncm = r["ncm_images"]
             groups.append(tuple(ncm[(ncm.task == task) & (ncm.group == g)]["above_chance"].to_numpy() for g in ("seen", "unseen")))
         pooled.append({"task": task, "metric": "ncm_accuracy_vs_chance", **bootstrap_replicates_gap(groups, n_boot, ci, seed=splits[0])})
-    gaps = pd.DataFrame(pooled)
-    gaps["level"] = ci
-    seen_vals = {(r.task, r.metric): r.value for r in summary[summary.group == "seen"].itertuples()}
-    gaps["relative_gap"] = [g / seen_vals[(t, m)] if abs(seen_vals.get((t, m), 0.0)) > 1e-9 else float("nan") for t, m, g in zip(gaps.task, gaps.metric, gaps.gap)]
+    gaps = _gap_table(pooled, summary, ci)
     control = first["gaps"][first["gaps"].task == "control_sod"].assign(n_replicates=1)
     gaps = pd.concat([gaps, control], ignore_index=True)[list(gaps.columns)]
 
@@ -245,8 +242,16 @@ def replicate_name(model: str, split: int) -> str:
     return f"{model} (split {split})"
 
 
-def _mean(a: np.ndarray) -> float:
-    return float(np.mean(a))
+def _gap_table(rows: list[dict], summary: pd.DataFrame, ci: float) -> pd.DataFrame:
+    """The ``gaps`` table of ``rows`` with its interval ``level`` and each gap relative to the
+    seen group's value in ``summary`` (NaN where that value is zero: a chance-normalised
+    accuracy at chance)."""
+    gaps = pd.DataFrame(rows)
+    gaps["level"] = ci
+    seen = {(r.task, r.metric): r.value for r in summary[summary.group == "seen"].itertuples()}
+    gaps["relative_gap"] = [g / seen[(t, m)] if abs(seen.get((t, m), 0.0)) > 1e-9 else float("nan")
+                            for t, m, g in zip(gaps.task, gaps.metric, gaps.gap)]
+    return gaps
 
 
 def _seen_unseen(task: str, scores: Mapping[str, np.ndarray], is_seen: np.ndarray, is_unseen: np.ndarray, n_boot: int,
@@ -349,4 +354,3 @@ class _Relabelled(Dataset):
         item = dict(self.base[i])
         item["label"] = self.mapping[int(item["label"])]
         return item
-category_sensitivity.cache_version = 2  # type: ignore[attr-defined]  # adds the positive control (task control_sod)

@@ -21,7 +21,6 @@ from ..models.classifier import ENCODER_PREFIXES, classifier_from_sod, sod_from_
 from ..models.csnet import CSNet
 from .common import collect, loader, score_summary, seeded, sod_scores, train_or_resume, validation_rows, with_statistics_of
 
-ENCODERS = ("saliency", "classification", "untrained")
 # `transfer_share` needs the task's own model this far above the untrained encoder's read-out
 # (0-1 scores); below it the share divides noise by noise.
 MIN_SPAN = 0.05

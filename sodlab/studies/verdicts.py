@@ -357,7 +357,7 @@ def category_sensitivity(summary: pd.DataFrame, gaps: pd.DataFrame, drops: Optio
         return float(sel["value"].iloc[0])
 
     pooled = ""
-    if "n_replicates" in gaps and np.isfinite(sod_f.get("n_replicates", np.nan)) and int(sod_f.n_replicates) > 1:
+    if sod_f.get("n_replicates", 1) > 1:
         pooled = f" (means over {int(sod_f.n_replicates)} category splits; interval over splits and images)"
     lines = [
         f"- SOD max-F{pooled}: seen {val('sod', 'seen', 'max_f'):.3f}, unseen {val('sod', 'unseen', 'max_f'):.3f}; "
