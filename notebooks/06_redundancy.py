@@ -15,14 +15,17 @@
 # shrinking the network costs SOD little and classification a lot, and an SOD network's
 # features are more redundant (fewer effective dimensions per layer, more prunable channels).
 #
-# **Protocol (ours).** For each encoder width, train CSNet for saliency and its classification
-# twin (same encoder configuration, same initial weights, same regulariser) on the same images
-# (the twin on their category labels). Compare how each task's metric falls as the width shrinks:
+# **Protocol (ours).** For each encoder width, train the study model for saliency
+# (`csf-res2net-mini`: a Res2Net backbone with the CSF head, as the paper's CSF+Res2Net at CPU
+# size) and its classification twin (`res2net-mini`: the same backbone, the same initial
+# weights, a class head) on the same images with the same augmentation (the twin on their
+# category labels; standard mode generates 12,000 training images, what the classifier needs). Compare how each task's metric falls as the width shrinks:
 # the share of its widest model's lead over the task's floor (centre-bias guess; chance) that
 # a narrower model keeps. At the widest width, measure per layer: the PCA spectrum and
 # effective rank of the activations (on test images), the mean absolute correlation between
 # channels, CKA between layers within each network and between the two twins, and the share of
-# channels whose batch-norm scale the shared regulariser pushed towards zero.
+# channels whose batch-norm scale training pushed towards zero (with a regulariser when one is
+# given; the study model's recipes have none).
 #
 # The claim fails if SOD loses as large a share of its performance as classification when the
 # width shrinks, and its layers are no more redundant.
@@ -30,8 +33,8 @@
 # **New here?** Salient object detection (SOD) outputs a map: for every pixel, how much it
 # belongs to the object that stands out (0-1). Classification outputs one category name per
 # image; the figure below shows both on the same images. The *classification twin* is the
-# same CSNet encoder with a class head, trained from the same starting weights. *Width* is the
-# number of channels of the encoder's first layers (the others scale with it). A layer is
+# same encoder with a class head, trained from the same starting weights. *Width* is the
+# number of channels of the encoder's first stage (the later stages double it). A layer is
 # *redundant* when its channels repeat each other: few principal components explain its
 # activations (low effective rank) and its channels correlate. *CKA* (0-1) measures how alike
 # two layers' representations are on the same images (1: the same up to a rotation).
@@ -47,14 +50,20 @@ import matplotlib.pyplot as plt
 
 from sodlab import experiments as ex
 from sodlab import verdicts, viz
-from sodlab.studies import start_study
+from sodlab.studies import TWIN_BENCHMARK, start_study
 
+# The twins at each width: csf-res2net-mini (saliency, `epochs`) and res2net-mini
+# (classification, `cls_epochs`), one initial encoder, the same images and
+# augmentation. The widest pair of standard mode is notebook 07's (shared models).
 SIZES = {
-    "quick": dict(widths=(4, 8), epochs=1, image_size=64, batch_size=16, n_images=32),
-    "standard": dict(widths=(4, 8, 16), epochs=4, image_size=64, batch_size=16, n_images=128),
-    "full": dict(widths=(4, 8, 16, 24, 32), epochs=40, image_size=224, batch_size=32, n_images=256),
+    "quick": dict(twins="res2net-mini", widths=(4, 8), epochs=1, cls_epochs=1, image_size=64, batch_size=16, n_images=32),
+    "standard": dict(twins="res2net-mini", widths=(4, 8, 16), epochs=16, cls_epochs=40, image_size=64, batch_size=16, n_images=128),
+    "full": dict(twins="res2net-mini", widths=(4, 8, 16, 24, 32), epochs=25, cls_epochs=40, image_size=224, batch_size=32, n_images=256),
 }
-study = start_study("06_redundancy", mode, SIZES, data_root=data_root, device=device, results_dir=results_dir)
+# standard mode's built-in benchmark: 12,000 training images (the classifiers' gate needs them)
+BENCHMARK = {"standard": TWIN_BENCHMARK}
+study = start_study("06_redundancy", mode, SIZES, data_root=data_root, device=device, results_dir=results_dir,
+                    benchmark=BENCHMARK.get(mode))
 S = study.sizes
 viz.task_primer(study.sample_data());
 S
@@ -62,8 +71,9 @@ S
 # %%
 print(study.device_note())
 res = study.cached(
-    ex.redundancy_study, study.data_root, widths=S["widths"], epochs=S["epochs"], image_size=S["image_size"], seed=0,
-    device=study.device, work_dir=study.work_dir, n_images=S["n_images"], batch_size=S["batch_size"], cka_seed=1,
+    ex.redundancy_study, study.data_root, twins=S["twins"], widths=S["widths"], epochs=S["epochs"], cls_epochs=S["cls_epochs"],
+    image_size=S["image_size"], seed=0, device=study.device, work_dir=study.work_dir, model_store=study.model_store,
+    n_images=S["n_images"], batch_size=S["batch_size"], cka_seed=1,
 )
 for name, df in res.items():
     study.save_table(df, name)
@@ -135,7 +145,7 @@ res["cka_twins"]
 res["cka_baselines"].pivot_table(index="layer", columns="comparison", values="cka", sort=False).round(3)
 
 # %% [markdown]
-# ## Channels the regulariser switched off
+# ## Channels switched off
 
 # %%
 prn = res["pruning"]

@@ -4,7 +4,7 @@ from .studies.anatomy import allocation_table, anatomy_table  # noqa: F401
 from .studies.categories import category_examples, category_replicates, category_sensitivity, loo_drop, scores_by_split  # noqa: F401
 from .studies.common import DEFAULT_LAYERS, evaluate_checkpoint  # noqa: F401
 from .studies.explorer import channel_explorer_data  # noqa: F401
-from .studies.mechanisms import mechanisms_study  # noqa: F401
+from .studies.mechanisms import mechanisms_runs, mechanisms_study  # noqa: F401
 from .studies.pretraining import pretraining_effect  # noqa: F401
 from .studies.pruning import regularizer_study  # noqa: F401
 from .studies.redundancy import redundancy_study, task_scores  # noqa: F401

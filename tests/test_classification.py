@@ -160,8 +160,7 @@ def test_config_keys_are_validated():
         TrainConfig(task="classification", label_smoothing=1.5)
     with pytest.raises(ConfigError, match="key 'label_smoothing': applies to the cross-entropy of classification only"):
         TrainConfig(label_smoothing=0.1)
-    with pytest.raises(ConfigError, match="key 'rot90': applies to classification only"):
-        TrainConfig(rot90=True)
+    assert TrainConfig(rot90=True).rot90  # saliency turns image and mask together
     with pytest.raises(ConfigError, match="key 'schedule': use one of 'step', 'cosine', 'onecycle', 'constant', got 'cyclic'"):
         TrainConfig(schedule="cyclic")
 

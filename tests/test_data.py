@@ -255,6 +255,24 @@ def test_train_transform_is_seeded():
     assert torch.equal(x[0], tf(image, mask)[0])
 
 
+def test_train_transform_turns_image_and_mask_together():
+    # A square image whose mask marks its top-left corner: after a turn by k quarters the image
+    # equals the plain one turned by k, and the mask moved with it, for every k drawn.
+    image = _rgb(24, 24)
+    mask = np.zeros((24, 24), bool)
+    mask[:6, :6] = True
+    plain_img, plain_mask = T.train_transform(24, crop_border=0.0, hflip=False)(image, mask)
+    turned = T.train_transform(24, crop_border=0.0, hflip=False, rot90=True, generator=torch.Generator().manual_seed(0))
+    seen = set()
+    for _ in range(16):
+        img, m = turned(image, mask)
+        k = [j for j in range(4) if torch.equal(img, torch.rot90(plain_img, j, (1, 2)))]
+        assert len(k) == 1 and torch.equal(m, torch.rot90(plain_mask, k[0], (1, 2)))
+        seen.add(k[0])
+    assert seen == {0, 1, 2, 3}
+    assert "rot90=True" in repr(turned)
+
+
 def test_eval_transform_resizes_and_normalises():
     mean = np.array(T.IMAGENET_MEAN)
     image = np.broadcast_to(np.round(mean * 255).astype(np.uint8), (30, 20, 3)).copy()

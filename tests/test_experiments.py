@@ -280,7 +280,7 @@ def test_pretraining_control_arms(bench, tmp_path):
 @pytest.mark.slow
 def test_redundancy_study(bench, tmp_path):
     out = ex.redundancy_study(bench, widths=(4, 6), epochs=1, image_size=64, seed=0, device="cpu", work_dir=tmp_path, n_images=8,
-                              cka_seed=1)
+                              cka_seed=1)  # the study model's twins (res2net-mini)
     w = out["width_sweep"]
     assert set(w["task"]) == {"sod", "classification"} and w["value"].between(0, 1).all()
     assert w[w.task == "sod"]["params"].is_monotonic_increasing
@@ -311,38 +311,56 @@ def test_redundancy_study(bench, tmp_path):
     np.testing.assert_allclose(b[b.comparison == "twins"].set_index("layer")["cka"].loc[tw.index], tw)
     assert (b[b.comparison == "sod_seed_vs_seed"]["cka"] < 1 - 1e-6).any()
     assert "CKA, mean over layers at width 6: twins" in text and "SOD seed vs seed" in text
-    assert (tmp_path / "seed0" / "sod_w6_seed1").is_dir() and not (tmp_path / "seed0" / "sod_w4_seed1").exists()
+    work = tmp_path / "res2net-mini_seed0"
+    assert (work / "w6_seed1" / "sod").is_dir() and (work / "w6_seed1" / "classifier").is_dir() and not (work / "w4_seed1").exists()
+    assert list(layers.layer.unique()) == ["backbone.maxpool", "backbone.layer1", "backbone.layer2", "backbone.layer3", "backbone.layer4"]
     with pytest.raises(ConfigError, match=r"cka_seed must differ from seed \(0\)"):
         ex.redundancy_study(bench, widths=(4,), seed=0, cka_seed=0, work_dir=tmp_path)
 
 
 @pytest.mark.slow
-def test_mechanisms_study(bench, tmp_path):
-    out = ex.mechanisms_study(bench, n_images=8, work_dir=tmp_path, layers=("stage3", "stage4"), **TINY)
+@pytest.mark.parametrize("family", ["res2net-mini", "csnet"])
+def test_mechanisms_study(bench, tmp_path, family):
+    first, last = ("stage3", "stage4") if family == "csnet" else ("backbone.layer3", "backbone.layer4")
+    out = ex.mechanisms_study(bench, n_images=8, work_dir=tmp_path, layers=(first, last), twins=family, model_store=tmp_path / "store",
+                              **TINY)
     o = out["overlap"]
     assert set(o["method"]) == {"grad_x_act", "ablation"} and o["jaccard"].between(0, 1).all()
     assert (o["chance_jaccard"] > 0).all()
     np.testing.assert_allclose(o["excess_jaccard"], o["jaccard"] - o["chance_jaccard"])
     imp = out["importance"]
     assert set(imp["task"]) == {"sod", "classification"}
-    assert len(imp[(imp.layer == "stage4") & (imp.task == "sod") & (imp.method == "ablation")]) == 16
+    channels = 16 if family == "csnet" else 128  # CSNet width 4's last stage; Res2Net-mini's: 8 x 4 planes x expansion 4
+    assert len(imp[(imp.layer == last) & (imp.task == "sod") & (imp.method == "ablation")]) == 2 * channels  # two encoders
+    assert set(imp.encoder) == set(o.encoder) == set(out["cross_ablation"].encoder) == {"classification_encoder", "sod_encoder"}
+    # each encoder's two read-outs beside their floors: chance, the centre-bias guess on the test images
+    from sodlab.baselines import baseline_metrics
+    r = out["readouts"].set_index(["encoder", "task"])
+    assert r.loc[("classification_encoder", "classification"), "model"] == "classifier_twin"
+    assert r.loc[("sod_encoder", "classification"), "floor"] == pytest.approx(1 / 12)
+    assert r.loc[("sod_encoder", "saliency"), "floor"] == pytest.approx(baseline_metrics(Path(bench) / "test", ["centre bias"])["centre bias"]["max_f"])
+    assert r.loc[("sod_encoder", "saliency"), "value"] == pytest.approx(
+        out["transfer"].set_index(["encoder", "task", "readout"]).loc[("saliency", "saliency", "own head"), "value"])
+    assert r.loc[("classification_encoder", "saliency"), "value"] == pytest.approx(
+        out["transfer"].set_index(["encoder", "task", "readout"]).loc[("classification", "saliency", "frozen + new head"), "value"])
     assert set(out["cross_ablation"]["removed"]) == {"sod_top", "classification_top", "random"}
     gc = out["gradcam"]
     assert gc["r_cam_gt"].dropna().between(-1, 1).all()
     c = out["classifiers"]
     assert list(c["model"]) == ["classifier_twin", "sod_encoder_probe"] and c["accuracy"].between(0, 1).all()
     assert (c["n_images"] == c["n_images"].iloc[0]).all() and c["n_images"].iloc[0] > 8  # the whole test split, not the probe images
-    st = out["overlap_stats"].set_index("method")
+    st = out["overlap_stats"].query("encoder == 'classification_encoder'").set_index("method")
     for meth in ("grad_x_act", "ablation"):
         r = st.loc[meth]
         # the effect is the overlap table's mean over layers; the interval and null come from per-image attributions
-        assert r.excess_jaccard == pytest.approx(o[o.method == meth]["excess_jaccard"].mean())
+        assert r.excess_jaccard == pytest.approx(o[(o.method == meth) & (o.encoder == "classification_encoder")]["excess_jaccard"].mean())
         assert r.ci_low <= r.ci_high and r.ci_level == 0.9 and r.n_images == 8
         assert 0 < r.p_more_than_chance <= 1 and 0 < r.p_less_than_chance <= 1 and r.null_q05 <= r.null_q95
         assert -1 <= r.split_half_sod <= 1 and -1 <= r.split_half_classification <= 1
-    f = verdicts.mechanisms(o, out["cross_ablation"], gc, classifiers=c, mode="standard", seeds=[0], overlap_stats=out["overlap_stats"])
+    f = verdicts.mechanisms(o, out["cross_ablation"], gc, classifiers=c, mode="standard", seeds=[0], overlap_stats=out["overlap_stats"],
+                            readouts=out["readouts"])
     text = "\n".join(f.lines)
-    assert f.outcome == "inconclusive" and "stage3" in text and "stage4" in text and "random channels" in text
+    assert f.outcome == "inconclusive" and first in text and last in text and "random channels" in text
     assert f.ci == (st.loc["ablation", "ci_low"], st.loc["ablation", "ci_high"]) and "two halves of the 8 images" in text
     # the transfer matrix: every encoder read out for every task; its two new saliency heads are gated models
     tm = out["transfer"]
@@ -358,6 +376,11 @@ def test_mechanisms_study(bench, tmp_path):
     f = verdicts.mechanisms(o, out["cross_ablation"], gc, classifiers=c, mode="standard", seeds=[0], overlap_stats=out["overlap_stats"],
                             transfer=tm)
     assert any(line.startswith("- Transfer, saliency (max-F): the saliency model ") for line in f.lines)
+    # the twins live in the shared store under their keys, where mechanisms_runs finds them
+    runs = ex.mechanisms_runs(bench, twins=family, width=TINY["width"], epochs=1, image_size=64, seed=0, work_dir=tmp_path,
+                              model_store=tmp_path / "store")
+    assert sorted(p.name for p in (tmp_path / "store").iterdir()) == sorted(p.name for p in runs.values())
+    assert all((p / "best.pt").is_file() for p in runs.values())
 
 
 @pytest.mark.slow

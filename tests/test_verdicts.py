@@ -8,6 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from sodlab.errors import ConfigError
 from sodlab.studies import verdicts
 from sodlab.studies.common import collapsed_share
 from sodlab.studies.rules import VERDICT_KEYS
@@ -349,17 +350,62 @@ def _mechanism_tables(excess, rho, selective=True):
     return ov, cross, gc
 
 
-def test_mechanisms_effect_is_mean_excess_overlap_and_both_classifiers_are_gated():
+def test_mechanisms_effect_is_mean_excess_overlap_and_the_classifier_it_reads_is_gated():
     cls = pd.concat([_classifiers(0.95), _classifiers(0.3, model="sod_encoder_probe")])
     v = verdicts.mechanisms(*_mechanism_tables(-0.02, 0.1), classifiers=cls, mode="standard", seeds=[0])
     assert (v.effect, v.rule, v.margin, v.outcome) == (pytest.approx(-0.02), "equivalent", 0.10, "inconclusive")
-    assert _gates(v) == {"classifier top-1: classifier_twin": True, "classifier top-1: sod_encoder_probe": False,
+    # the classification encoder's class target is the twin: the probe is reported, not gated
+    assert _gates(v) == {"classifier top-1: classifier_twin": True, "saliency read-out above the centre-bias guess": False,
                          "ablation beats random channels": True, "a task's channels overlap with themselves (split halves)": False,
                          "plateau": False, "selection on validation": False}
+    assert any("the SOD encoder's linear class head top-1 0.300" in line for line in v.lines)
     assert any("gradcam 0.10, saliency 0.60" in line for line in v.lines)
     assert "- No transfer matrix: the encoders were not read out for the other task." in v.lines
     # the random-channel control is part of the evidence shown
-    assert v.lines[2].endswith("; as many random channels: saliency +5%, class +2%.")
+    assert v.lines[3].endswith("; as many random channels: saliency +5%, class +2%.")
+
+
+def _two_encoders(cls_excess, sod_excess):
+    ov, cross, gc = _mechanism_tables(cls_excess, 0.1)
+    ov2, cross2, _ = _mechanism_tables(sod_excess, 0.1)
+    ov = pd.concat([ov.assign(encoder="classification_encoder"), ov2.assign(encoder="sod_encoder")])
+    cross = pd.concat([cross.assign(encoder="classification_encoder"), cross2.assign(encoder="sod_encoder")])
+    stats = pd.DataFrame([{"encoder": e, "method": "ablation", "n_images": 64, "excess_jaccard": x, "ci_low": x - 0.03, "ci_high": x + 0.03,
+                           "ci_level": 0.9, "n_perm": 100, "null_mean": 0.0, "null_q95": 0.05, "p_more_than_chance": 0.5,
+                           "p_less_than_chance": 0.5, "split_half_sod": 0.4, "split_half_classification": 0.3}
+                          for e, x in (("classification_encoder", cls_excess), ("sod_encoder", sod_excess))])
+    readouts = pd.DataFrame([
+        {"encoder": "classification_encoder", "task": "classification", "model": "classifier_twin", "metric": "top1", "value": 0.95, "floor": 1 / 12},
+        {"encoder": "sod_encoder", "task": "classification", "model": "sod_encoder_probe", "metric": "top1", "value": 0.4, "floor": 1 / 12},
+        {"encoder": "classification_encoder", "task": "saliency", "model": "saliency head on the classification encoder", "metric": "max_f",
+         "value": 0.70, "floor": 0.45},
+        {"encoder": "sod_encoder", "task": "saliency", "model": "sod", "metric": "max_f", "value": 0.86, "floor": 0.45}])
+    cls = pd.concat([_classifiers(0.95), _classifiers(0.4, model="sod_encoder_probe")])
+    return ov, cross, gc, stats, readouts, cls
+
+
+def test_mechanisms_reads_the_classification_encoder_and_reports_the_other():
+    ov, cross, gc, stats, readouts, cls = _two_encoders(0.30, 0.01)
+    good = {"validation_curves": {"sod": FLAT, "classifier_twin": FLAT}, "selected_on_validation": True}
+    v = verdicts.mechanisms(ov, cross, gc, classifiers=cls, mode="standard", seeds=[0], overlap_stats=stats, readouts=readouts, **good)
+    # its tables alone: overlap +0.30 above chance, interval [0.27, 0.33] outside the margin: refuted
+    assert v.effect == pytest.approx(0.30) and v.ci == (pytest.approx(0.27), pytest.approx(0.33))
+    assert v.outcome == "refuted" and all(g.passed for g in v.gates)
+    sal = next(g for g in v.gates if g.name == "saliency read-out above the centre-bias guess")
+    assert sal.value == pytest.approx(0.25) and "max-F 0.700, centre-bias guess 0.450" in sal.note
+    assert any(line.startswith("- Beside it, on the sod encoder") and "+0.010 above chance" in line for line in v.lines)
+    # read on the saliency model's encoder instead, the probe is the gated classifier (and fails)
+    w = verdicts.mechanisms(ov, cross, gc, classifiers=cls, mode="standard", seeds=[0], overlap_stats=stats, readouts=readouts,
+                            encoder="sod_encoder", **good)
+    assert w.effect == pytest.approx(0.01) and w.outcome == "inconclusive"
+    assert _gates(w)["classifier top-1: sod_encoder_probe"] is False and "classifier top-1: classifier_twin" not in _gates(w)
+    # a saliency head that finds no more than the centre guess blocks the verdict
+    weak = readouts.copy()
+    weak.loc[weak.model == "saliency head on the classification encoder", "value"] = 0.49
+    u = verdicts.mechanisms(ov, cross, gc, classifiers=cls, mode="standard", seeds=[0], overlap_stats=stats, readouts=weak, **good)
+    assert u.outcome == "inconclusive" and _gates(u)["saliency read-out above the centre-bias guess"] is False
+    with pytest.raises(ConfigError, match="encoder 'stem': expected one of classification_encoder, sod_encoder"):
+        verdicts.mechanisms(ov, cross, gc, mode="standard", seeds=[0], encoder="stem")
 
 
 def test_mechanisms_needs_an_importance_ranking_that_beats_random_channels():
@@ -406,14 +452,15 @@ def test_params_to_reach_interpolates_in_log_parameters_and_marks_censoring():
 
 
 def _overlap_stats(low, high, split_sod=0.5, split_cls=0.4, method="ablation"):
-    return pd.DataFrame([{"encoder": "sod_encoder", "method": method, "n_images": 64, "excess_jaccard": (low + high) / 2,
+    return pd.DataFrame([{"encoder": "classification_encoder", "method": method, "n_images": 64, "excess_jaccard": (low + high) / 2,
                           "ci_low": low, "ci_high": high, "ci_level": 0.9, "n_boot": 1000, "null_mean": 0.0, "null_q05": -0.1,
                           "null_q95": 0.12, "p_more_than_chance": 0.4, "p_less_than_chance": 0.6, "n_perm": 2000,
                           "split_half_sod": split_sod, "split_half_classification": split_cls}])
 
 
 def test_mechanisms_concludes_from_the_image_bootstrap_behind_the_split_half_control():
-    good = {"validation_curves": {"sod": FLAT, "classifier_twin": FLAT}, "selected_on_validation": True}
+    good = {"validation_curves": {"sod": FLAT, "classifier_twin": FLAT}, "selected_on_validation": True,
+            "readouts": _two_encoders(0.0, 0.0)[4]}
     cls = pd.concat([_classifiers(0.95), _classifiers(0.95, model="sod_encoder_probe")])
     tables = _mechanism_tables(-0.02, 0.1)
     # no per-image table: no interval, as before

@@ -86,11 +86,13 @@ class TrainTransform:
     ``crop_border``: the crop removes a random amount, up to this fraction of each side's
     length, split randomly between the two opposite borders (0 disables cropping).
     ``hflip``/``vflip``: flip left-right / top-bottom, each with probability 0.5.
+    ``rot90``: then turn image and mask together by a random multiple of 90 degrees (the
+    classification transform's turn, so the study's twins see the same augmentation).
     ``generator``: the source of randomness (default: torch's default generator).
     """
 
     def __init__(self, size: int, crop_border: float = 0.1, hflip: bool = True, vflip: bool = False,
-                 generator: Optional[torch.Generator] = None) -> None:
+                 generator: Optional[torch.Generator] = None, rot90: bool = False) -> None:
         if int(size) < 1:
             raise ValueError(f"size must be positive, got {size}")
         if not 0.0 <= crop_border < 1.0:
@@ -99,6 +101,7 @@ class TrainTransform:
         self.crop_border = float(crop_border)
         self.hflip = bool(hflip)
         self.vflip = bool(vflip)
+        self.rot90 = bool(rot90)
         self.generator = generator
 
     def _randint(self, high: int) -> int:
@@ -121,18 +124,21 @@ class TrainTransform:
             img, m = img.flip(2), m.flip(2)
         if self.vflip and self._coin():
             img, m = img.flip(1), m.flip(1)
+        if self.rot90:
+            k = self._randint(3)
+            img, m = torch.rot90(img, k, (1, 2)), torch.rot90(m, k, (1, 2))
         img, m = resize_pair(img, m, self.size)
         return normalize(img), m
 
     def __repr__(self) -> str:
         return (f"TrainTransform(size={self.size}, crop_border={self.crop_border}, "
-                f"hflip={self.hflip}, vflip={self.vflip})")
+                f"hflip={self.hflip}, vflip={self.vflip}, rot90={self.rot90})")
 
 
 def train_transform(size: int, crop_border: float = 0.1, hflip: bool = True, vflip: bool = False,
-                    generator: Optional[torch.Generator] = None) -> TrainTransform:
+                    generator: Optional[torch.Generator] = None, rot90: bool = False) -> TrainTransform:
     """The training augmentation at ``size`` (see `TrainTransform`)."""
-    return TrainTransform(size, crop_border=crop_border, hflip=hflip, vflip=vflip, generator=generator)
+    return TrainTransform(size, crop_border=crop_border, hflip=hflip, vflip=vflip, generator=generator, rot90=rot90)
 
 
 def eval_transform(size: int) -> EvalTransform:

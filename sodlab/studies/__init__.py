@@ -31,7 +31,7 @@ _PUBLIC = {
                               "inject_parameters", "paired_notebook_text", "out_of_sync", "sync_notebooks"),
     "sodlab.studies.runner": ("RUN_RECORD", "CellFailure", "NotebookRun", "execute_notebook", "run_studies", "summary_table",
                               "write_summary"),
-    "sodlab.studies.notebook": ("FINDINGS_RECORD", "FINDINGS_CONTEXT", "QUICK_BENCHMARK", "Study", "start_study"),
+    "sodlab.studies.notebook": ("FINDINGS_RECORD", "FINDINGS_CONTEXT", "QUICK_BENCHMARK", "TWIN_BENCHMARK", "Study", "start_study"),
     "sodlab.studies.docs": ("README_START", "README_END", "FINDINGS_JSON", "default_readme", "regenerate_docs"),
     "sodlab.studies.rules": ("OUTCOMES", "RULES", "Gate", "Verdict", "judge", "familywise_level", "holm"),
 }

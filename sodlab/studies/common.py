@@ -77,8 +77,11 @@ VAL_FRACTION = 0.1
 VAL_SEED = 2020
 
 
-def datasets(data_root: str | Path, image_size: int, val_fraction: float = VAL_FRACTION) -> tuple[Dataset, Dataset, Dataset]:
+def datasets(data_root: str | Path, image_size: int, val_fraction: float = VAL_FRACTION,
+             augmentation: Optional[Mapping[str, bool]] = None) -> tuple[Dataset, Dataset, Dataset]:
     """``(train, val, test)`` of a benchmark root (``root/train``, ``root/test``).
+    ``augmentation``: the training transform's ``hflip``/``vflip``/``rot90`` (default: left-right
+    flips only; the twins' family gives its own, `sodlab.studies.twins.TwinSpec.augmentation`).
 
     Models are selected and their plateau judged on ``val``, never on the test split: a
     ``root/val`` folder when the benchmark has one, else ``val_fraction`` of the training
@@ -89,7 +92,7 @@ def datasets(data_root: str | Path, image_size: int, val_fraction: float = VAL_F
     for part in ("train", "test"):
         if not (root / part).is_dir():
             raise DataError(f"{root}: expected a benchmark folder with train/ and test/ (missing {part}/)")
-    train = SODFolder(root / "train", transform=T.train_transform(image_size))
+    train = SODFolder(root / "train", transform=T.train_transform(image_size, **dict(augmentation or {})))
     names = train.category_names or None
     test = SODFolder(root / "test", transform=T.eval_transform(image_size), category_names=names)
     if (root / "val").is_dir():
@@ -130,13 +133,16 @@ def train_or_resume(
     regularizer: str = "none",
     task: str = "sod",
     progress: bool = False,
+    recipe: str = "quick",
     **overrides: Any,
 ) -> tuple[nn.Module, pd.DataFrame]:
     """Train with `sodlab.train.fit` into ``run_dir``; a finished run there is reused as is,
     an interrupted one resumed. Returns the model of the best epoch on ``val`` (``best.pt``;
-    the last epoch without ``val``) and the log."""
+    the last epoch without ``val``) and the log. ``recipe``: the shipped recipe the run starts
+    from (`train_config`); ``batch_size=None`` keeps the recipe's."""
     run_dir = Path(run_dir)
-    config = train_config(epochs=epochs, batch_size=batch_size, seed=seed, regularizer=regularizer, task=task, **overrides)
+    sized = {} if batch_size is None else {"batch_size": batch_size}
+    config = train_config(recipe, epochs=epochs, seed=seed, regularizer=regularizer, task=task, **sized, **overrides)
     log_df = fit(model, train, val, config, run_dir, resume=True, device=str(device), progress=progress)
     trained = load(run_dir / ("best.pt" if val is not None else "last.pt")).to(device)
     return trained, log_df
@@ -171,11 +177,11 @@ def evaluate_checkpoint(checkpoint: str | Path, data: str | Path, size: Optional
     return {k: v.item() if isinstance(v, np.generic) else v for k, v in scores.items() if np.isscalar(v)}
 
 
-def train_config(**kw: Any) -> Any:
-    """The studies' short-run recipe: the shipped ``quick`` recipe (Adam 3e-3, cosine schedule,
-    no weight decay, channels-last) with the given overrides. The datasets are built by the
-    caller, so the recipe's input side is dropped unless given."""
-    return load_recipe("quick").replace(**{"image_size": None, **kw})
+def train_config(recipe: str = "quick", **kw: Any) -> Any:
+    """A study's training config: a shipped recipe (by default ``quick``: Adam 3e-3, cosine
+    schedule, no weight decay, channels-last) with the given overrides. The datasets are
+    built by the caller, so the recipe's input side is dropped unless given."""
+    return load_recipe(recipe).replace(**{"image_size": None, **kw})
 
 
 @torch.no_grad()
@@ -252,14 +258,22 @@ def log_frame(log_df: pd.DataFrame, **cols: Any) -> pd.DataFrame:
 
 
 def bn_gammas(model: nn.Module) -> pd.DataFrame:
-    """|gamma| of every batch norm of the encoder's ILBlock convolutions (the regularised ones)."""
+    """|gamma| of every batch norm of the encoder (the regularised ones): CSNet's ILBlock
+    convolutions (``block``: the ILBlock, ``scale``: its octave), or every BatchNorm of a
+    family model's ``backbone`` (``block``: the BatchNorm's name, ``scale`` 0)."""
     rows = []
     for name, mod in model.named_modules():
-        if isinstance(mod, nn.modules.batchnorm._BatchNorm) and ".conv.norms." in f".{name}" and not name.startswith("csf"):
+        if not isinstance(mod, nn.modules.batchnorm._BatchNorm):
+            continue
+        if ".conv.norms." in f".{name}" and not name.startswith("csf"):
             block = name.split(".conv.norms.")[0]
             scale = int(name.rsplit(".", 1)[1])
-            for c, g in enumerate(mod.weight.detach().abs().cpu().numpy()):
-                rows.append({"block": block, "scale": scale, "channel": c, "abs_gamma": float(g)})
+        elif name.startswith("backbone."):
+            block, scale = name, 0
+        else:
+            continue
+        for c, g in enumerate(mod.weight.detach().abs().cpu().numpy()):
+            rows.append({"block": block, "scale": scale, "channel": c, "abs_gamma": float(g)})
     return pd.DataFrame(rows)
 
 

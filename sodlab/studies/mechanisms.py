@@ -13,11 +13,12 @@ from ..analysis import importance as imp
 from ..analysis import probes
 from ..analysis.overlap import LayerAttributions, bootstrap_overlap, permutation_null, split_half_overlap
 from ..device import resolve_device
-from ..models.classifier import classifier_from_sod
-from .common import (DEFAULT_LAYERS, category_names, classifier_row, cls_model, collect, datasets, eval_view, flush_denormals,
-                     sod_model, spread, train_or_resume, training_table, validation_rows)
+from ..baselines import baseline_metrics
+from .common import (category_names, classifier_row, collect, datasets, eval_view, flush_denormals, score_summary, sod_scores, spread,
+                     training_table, validation_rows)
 from .rules import CI_LEVEL
-from .transfer import transfer_matrix
+from .transfer import saliency_heads, transfer_matrix, with_data_statistics
+from .twins import class_readout, classification_train, cls_model, sod_model, train_twin, twin_runs, twin_spec
 
 
 def _concentration(v: Tensor, share: float = 0.5) -> float:
@@ -38,7 +39,7 @@ def mechanisms_study(
     seed: int = 0,
     device: Optional[str] = "auto",
     work_dir: str | Path = "runs/mechanisms",
-    layers: Sequence[str] = DEFAULT_LAYERS,
+    layers: Optional[Sequence[str]] = None,
     method: str = "grad_x_act",
     top_fraction: float = 0.25,
     batch_size: int = 16,
@@ -46,19 +47,33 @@ def mechanisms_study(
     n_perm: int = 2000,
     transfer: bool = True,
     progress: bool = False,
+    twins: str = "res2net-mini",
+    cls_epochs: Optional[int] = None,
+    head_epochs: Optional[int] = None,
+    model_store: Optional[str | Path] = None,
 ) -> dict[str, pd.DataFrame]:
     """Do saliency and classification rely on the same channels?
 
+    The twins (`sodlab.studies.twins`, family ``twins``) are a saliency model trained for
+    ``epochs`` and a classifier trained for ``cls_epochs`` (default ``epochs``), each by its
+    family's recipe (``batch_size`` applies to the CSNet family only), from one initial encoder
+    on the same images. ``layers``: the family's by default. ``model_store``: a folder shared by
+    the notebooks, where the twins are kept under a key of everything that makes them (so a
+    notebook that needs the same twins reuses them); by default they live in ``work_dir``.
+
     Channel indices only correspond within one network, so the channel-level comparison is
-    made on one shared encoder (our protocol): the SOD-trained CSNet's encoder, read out by
-    its saliency head (target: mean logit over the ground-truth region) and by a linear
-    class head fitted in closed form on its pooled features (target: the true class's
-    logit). Per layer: importance (``method`` and channel ablation), top-k Jaccard with
-    its chance level, Spearman rank correlation, and cross-ablation (zero the top-k
-    channels of one task, measure both targets, against k random channels). The
-    independently trained classification twin, whose channels do not correspond, enters
-    through permutation-free measures: how concentrated its importance is, and Grad-CAM of
-    its class logit against the SOD model's saliency map and the ground truth, per image.
+    made within one encoder read out for both tasks (our protocol), for two encoders (column
+    ``encoder``): ``classification_encoder``, the classifier's, read out by its own class head
+    (target: the true class's logit) and by a saliency head trained on it frozen for
+    ``head_epochs`` (target: mean saliency logit over the ground-truth region); and
+    ``sod_encoder``, the saliency model's, read out by its own saliency head and by a linear
+    class head fitted in closed form on its pooled features. Each read-out's test score beside
+    its floor (chance; the centre-bias guess) is in ``readouts``. Per encoder and layer:
+    importance (``method`` and channel ablation), top-k Jaccard with its chance level,
+    Spearman rank correlation, and cross-ablation (zero the top-k channels of one task,
+    measure both targets, against k random channels); how concentrated the classifier's
+    importance is; Grad-CAM of its class logit against the SOD model's saliency map and the
+    ground truth, per image.
 
     The overlap's uncertainty and controls come from the per-image attributions
     (`sodlab.analysis.overlap`): a bootstrap over the ``n_images`` images (``n_boot``
@@ -66,28 +81,43 @@ def mechanisms_study(
     (``n_perm``), and each task's overlap with itself between two halves of the images.
 
     ``transfer``: the transfer matrix (`sodlab.studies.transfer.transfer_matrix`): each encoder
-    (saliency, classification, untrained) frozen and read out for each task by a new head; two
-    saliency heads are trained for ``epochs``.
+    (saliency, classification, untrained) frozen and read out for each task by a new head (a
+    second saliency head, on the untrained encoder, is trained for it).
 
-    Returns ``transfer`` (when asked), ``importance``, ``overlap``, ``overlap_stats`` (per method: the effect, its interval,
+    Returns ``readouts``, ``transfer`` (when asked), ``importance``, ``overlap``, ``overlap_stats`` (per method: the effect, its interval,
     the permutation null and the split-half overlaps), ``cross_ablation``, ``concentration``,
     ``gradcam`` and ``classifiers`` (test accuracy next to chance of the twin and of the SOD
     encoder's class head: a class target that has barely left chance makes the channel
     comparison weak).
     """
     dev = resolve_device(device)
-    train, val, test = datasets(data_root, image_size)
+    spec = twin_spec(twins)
+    layers = tuple(layers or spec.layers)
+    cls_epochs = epochs if cls_epochs is None else cls_epochs
+    train, val, test = datasets(data_root, image_size, augmentation=spec.augmentation())
     names = category_names(train)
-    work = Path(work_dir) / f"w{width}_seed{seed}"
-    sod, sod_log = train_or_resume(sod_model(width, seed), train, val, work / "sod", epochs, batch_size, seed, dev, progress=progress)
-    cls = cls_model(width, len(names), seed)
-    cls, cls_log = train_or_resume(cls, train, val, work / "classifier", epochs, batch_size, seed, dev, task="classification", progress=progress)
+    work = Path(work_dir) / f"{spec.name}_w{width}_seed{seed}"
+    runs = twin_runs(spec, data_root, train, width, seed, epochs, cls_epochs, batch_size, work, model_store, image_size=image_size)
+    sod, sod_log = train_twin(spec, "sod", sod_model(spec, width, seed), train, val, runs["sod"], epochs, seed, dev,
+                              batch_size=batch_size, progress=progress, image_size=image_size)
+    cls, cls_log = train_twin(spec, "classification", cls_model(spec, width, len(names), seed),
+                              classification_train(spec, data_root, train, image_size, names), val,
+                              runs["classification"], cls_epochs, seed, dev, batch_size=batch_size, progress=progress,
+                              image_size=image_size)
     sod.eval(), cls.eval()
 
     # the class read-out of the SOD encoder: a closed-form linear head on pooled features
-    feats = collect(sod, eval_view(train, data_root, image_size), dev, what="embed")
-    probe = classifier_from_sod(sod, len(names)).to(dev).eval()
+    train_eval = eval_view(train, data_root, image_size)
+    feats = collect(sod, train_eval, dev, what="embed")
+    probe = class_readout(sod, len(names)).to(dev).eval()
     probe.head = probes.ridge_head(feats["out"], feats["label"], len(names)).to(dev)
+    # the saliency read-out of the classifier's encoder: a saliency head trained on it, frozen
+    # (and, for the transfer matrix, one on the untrained encoder)
+    untrained = with_data_statistics(sod_model(spec, width, seed), train_eval, dev) if transfer else None
+    sources = {"classification": cls, **({"untrained": class_readout(untrained, len(names))} if transfer else {})}
+    heads, head_rows = saliency_heads(sources, train, val, work, epochs if head_epochs is None else head_epochs, batch_size, seed, dev,
+                                      progress=progress, twins=spec, image_size=image_size)
+    centre = baseline_metrics(Path(data_root) / "test", ["centre bias"])["centre bias"]["max_f"]
 
     idx = spread(len(test), n_images, seed)
     items = [test[i] for i in idx]
@@ -95,7 +125,10 @@ def mechanisms_study(
     gt = torch.stack([it["mask"] for it in items])
     labels = torch.as_tensor([int(it["label"]) for it in items])
 
+    # one encoder, two read-outs: the classifier's (its own class head, a saliency head trained
+    # on it frozen) and the saliency model's (its own saliency head, a linear class probe)
     encoders = {
+        "classification_encoder": (imp.SODTarget(heads["classification"]), gt, imp.ClassLogitTarget(cls), labels),
         "sod_encoder": (imp.SODTarget(sod), gt, imp.ClassLogitTarget(probe), labels),
     }
     imp_rows, overlap, cross, conc, stats = [], [], [], [], []
@@ -145,11 +178,6 @@ def mechanisms_study(
                           "null_mean": null.null_mean, "null_q05": null.null_q05, "null_q95": null.null_q95,
                           "p_more_than_chance": null.p_greater, "p_less_than_chance": null.p_less, "n_perm": n_perm,
                           "split_half_sod": split_half_overlap(las, "a", seed), "split_half_classification": split_half_overlap(las, "b", seed)})
-    # the independently trained twin: how concentrated its class importance is (permutation-free)
-    for layer in layers:
-        v = imp.channel_importance(imp.ClassLogitTarget(cls), x, layer, method=method, aux=labels, batch_size=batch_size)
-        conc.append({"model": "classifier_twin", "layer": layer, "task": "classification", "method": method, "channels_for_half": _concentration(v)})
-
     # Grad-CAM of the class logit vs the saliency map (and the ground truth)
     layer = layers[-1]
     with torch.no_grad():
@@ -166,13 +194,21 @@ def mechanisms_study(
         gc.append({"image": idx[i], "category": names[int(labels[i])], "cam_of": "saliency", "r_cam_saliency": 1.0, "r_cam_gt": float(r_sg[i])})
     classifiers = [classifier_row("classifier_twin", cls, test, dev, len(names)),
                    classifier_row("sod_encoder_probe", probe, test, dev, len(names))]
-    training = validation_rows("sod", sod_log) + validation_rows("classifier_twin", cls_log)
+    readouts = [{"encoder": "classification_encoder", "task": "classification", "model": "classifier_twin", "metric": "top1",
+                 "value": classifiers[0]["accuracy"], "floor": classifiers[0]["chance"], "n_images": classifiers[0]["n_images"]},
+                {"encoder": "sod_encoder", "task": "classification", "model": "sod_encoder_probe", "metric": "top1",
+                 "value": classifiers[1]["accuracy"], "floor": classifiers[1]["chance"], "n_images": classifiers[1]["n_images"]}]
+    for enc_name, model_name, model in (("classification_encoder", "saliency head on the classification encoder", heads["classification"]),
+                                        ("sod_encoder", "sod", sod)):
+        summ = score_summary(sod_scores(model, test, dev))
+        readouts.append({"encoder": enc_name, "task": "saliency", "model": model_name, "metric": "max_f", "value": summ["max_f"],
+                         "floor": centre, "n_images": summ["n_images"]})
+    training = validation_rows("sod", sod_log) + validation_rows("classifier_twin", cls_log) + head_rows
     matrix = pd.DataFrame(columns=["encoder", "task", "readout", "metric", "value", "n_images"])
     if transfer:
-        matrix, heads = transfer_matrix(sod, cls, train, val, eval_view(train, data_root, image_size), test, len(names), work,
-                                        epochs, batch_size, seed, dev, progress=progress)
-        training += heads
+        matrix = transfer_matrix(sod, cls, untrained, heads, train_eval, test, len(names), dev)
     return {
+        "readouts": pd.DataFrame(readouts),
         "transfer": matrix,
         "classifiers": pd.DataFrame(classifiers),
         "importance": pd.DataFrame(imp_rows),
@@ -185,4 +221,16 @@ def mechanisms_study(
     }
 
 
-mechanisms_study.cache_version = 3  # type: ignore[attr-defined]  # 2: overlap_stats; 3: transfer
+def mechanisms_runs(data_root: str | Path, twins: str = "res2net-mini", width: int = 8, epochs: int = 3,
+                    cls_epochs: Optional[int] = None, image_size: int = 64, seed: int = 0, batch_size: int = 16,
+                    work_dir: str | Path = "runs/mechanisms", model_store: Optional[str | Path] = None) -> dict[str, Path]:
+    """The run folders (``"sod"``, ``"classification"``, each with ``best.pt``) where
+    `mechanisms_study` with these arguments keeps its twins."""
+    spec = twin_spec(twins)
+    train, _, _ = datasets(data_root, image_size, augmentation=spec.augmentation())
+    return twin_runs(spec, data_root, train, width, seed, epochs, epochs if cls_epochs is None else cls_epochs, batch_size,
+                     Path(work_dir) / f"{spec.name}_w{width}_seed{seed}", model_store, image_size=image_size)
+
+
+# 2: overlap_stats; 3: transfer; 4: twins; 5: the classification encoder, readouts
+mechanisms_study.cache_version = 5  # type: ignore[attr-defined]

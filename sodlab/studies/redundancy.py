@@ -14,10 +14,9 @@ from ..analysis import redundancy as red
 from ..baselines import baseline_metrics
 from ..device import resolve_device
 from ..errors import ConfigError
-from ..models.classifier import transfer_encoder
-from .common import (DEFAULT_LAYERS, bn_gammas, category_names, classifier_row, cls_model, collapsed_share, datasets,
-                     flush_denormals, score_summary, sod_model, sod_scores, spread, train_or_resume, training_table,
-                     validation_rows, with_statistics_of)
+from .common import (bn_gammas, category_names, classifier_row, collapsed_share, datasets, flush_denormals, score_summary, sod_scores,
+                     spread, training_table, validation_rows, with_statistics_of)
+from .twins import classification_train, cls_model, encoder_parameters, sod_model, train_twin, twin_runs, twin_spec
 
 
 def _with_statistics_of(model: nn.Module, images: torch.Tensor, device: torch.device, batch_size: int = 16) -> nn.Module:
@@ -40,17 +39,26 @@ def redundancy_study(
     device: Optional[str] = "auto",
     work_dir: str | Path = "runs/redundancy",
     n_images: int = 64,
-    layers: Sequence[str] = ("stem", "stage1") + DEFAULT_LAYERS,
-    regularizer: str = "dwd",
+    layers: Optional[Sequence[str]] = None,
+    regularizer: Optional[str] = None,
     batch_size: int = 16,
     prune_thresholds: Sequence[float] = (0.01, 0.05, 0.1),
     cka_seed: Optional[int] = None,
     progress: bool = False,
+    twins: str = "res2net-mini",
+    cls_epochs: Optional[int] = None,
+    model_store: Optional[str | Path] = None,
 ) -> dict[str, pd.DataFrame]:
     """Does SOD need fewer parameters than classification, and use them more redundantly?
 
-    For each width, a SOD CSNet and its classification twin (same encoder configuration and
-    initialisation, same regulariser) are trained. Returns ``width_sweep`` (parameters and
+    For each width, the twins of family ``twins`` (`sodlab.studies.twins`: one initial
+    encoder, the same images and augmentation, each task's recipe; ``epochs`` for saliency,
+    ``cls_epochs`` for the classifier, ``batch_size`` for the CSNet family only) are trained
+    with ``regularizer`` on their BatchNorm scales (default: ``"dwd"`` for CSNet, whose recipe
+    it belongs to, none for Res2Net-mini, whose recipes have none). ``model_store``: a folder
+    shared by the notebooks (twins trained alike elsewhere are reused). ``layers``: the stem
+    (Res2Net: ``backbone.maxpool``, the stem's last module), the first stage and the family's
+    layers. Returns ``width_sweep`` (parameters and
     the task metric), ``layers`` (effective rank, components for 90% variance, channel
     correlation per layer, task and width), ``spectra`` (PCA spectra at the largest width),
     ``cka_layers`` (layer x layer CKA within each twin at the largest width), ``cka_twins``
@@ -70,27 +78,33 @@ def redundancy_study(
     if cka_seed is not None and cka_seed == seed:
         raise ConfigError(f"cka_seed must differ from seed ({seed}): a second run of the same seed is the same model")
     dev = resolve_device(device)
-    train, val, test = datasets(data_root, image_size)
+    spec = twin_spec(twins)
+    regularizer = regularizer or ("dwd" if spec.name == "csnet" else "none")
+    layers = tuple(layers or (("stem", "stage1") if spec.name == "csnet" else ("backbone.maxpool", "backbone.layer1")) + spec.layers)
+    cls_epochs = epochs if cls_epochs is None else cls_epochs
+    train, val, test = datasets(data_root, image_size, augmentation=spec.augmentation())
+    cls_train = classification_train(spec, data_root, train, image_size, category_names(train))
     names = category_names(train)
     test_sub = Subset(test, spread(len(test), n_images, seed))
     images = torch.stack([test_sub[i]["image"] for i in range(len(test_sub))])
-    work = Path(work_dir) / f"seed{seed}"
+    work = Path(work_dir) / f"{spec.name}_seed{seed}"
     floors = {"max_f": baseline_metrics(Path(data_root) / "test", ["centre bias"])["centre bias"]["max_f"],
               "accuracy": 1.0 / len(names), "mae": float("nan")}
     sweep, layer_rows, spectra, cka_layers, cka_twins, pruning, classifiers, training = [], [], [], [], [], [], [], []
     cka_base: list[dict] = []
 
     def twins(width: int, s: int, suffix: str = "") -> tuple:
-        sod, sod_log = train_or_resume(sod_model(width, s), train, val, work / f"sod_w{width}{suffix}", epochs, batch_size, s, dev,
-                                       regularizer=regularizer, progress=progress)
-        cls, cls_log = train_or_resume(initial_classifier(width, s), train, val, work / f"cls_w{width}{suffix}", epochs, batch_size, s, dev,
-                                       task="classification", regularizer=regularizer, progress=progress)
+        local = work / f"w{width}{suffix}"
+        runs = twin_runs(spec, data_root, train, width, s, epochs, cls_epochs, batch_size, local, model_store, image_size=image_size,
+                         regularizer=regularizer)
+        sod, sod_log = train_twin(spec, "sod", sod_model(spec, width, s), train, val, runs["sod"], epochs, s, dev, batch_size=batch_size,
+                                  regularizer=regularizer, progress=progress, image_size=image_size)
+        cls, cls_log = train_twin(spec, "classification", initial_classifier(width, s), cls_train, val, runs["classification"], cls_epochs,
+                                  s, dev, batch_size=batch_size, regularizer=regularizer, progress=progress, image_size=image_size)
         return sod, sod_log, cls, cls_log
 
     def initial_classifier(width: int, s: int) -> nn.Module:
-        cls = cls_model(width, len(names), s)
-        transfer_encoder(sod_model(width, s), cls)  # the same initial encoder as the SOD model
-        return cls
+        return cls_model(spec, width, len(names), s)  # the same initial encoder as the SOD model
 
     for width in widths:
         sod, sod_log, cls, cls_log = twins(width, seed)
@@ -98,7 +112,7 @@ def redundancy_study(
         s = score_summary(sod_scores(sod, test, dev))
         classifiers.append(classifier_row(f"classifier_w{width}", cls, test, dev, len(names), width=width))
         acc = classifiers[-1]["accuracy"]
-        enc = lambda m: sum(v.numel() for k, v in m.named_parameters() if k.startswith(("stem.", "stage")))  # noqa: E731
+        enc = encoder_parameters
         sweep.append({"width": width, "task": "sod", "params": sum(p.numel() for p in sod.parameters()), "encoder_params": enc(sod), "metric": "max_f", "value": s["max_f"]})
         sweep.append({"width": width, "task": "sod", "params": sum(p.numel() for p in sod.parameters()), "encoder_params": enc(sod), "metric": "mae", "value": s["mae"]})
         sweep.append({"width": width, "task": "classification", "params": sum(p.numel() for p in cls.parameters()), "encoder_params": enc(cls), "metric": "accuracy", "value": acc})
@@ -126,7 +140,7 @@ def redundancy_study(
             for a in m.index:
                 for b in m.columns:
                     cka_layers.append({"task": "sod_vs_classification", "layer_a": a, "layer_b": b, "cka": float(m.loc[a, b])})
-            others = {"sod_init": sod_model(width, seed), "classification_init": initial_classifier(width, seed)}
+            others = {"sod_init": sod_model(spec, width, seed), "classification_init": initial_classifier(width, seed)}
             if cka_seed is not None:
                 sod2, log2, cls2, clog2 = twins(width, cka_seed, f"_seed{cka_seed}")
                 training += validation_rows(f"sod width {width} seed {cka_seed}", log2) + validation_rows(
@@ -159,8 +173,8 @@ def redundancy_study(
     }
 
 
-# 2: the width sweep gained each task's ``floor``; 3: ``cka_baselines``
-redundancy_study.cache_version = 3  # type: ignore[attr-defined]
+# 2: the width sweep gained each task's ``floor``; 3: ``cka_baselines``; 4: twins
+redundancy_study.cache_version = 4  # type: ignore[attr-defined]
 
 
 def task_scores(sweep: pd.DataFrame) -> pd.DataFrame:

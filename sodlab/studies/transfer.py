@@ -17,19 +17,12 @@ from torch import nn
 from torch.utils.data import Dataset
 
 from ..analysis import probes
-from ..models.classifier import ENCODER_PREFIXES, classifier_from_sod, sod_from_classifier
-from ..models.csnet import CSNet
-from .common import collect, loader, score_summary, seeded, sod_scores, train_or_resume, validation_rows, with_statistics_of
+from .common import collect, loader, score_summary, sod_scores, validation_rows, with_statistics_of
+from .twins import TwinSpec, encoder_modules, sod_readout, train_twin, twin_spec
 
 # `transfer_share` needs the task's own model this far above the untrained encoder's read-out
 # (0-1 scores); below it the share divides noise by noise.
 MIN_SPAN = 0.05
-
-
-def encoder_modules(model: nn.Module) -> list[nn.Module]:
-    """The encoder's top-level modules (stem, stage1..4) of a CSNet or its classifier twin."""
-    names = {p.rstrip(".") for p in ENCODER_PREFIXES}
-    return [m for name, m in model.named_children() if name in names]
 
 
 def _train_head_only(self: nn.Module, mode: bool = True) -> nn.Module:
@@ -57,48 +50,64 @@ def with_data_statistics(model: nn.Module, data: Dataset, device: torch.device, 
     return with_statistics_of(model, batches, device)
 
 
-def transfer_matrix(
-    sod: CSNet,
-    classifier: nn.Module,
+def saliency_heads(
+    encoders: Mapping[str, nn.Module],
     train: Dataset,
     val: Optional[Dataset],
-    train_eval: Dataset,
-    test: Dataset,
-    num_classes: int,
     work: Path,
     epochs: int,
     batch_size: int,
     seed: int,
     device: torch.device,
     progress: bool = False,
-) -> tuple[pd.DataFrame, list[dict]]:
+    twins: str | TwinSpec = "csnet",
+    image_size: Optional[int] = None,
+) -> tuple[dict[str, nn.Module], list[dict]]:
+    """For each named encoder (a classifier, or any model whose encoder a classifier can hold,
+    `sodlab.studies.twins.class_readout`), a fresh saliency head (seeded by ``seed``) trained for
+    ``epochs`` on a frozen copy of it, with the ``twins`` family's saliency recipe (``batch_size``
+    for CSNet's), in ``work/transfer_sod_from_<name>_e<epochs>``. Returns the trained models (eval mode)
+    and their validation rows (`validation_rows`, model "saliency head on the <name> encoder")."""
+    spec = twin_spec(twins)
+    models, training = {}, []
+    for name, source in encoders.items():
+        head = freeze_encoder(sod_readout(source, seed))
+        model, log_df = train_twin(spec, "sod", head, train, val, work / f"transfer_sod_from_{name}_e{epochs}", epochs, seed, device,
+                                   batch_size=batch_size, progress=progress, fused=False, image_size=image_size)
+        training += validation_rows(f"saliency head on the {name} encoder", log_df)
+        models[name] = model.eval()
+    return models, training
+
+
+def transfer_matrix(
+    sod: nn.Module,
+    classifier: nn.Module,
+    untrained: nn.Module,
+    heads: Mapping[str, nn.Module],
+    train_eval: Dataset,
+    test: Dataset,
+    num_classes: int,
+    device: torch.device,
+) -> pd.DataFrame:
     """Every encoder read out for every task, scored on ``test``. Saliency read-out: the
-    saliency model itself (its own head), or a fresh CSF head and output layer trained for
-    ``epochs`` on a frozen encoder (the classifier's; the untrained one, with its BatchNorm
-    statistics taken from the training images). Classification read-out: the classifier
-    itself, and for every encoder a linear head fitted in closed form on pooled features of
-    ``train_eval`` (the same probe for all three, so they compare). The untrained encoder is the
-    saliency model's own initialisation (``seed``).
+    saliency model itself (its own head), or the fresh saliency heads trained on the frozen
+    classification and untrained encoders (`saliency_heads`, keys ``"classification"`` and
+    ``"untrained"``). Classification read-out: the classifier itself, and for every encoder a
+    linear head fitted in closed form on pooled features of ``train_eval`` (the same probe for
+    all three, so they compare). ``untrained``: the saliency model's own initialisation with
+    BatchNorm statistics from data (`with_data_statistics`).
 
     Returns the table (``encoder``, ``task``, ``readout`` "own head" or "frozen + new head",
-    ``metric``, ``value``, ``n_images``) and the new heads' validation rows (`validation_rows`)."""
-    untrained = with_data_statistics(seeded(lambda: CSNet(sod.config), seed), train_eval, device)
-    rows, training = [], []
+    ``metric``, ``value``, ``n_images``)."""
+    rows = []
 
     def sod_row(encoder: str, readout: str, model: nn.Module) -> None:
         rows.append({"encoder": encoder, "task": "saliency", "readout": readout, "metric": "max_f",
                      **_max_f(score_summary(sod_scores(model, test, device)))})
 
     sod_row("saliency", "own head", sod)
-    for encoder, source in (("classification", classifier), ("untrained", untrained)):
-        # a fresh head (seeded) on a copy of the frozen encoder
-        enc = classifier_from_sod(source, num_classes) if isinstance(source, CSNet) else source
-        head = freeze_encoder(seeded(lambda: sod_from_classifier(enc), seed))
-        model, log_df = train_or_resume(head, train, val, work / f"transfer_sod_from_{encoder}", epochs, batch_size, seed, device,
-                                        progress=progress, fused=False)
-        training += validation_rows(f"saliency head on the {encoder} encoder", log_df)
-        sod_row(encoder, "frozen + new head", model)
-
+    for encoder in ("classification", "untrained"):
+        sod_row(encoder, "frozen + new head", heads[encoder])
     own = collect(classifier, test, device, what="cls")
     rows.append({"encoder": "classification", "task": "classification", "readout": "own head", "metric": "top1",
                  "value": float((own["out"].argmax(1) == own["label"]).mean()), "n_images": int(len(own["label"]))})
@@ -110,7 +119,7 @@ def transfer_matrix(
             pred = head(torch.as_tensor(te["out"], dtype=torch.float32)).argmax(1).numpy()
         rows.append({"encoder": encoder, "task": "classification", "readout": "frozen + new head", "metric": "top1",
                      "value": float((pred == te["label"]).mean()), "n_images": int(len(te["label"]))})
-    return pd.DataFrame(rows, columns=["encoder", "task", "readout", "metric", "value", "n_images"]), training
+    return pd.DataFrame(rows, columns=["encoder", "task", "readout", "metric", "value", "n_images"])
 
 
 def _max_f(summary: Mapping[str, float]) -> dict:

@@ -20,6 +20,7 @@ from typing import Mapping, Optional, Sequence
 import numpy as np
 import pandas as pd
 
+from ..errors import ConfigError, DataError
 from .common import collapsed_share
 from .redundancy import PLATEAU_SHARE, params_to_reach, task_scores
 from .rules import (CI_LEVEL, CLASSIFIER_MIN_TOP1, Gate, Verdict, classifier_gate, judge, plateau_gate,  # noqa: F401 (re-exported)
@@ -623,25 +624,68 @@ def _stats_row(overlap_stats: Optional[pd.DataFrame], method: str) -> Optional[p
     return rows.iloc[0] if len(rows) else None
 
 
+# The encoder the verdict reads (`mechanisms`): the classifier's, so that the class importances
+# come from the gated classifier itself; its saliency read-out is a head trained on it frozen.
+MECHANISMS_ENCODER = "classification_encoder"
+# Each encoder's read-outs: the classifier the class target comes from, the saliency model the
+# saliency target comes from.
+_READOUT_MODELS = {"classification_encoder": ("classifier_twin", "saliency head on the classification encoder"),
+                   "sod_encoder": ("sod_encoder_probe", "sod")}
+
+
+def saliency_readout_gate(readouts: Optional[pd.DataFrame], encoder: str) -> Gate:
+    """The saliency read-out of ``encoder`` (a ``readouts`` row, task saliency) at least
+    `FLOOR_LEAD_MIN` max-F above its floor, the centre-bias guess: its importances must come from
+    a model that finds objects, as the class ones must come from a classifier that passed."""
+    name = "saliency read-out above the centre-bias guess"
+    if readouts is None or not len(readouts):
+        return Gate(name, None, FLOOR_LEAD_MIN, "at least", "no readouts table (tables from before the classification encoder)")
+    rows = readouts[(readouts.encoder == encoder) & (readouts.task == "saliency")]
+    if not len(rows):
+        return Gate(name, None, FLOOR_LEAD_MIN, "at least", f"no saliency read-out of the {encoder}")
+    r = rows.iloc[0]
+    return Gate(name, float(r.value - r.floor), FLOOR_LEAD_MIN, "at least",
+                f"{r.model}: max-F {r.value:.3f}, centre-bias guess {r.floor:.3f}")
+
+
+def _of_encoder(table: Optional[pd.DataFrame], encoder: str) -> Optional[pd.DataFrame]:
+    if table is None or "encoder" not in table:
+        return table
+    return table[table["encoder"] == encoder]
+
+
 def mechanisms(overlap: pd.DataFrame, cross: pd.DataFrame, gradcam: pd.DataFrame, classifiers: Optional[pd.DataFrame] = None,
                *, mode: str, seeds: Sequence[int], validation_curves: Curves = None,
                selected_on_validation: Optional[bool] = None, overlap_stats: Optional[pd.DataFrame] = None,
-               transfer: Optional[pd.DataFrame] = None) -> Verdict:
-    """Tables of `sodlab.studies.mechanisms.mechanisms_study`: ``overlap`` (per layer and method:
-    k, channels, jaccard, chance_jaccard, excess_jaccard, spearman), ``cross`` (cross-ablation
-    relative drops, with the ``random`` control), ``gradcam`` (per image: cam_of, r_cam_gt) and
-    ``classifiers`` (the twin and the SOD encoder's class head, both gated). The effect is the
-    mean over layers of the top-channel Jaccard above chance (channel ablation when present:
+               transfer: Optional[pd.DataFrame] = None, readouts: Optional[pd.DataFrame] = None,
+               encoder: str = MECHANISMS_ENCODER) -> Verdict:
+    """Tables of `sodlab.studies.mechanisms.mechanisms_study`: ``overlap`` (per encoder, layer
+    and method: k, channels, jaccard, chance_jaccard, excess_jaccard, spearman), ``cross``
+    (cross-ablation relative drops, with the ``random`` control), ``gradcam`` (per image: cam_of,
+    r_cam_gt), ``classifiers`` (the twin and the SOD encoder's class head) and ``readouts`` (each
+    encoder's two read-outs beside their floors). The verdict reads ``encoder`` (default
+    `MECHANISMS_ENCODER`; tables without an ``encoder`` column are taken whole): the effect is
+    the mean over layers of its top-channel Jaccard above chance (channel ablation when present:
     it measures what a channel does, not a gradient's guess), rule ``equivalent`` with
-    `MECHANISMS_MARGIN`. ``overlap_stats`` (the study's table of that name) gives the interval
-    (a bootstrap over images), the permutation null and the split-half positive control
-    (`split_half_gate`); without it there is no interval. ``transfer`` (the study's transfer
-    matrix) is reported beside the verdict, its new heads held to the training gates."""
+    `MECHANISMS_MARGIN`; its class read-out must pass the classifier gate and its saliency
+    read-out `saliency_readout_gate`. ``overlap_stats`` gives the interval (a bootstrap over
+    images), the permutation null and the split-half positive control (`split_half_gate`);
+    without it there is no interval. The other encoder's overlap is reported beside.
+    ``transfer`` (the study's transfer matrix) is reported beside the verdict, its new heads
+    held to the training gates."""
+    if encoder not in _READOUT_MODELS:
+        raise ConfigError(f"encoder {encoder!r}: expected one of {', '.join(_READOUT_MODELS)}")
+    all_overlap, all_stats = overlap, overlap_stats
+    overlap, cross, overlap_stats = _of_encoder(overlap, encoder), _of_encoder(cross, encoder), _of_encoder(overlap_stats, encoder)
+    if not len(overlap):
+        raise DataError(f"the overlap table has no rows of the {encoder}")
     m = "ablation" if (overlap.method == "ablation").any() else overlap.method.iloc[0]
     o = overlap[overlap.method == m].set_index("layer")
     cr = cross.set_index(["layer", "removed"])
-    lines = [f"- {layer}: top-{int(r.k)} of {int(r.channels)} channels overlap with Jaccard {r.jaccard:.2f} "
-             f"(chance {r.chance_jaccard:.2f}); Spearman {r.spearman:+.2f} ({m})." for layer, r in o.iterrows()]
+    lines = [f"- Read on the {encoder.replace('_', ' ')} (class target: {_classifier_name(_READOUT_MODELS[encoder][0])}; "
+             f"saliency target: {_READOUT_MODELS[encoder][1].replace('sod', 'the saliency model')})."]
+    lines += [f"- {layer}: top-{int(r.k)} of {int(r.channels)} channels overlap with Jaccard {r.jaccard:.2f} "
+              f"(chance {r.chance_jaccard:.2f}); Spearman {r.spearman:+.2f} ({m})." for layer, r in o.iterrows()]
     for layer in o.index:
         s, c = cr.loc[(layer, "sod_top")], cr.loc[(layer, "classification_top")]
         line = (f"- {layer}, removing SOD's top channels: saliency target {s.sod_rel_drop:+.0%}, class logit "
@@ -665,12 +709,21 @@ def mechanisms(overlap: pd.DataFrame, cross: pd.DataFrame, gradcam: pd.DataFrame
                      f"{st['p_less_than_chance']:.3g} for less.")
         lines.append(f"- Positive control, each task against itself on two halves of the {int(st['n_images'])} images: "
                      f"saliency {st['split_half_sod']:+.3f}, class {st['split_half_classification']:+.3f} above chance.")
+    for other in _READOUT_MODELS:
+        ost = _stats_row(_of_encoder(all_stats, other), m) if other != encoder and all_overlap is not None and "encoder" in all_overlap else None
+        if ost is not None:
+            lines.append(f"- Beside it, on the {other.replace('_', ' ')} (class target: {_classifier_name(_READOUT_MODELS[other][0])}): "
+                         f"{ost['excess_jaccard']:+.3f} above chance ({float(ost['ci_level']):.0%} interval {ost['ci_low']:+.3f} .. "
+                         f"{ost['ci_high']:+.3f}); not the verdict's encoder.")
     lines += _transfer_lines(transfer)
-    cls_gates, cls_lines = classifier_gates(classifiers, ["classifier_twin", "sod_encoder_probe"])
+    cls_lines = classifier_gates(classifiers, [])[1]
+    used = _READOUT_MODELS[encoder][0]
+    gated = classifiers[classifiers.model == used] if classifiers is not None and len(classifiers) else None
+    cls_gates = classifier_gates(gated, [used])[0] if gated is not None and len(gated) else [classifier_gate(used, None)]
     return judge(study="07_mechanisms", claim=MECHANISMS_CLAIM,
-                 quantity=f"top-channel Jaccard overlap of the two tasks minus its chance level, mean over layers ({m})",
+                 quantity=f"top-channel Jaccard overlap of the two tasks minus its chance level, mean over layers ({m}, {encoder.replace('_', ' ')})",
                  effect=excess, ci=ci, ci_level=level, margin=MECHANISMS_MARGIN, rule="equivalent", mode=mode, seeds=seeds,
                  lines=lines + cls_lines,
-                 gates=cls_gates + [ablation_control_gate(cross), split_half_gate(st)]
+                 gates=cls_gates + [saliency_readout_gate(readouts, encoder), ablation_control_gate(cross), split_half_gate(st)]
                  + training_gates(["sod", "classifier_twin"], validation_curves, selected_on_validation),
                  no_interval="no overlap_stats table (per-image attributions): no bootstrap over images")

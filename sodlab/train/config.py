@@ -46,8 +46,9 @@ class TrainConfig:
     ``label_smoothing``: of the cross-entropy (classification), in [0, 1).
 
     Data (used when `fit` is given folders rather than datasets): ``image_size``,
-    ``hflip``; for classification also ``vflip`` and ``rot90`` (random multiples of 90
-    degrees; see `sodlab.data.imagefolder.ImageTransform`); ``preload`` (classification)
+    ``hflip``, ``vflip`` and ``rot90`` (random multiples of 90 degrees; for saliency image and
+    mask turn together, see `sodlab.data.imagefolder.ImageTransform` and
+    `sodlab.data.transforms.TrainTransform`); ``preload`` (classification)
     decodes every image into memory before the first epoch and augments whole batches at
     once (`LabelledImages.preload`): the same augmentation and values up to float rounding,
     so a run resumes with it on or off. ``batch_size`` is the global batch (see the module docstring);
@@ -141,8 +142,6 @@ class TrainConfig:
         if isinstance(ls, bool) or not isinstance(ls, (int, float)) or not 0.0 <= ls < 1.0:
             raise bad("label_smoothing", f"must be a number in [0, 1), got {ls!r}")
         self.label_smoothing = float(ls)
-        if self.rot90 and self.resolved_task != "classification":
-            raise bad("rot90", "applies to classification only (the saliency transform does not rotate)")
         if self.preload and self.resolved_task != "classification":
             raise bad("preload", "applies to classification only (saliency data is read from disk each epoch)")
         if self.label_smoothing and self.resolved_loss != "ce":

@@ -45,13 +45,15 @@ def folder_dataset(root: str | Path, config: TrainConfig, train: bool, category_
     if is_image_folder(root):
         raise DataError(f"{root}: an ImageFolder (one sub-folder per class, no masks); saliency training needs images/ and GT/ "
                         "(to train a classifier, use a classification recipe such as classify-quick)")
-    transform = T.train_transform(size, hflip=config.hflip, vflip=config.vflip) if train else T.eval_transform(size)
+    transform = T.train_transform(size, hflip=config.hflip, vflip=config.vflip, rot90=config.rot90) if train else T.eval_transform(size)
     return SODFolder(root, transform=transform, category_names=category_names)
 
 
 def class_names_of(ds: Dataset) -> Optional[list[str]]:
     """The class names of a labelled dataset (``class_names`` or `SODFolder`'s
-    ``category_names``), or None."""
+    ``category_names``; through `Subset`s, which keep their dataset's labels), or None."""
+    while isinstance(ds, Subset):
+        ds = ds.dataset
     names = getattr(ds, "class_names", None) or getattr(ds, "category_names", None)
     return [str(c) for c in names] if names else None
 
