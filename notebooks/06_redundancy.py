@@ -57,7 +57,7 @@ from sodlab.studies import TWIN_BENCHMARK, start_study
 # augmentation. The widest pair of standard mode is notebook 07's (shared models).
 SIZES = {
     "quick": dict(twins="res2net-mini", widths=(4, 8), epochs=1, cls_epochs=1, image_size=64, batch_size=16, n_images=32),
-    "standard": dict(twins="res2net-mini", widths=(4, 8, 16), epochs=16, cls_epochs=40, image_size=64, batch_size=16, n_images=128),
+    "standard": dict(twins="res2net-mini", widths=(4, 8, 16), epochs=16, cls_epochs=80, image_size=64, batch_size=16, n_images=128),
     "full": dict(twins="res2net-mini", widths=(4, 8, 16, 24, 32), epochs=25, cls_epochs=40, image_size=224, batch_size=32, n_images=256),
 }
 # standard mode's built-in benchmark: 12,000 training images (the classifiers' gate needs them)

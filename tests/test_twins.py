@@ -135,3 +135,16 @@ def test_study_checkpoints_remember_class_names_and_input_size(bench):
     assert class_names_of(Subset(train, [0, 1])) == names
     assert twins.recipe_overrides("res2net-mini", "sod", 3, image_size=64)["image_size"] == 64
     assert "image_size" not in twins.recipe_overrides("res2net-mini", "sod", 3)
+
+
+def test_encoder_digest_follows_the_encoder_only():
+    sod = twins.sod_model("res2net-mini", 4, 0)
+    cls = twins.cls_model("res2net-mini", 4, 12, 0)
+    assert twins.encoder_digest(sod) == twins.encoder_digest(cls)  # one initial backbone, different heads
+    with torch.no_grad():
+        cls.backbone.layer4[0].conv1.weight.add_(1e-3)
+    assert twins.encoder_digest(sod) != twins.encoder_digest(cls)
+    # BatchNorm statistics are part of what a frozen-encoder head reads
+    other = twins.sod_model("res2net-mini", 4, 0)
+    other.backbone.bn1.running_mean.add_(0.5)
+    assert twins.encoder_digest(other) != twins.encoder_digest(sod)

@@ -134,6 +134,18 @@ def encoder_modules(model: nn.Module) -> list[nn.Module]:
     return [m for name, m in model.named_children() if name in names]
 
 
+def encoder_digest(model: nn.Module) -> str:
+    """A short hash of the encoder's weights and BatchNorm statistics: what a run trained on
+    top of a frozen copy of it is keyed by, so that another encoder (a classifier trained longer,
+    say) never reuses a head trained on this one."""
+    h = hashlib.sha1()
+    for m in encoder_modules(model):
+        for k, v in sorted(m.state_dict().items()):
+            h.update(k.encode())
+            h.update(v.detach().cpu().contiguous().numpy().tobytes())
+    return h.hexdigest()[:10]
+
+
 def encoder_parameters(model: nn.Module) -> int:
     return sum(p.numel() for m in encoder_modules(model) for p in m.parameters())
 
