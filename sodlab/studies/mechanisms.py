@@ -96,7 +96,7 @@ def mechanisms_study(
     cls_epochs = epochs if cls_epochs is None else cls_epochs
     train, val, test = datasets(data_root, image_size, augmentation=spec.augmentation())
     names = category_names(train)
-    work = Path(work_dir) / f"{spec.name}_w{width}_seed{seed}"
+    work = _work(work_dir, spec.name, width, seed)
     runs = twin_runs(spec, data_root, train, width, seed, epochs, cls_epochs, batch_size, work, model_store, image_size=image_size)
     sod, sod_log = train_twin(spec, "sod", sod_model(spec, width, seed), train, val, runs["sod"], epochs, seed, dev,
                               batch_size=batch_size, progress=progress, image_size=image_size)
@@ -229,7 +229,12 @@ def mechanisms_runs(data_root: str | Path, twins: str = "res2net-mini", width: i
     spec = twin_spec(twins)
     train, _, _ = datasets(data_root, image_size, augmentation=spec.augmentation())
     return twin_runs(spec, data_root, train, width, seed, epochs, epochs if cls_epochs is None else cls_epochs, batch_size,
-                     Path(work_dir) / f"{spec.name}_w{width}_seed{seed}", model_store, image_size=image_size)
+                     _work(work_dir, spec.name, width, seed), model_store, image_size=image_size)
+
+
+def _work(work_dir: str | Path, family: str, width: int, seed: int) -> Path:
+    """The study's own folder (frozen-encoder heads; the twins without a shared store)."""
+    return Path(work_dir) / f"{family}_w{width}_seed{seed}"
 
 
 # 2: overlap_stats; 3: transfer; 4: twins; 5: the classification encoder, readouts

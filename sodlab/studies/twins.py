@@ -35,6 +35,7 @@ from ..models.csnet import CSNet
 from ..models.registry import create_model
 from ..models.transfer import transfer_backbone
 from ..train import load_recipe
+from .common import seeded, train_or_resume
 
 # The twins' shared augmentation when the family asks for it: the classifier's (shapes have no
 # upright), applied to image and mask together for saliency.
@@ -77,12 +78,6 @@ def twin_spec(name: str | TwinSpec) -> TwinSpec:
     return TWINS[name]
 
 
-def _seeded(fn, seed: int):
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        return fn()
-
-
 def _res2net_config(width: int) -> dict[str, Any]:
     return {"planes": [width, 2 * width, 4 * width, 8 * width], "stem_width": width}
 
@@ -91,8 +86,8 @@ def sod_model(spec: str | TwinSpec, width: int, seed: int) -> nn.Module:
     """A fresh saliency model of the family, initialised from ``seed``."""
     spec = twin_spec(spec)
     if spec.name == "csnet":
-        return _seeded(lambda: create_model("csnet", width=width), seed)
-    return _seeded(lambda: create_model(spec.sod_model, config=_res2net_config(width)), seed)
+        return seeded(lambda: create_model("csnet", width=width), seed)
+    return seeded(lambda: create_model(spec.sod_model, config=_res2net_config(width)), seed)
 
 
 def cls_model(spec: str | TwinSpec, width: int, num_classes: int, seed: int) -> nn.Module:
@@ -100,10 +95,10 @@ def cls_model(spec: str | TwinSpec, width: int, num_classes: int, seed: int) -> 
     arguments) starts: the same initial weights, so the twins differ only by their task."""
     spec = twin_spec(spec)
     if spec.name == "csnet":
-        cls = _seeded(lambda: create_model("csnet-cls", width=width, num_classes=num_classes), seed)
+        cls = seeded(lambda: create_model("csnet-cls", width=width, num_classes=num_classes), seed)
         transfer_encoder(sod_model(spec, width, seed), cls)
         return cls
-    cls = _seeded(lambda: create_model(spec.cls_model, num_classes=num_classes, config=_res2net_config(width)), seed)
+    cls = seeded(lambda: create_model(spec.cls_model, num_classes=num_classes, config=_res2net_config(width)), seed)
     transfer_backbone(sod_model(spec, width, seed), cls)
     return cls
 
@@ -120,8 +115,8 @@ def class_readout(sod: nn.Module, num_classes: int) -> nn.Module:
 def sod_readout(classifier: nn.Module, seed: int) -> nn.Module:
     """A saliency model on a copy of ``classifier``'s encoder, with a fresh head seeded by ``seed``."""
     if not hasattr(classifier, "backbone"):
-        return _seeded(lambda: sod_from_classifier(classifier), seed)
-    sod = _seeded(lambda: create_model("csf-res2net-mini", config=classifier.backbone.config.to_dict()), seed)
+        return seeded(lambda: sod_from_classifier(classifier), seed)
+    sod = seeded(lambda: create_model("csf-res2net-mini", config=classifier.backbone.config.to_dict()), seed)
     transfer_backbone(classifier, sod)
     return sod
 
@@ -206,8 +201,6 @@ def train_twin(spec: str | TwinSpec, task: str, model: nn.Module, train: Dataset
                image_size: Optional[int] = None, **overrides: Any) -> tuple[nn.Module, Any]:
     """`train_or_resume` with the family's recipe for ``task`` (``"sod"`` or
     ``"classification"``) and `recipe_overrides`; ``overrides`` go to the config last."""
-    from .common import train_or_resume  # common's helpers build on this module's models
-
     spec = twin_spec(spec)
     over = {**recipe_overrides(spec, task, epochs, batch_size, image_size), **overrides}
     over.pop("epochs")
