@@ -2,7 +2,7 @@
 notebooks' and users' path); each lives in its own module of `sodlab.studies`."""
 from .studies.anatomy import allocation_table, anatomy_table  # noqa: F401
 from .studies.categories import category_examples, category_replicates, category_sensitivity, loo_drop, scores_by_split  # noqa: F401
-from .studies.common import DEFAULT_LAYERS, evaluate_checkpoint  # noqa: F401
+from .studies.common import DEFAULT_LAYERS, evaluate_checkpoint, seed_mean  # noqa: F401
 from .studies.explorer import channel_explorer_data  # noqa: F401
 from .studies.mechanisms import mechanisms_runs, mechanisms_study  # noqa: F401
 from .studies.pretraining import pretraining_effect  # noqa: F401

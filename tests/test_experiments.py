@@ -132,6 +132,7 @@ def bench(tmp_path_factory):
 
 
 TINY = dict(width=4, epochs=1, image_size=64, seed=0, device="cpu")
+ONE_SEED = {**{k: v for k, v in TINY.items() if k != "seed"}, "seeds": (0,)}
 
 
 @pytest.mark.slow
@@ -323,7 +324,7 @@ def test_redundancy_study(bench, tmp_path):
 def test_mechanisms_study(bench, tmp_path, family):
     first, last = ("stage3", "stage4") if family == "csnet" else ("backbone.layer3", "backbone.layer4")
     out = ex.mechanisms_study(bench, n_images=8, work_dir=tmp_path, layers=(first, last), twins=family, model_store=tmp_path / "store",
-                              **TINY)
+                              **ONE_SEED)
     o = out["overlap"]
     assert set(o["method"]) == {"grad_x_act", "ablation"} and o["jaccard"].between(0, 1).all()
     assert (o["chance_jaccard"] > 0).all()
@@ -372,7 +373,7 @@ def test_mechanisms_study(bench, tmp_path, family):
     assert tm["value"].between(0, 1).all() and (tm["n_images"] == c["n_images"].iloc[0]).all()
     own = tm.query("readout == 'own head'").set_index("task")["value"]
     assert own["classification"] == pytest.approx(c.set_index("model").loc["classifier_twin", "accuracy"])
-    assert {"saliency head on the classification encoder", "saliency head on the untrained encoder"} <= set(out["training"]["model"])
+    assert {"saliency head on the classification encoder:seed0", "saliency head on the untrained encoder:seed0"} <= set(out["training"]["model"])
     f = verdicts.mechanisms(o, out["cross_ablation"], gc, classifiers=c, mode="standard", seeds=[0], overlap_stats=out["overlap_stats"],
                             transfer=tm)
     assert any(line.startswith("- Transfer, saliency (max-F): the saliency model ") for line in f.lines)
@@ -381,6 +382,45 @@ def test_mechanisms_study(bench, tmp_path, family):
                               model_store=tmp_path / "store")
     assert sorted(p.name for p in (tmp_path / "store").iterdir()) == sorted(p.name for p in runs.values())
     assert all((p / "best.pt").is_file() for p in runs.values())
+
+
+@pytest.mark.slow
+def test_mechanisms_study_pools_seeds_and_checks_the_schedule(bench, tmp_path):
+    """Two seeds: one pair of twins each, every table with a seed column, one pooled
+    overlap_stats row per encoder and method whose effect is the mean of the seeds'; the first
+    seed's models are trained again for half their epochs (heads on the same frozen encoders),
+    their curves named <model>:seed0@half, which the plateau gate reads."""
+    kw = dict(n_images=8, work_dir=tmp_path, layers=("stage4",), twins="csnet", model_store=tmp_path / "store", width=4, epochs=2,
+              image_size=64, device="cpu", n_boot=50, n_perm=50)
+    out = ex.mechanisms_study(bench, seeds=(0, 1), schedule_check=True, transfer=False, **kw)
+    for name in ("overlap", "importance", "cross_ablation", "readouts", "classifiers", "gradcam"):
+        assert sorted(out[name]["seed"].unique()) == [0, 1], name
+    o = out["overlap"]
+    st = out["overlap_stats"].set_index(["encoder", "method"])
+    assert len(st) == 4 and (st.n_seeds == 2).all() and (st.seeds == "0,1").all()
+    per_seed = o[(o.encoder == "sod_encoder") & (o.method == "ablation")].groupby("seed")["excess_jaccard"].mean()
+    assert st.loc[("sod_encoder", "ablation"), "excess_jaccard"] == pytest.approx(per_seed.mean())
+    assert per_seed.loc[0] != per_seed.loc[1]  # another seed is another pair of twins
+    models = set(out["training"]["model"])
+    assert {"sod:seed0", "sod:seed1", "classifier_twin:seed1", "sod:seed0@half", "classifier_twin:seed0@half",
+            "saliency head on the classification encoder:seed0@half"} <= models and "sod:seed1@half" not in models
+    half = out["training"].query("model == 'sod:seed0@half'")
+    assert list(half.epoch) == [1]  # half of 2 epochs
+    # two seeds' twins and the first seed's half-schedule twins in the store: six runs
+    assert len(list((tmp_path / "store").iterdir())) == 6
+    f = verdicts.mechanisms(o, out["cross_ablation"], out["gradcam"], classifiers=out["classifiers"], mode="standard", seeds=[0, 1],
+                            overlap_stats=out["overlap_stats"], readouts=out["readouts"], encoder="sod_encoder",
+                            **verdicts.training_evidence(out["training"]))
+    text = "\n".join(f.lines)
+    assert f.effect == pytest.approx(per_seed.mean()) and f"seed 0 {per_seed.loc[0]:+.3f}, seed 1 {per_seed.loc[1]:+.3f}" in text
+    assert next(g for g in f.gates if g.name == "plateau").value is not None  # seeded replicates found, half runs not models
+    assert "the lowest of 2 seeds" in next(g for g in f.gates if g.name.startswith("classifier top-1")).note
+    # a second call finds every model trained: nothing new in the store, the same tables
+    again = ex.mechanisms_study(bench, seeds=(0, 1), schedule_check=True, transfer=False, **kw)
+    assert len(list((tmp_path / "store").iterdir())) == 6
+    pd.testing.assert_frame_equal(again["overlap_stats"], out["overlap_stats"])
+    with pytest.raises(ConfigError, match=r"seeds must be distinct and at least one, got \[0, 0\]"):
+        ex.mechanisms_study(bench, seeds=(0, 0), **kw)
 
 
 @pytest.mark.slow

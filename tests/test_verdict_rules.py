@@ -103,11 +103,47 @@ def test_plateau_gate_takes_the_worst_model_and_never_passes_without_curves():
     g = rules.plateau_gate({"sod": flat, "cls": flat}, ["sod", "cls"], "why")
     assert g.passed and g.value == pytest.approx(0.001)
     g = rules.plateau_gate({"sod": flat, "cls": climbing}, ["sod", "cls"], "why")
-    assert not g.passed and g.value == pytest.approx(0.05) and g.note == "largest last-quarter gain: cls"
+    assert not g.passed and g.value == pytest.approx(0.05) and g.note == "largest gain: cls (last-quarter gain)"
     g = rules.plateau_gate({"sod": flat}, ["sod", "cls"], "no validation split")
     assert g.value is None and not g.passed and g.note == "no validation split: no validation curve for cls"
     g = rules.plateau_gate({"sod": [0.7]}, ["sod"], "why")
     assert g.value is None and "at least 2 epochs" in g.note
+
+
+def test_plateau_gate_judges_an_annealed_schedule_by_doubling_it():
+    # a one-cycle curve climbs through its last quarter (+0.036) although twice the epochs gained little
+    annealed, half = [0.5, 0.8, 0.9175, 0.9533], [0.6, 0.85, 0.9492]
+    g = rules.plateau_gate({"cls": annealed}, ["cls"], "why")
+    assert not g.passed and g.value == pytest.approx(0.9533 - 0.9175)
+    g = rules.plateau_gate({"cls": annealed, "cls@half": half}, ["cls"], "why")
+    assert g.passed and g.value == pytest.approx(0.9533 - 0.9492)
+    assert g.note == "largest gain: cls (doubling the schedule of cls)"
+    # doubling that still gains fails, and the best epoch of each run is compared
+    g = rules.plateau_gate({"cls": annealed, "cls@half": [0.5, 0.905, 0.9]}, ["cls"], "why")
+    assert not g.passed and g.value == pytest.approx(0.9533 - 0.905)
+
+
+def test_plateau_gate_finds_seeded_replicates_and_one_schedule_check_speaks_for_them():
+    name = rules.seed_name
+    assert name("sod", 2) == "sod:seed2" and rules.model_role("sod:seed2@half") == "sod"
+    flat, climbing = [0.7, 0.8, 0.801, 0.802], [0.6, 0.7, 0.75, 0.80]
+    curves = {name("sod", 0): flat, name("sod", 1): climbing}
+    g = rules.plateau_gate(curves, ["sod"], "why")
+    assert not g.passed and g.note == "largest gain: sod:seed1 (last-quarter gain)"
+    # seed 0's run twice as long as its half: the recipe's schedule is long enough for every seed
+    g = rules.plateau_gate({**curves, name("sod", 0) + "@half": [0.6, 0.799]}, ["sod"], "why")
+    assert g.passed and g.value == pytest.approx(0.802 - 0.799)
+    g = rules.plateau_gate(curves, ["cls"], "why")
+    assert g.value is None and g.note == "why: no validation curve for cls"
+
+
+def test_training_gates_take_schedule_checks_as_evidence_not_as_models():
+    from sodlab.studies import verdicts as v
+    curves = {"sod:seed0": [0.5, 0.8, 0.9175, 0.9533], "sod:seed0@half": [0.6, 0.9492], "head": [0.1, 0.5, 0.5, 0.501]}
+    plateau, selection = v.training_gates(["sod"], curves, True)
+    assert plateau.passed and plateau.value == pytest.approx(0.9533 - 0.9492) and selection.passed
+    plateau, _ = v.training_gates(["sod"], {**curves, "head": [0.1, 0.2, 0.3, 0.4]}, True)
+    assert not plateau.passed and plateau.note == "largest gain: head (last-quarter gain)"
 
 
 def test_selection_gate_is_a_boolean_that_unknown_fails():

@@ -10,7 +10,7 @@ from __future__ import annotations
 import functools
 import logging
 from pathlib import Path
-from typing import Any, Iterable, Mapping, Optional
+from typing import Any, Iterable, Mapping, Optional, Sequence
 
 import numpy as np
 import pandas as pd
@@ -289,6 +289,13 @@ def spread(n: int, k: int, seed: int) -> list[int]:
     if k >= n:
         return list(range(n))
     return sorted(np.random.default_rng(seed).choice(n, size=k, replace=False).tolist())
+
+
+def seed_mean(table: pd.DataFrame, by: Sequence[str]) -> pd.DataFrame:
+    """``table``'s numeric columns averaged over its seeds within each group of ``by`` (in the
+    table's order): what a plot of a several-seed study shows."""
+    cols = [c for c in table.select_dtypes("number").columns if c not in (*by, "seed")]
+    return table.groupby(list(by), sort=False, as_index=False)[cols].mean()
 
 
 def slug(s: str) -> str:

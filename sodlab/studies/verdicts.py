@@ -14,6 +14,7 @@ evaluable (failed): a gate is never passed by default.
 """
 from __future__ import annotations
 
+import dataclasses
 import math
 from typing import Mapping, Optional, Sequence
 
@@ -21,10 +22,10 @@ import numpy as np
 import pandas as pd
 
 from ..errors import ConfigError, DataError
-from .common import collapsed_share
+from .common import collapsed_share, seed_mean
 from .redundancy import PLATEAU_SHARE, params_to_reach, task_scores
-from .rules import (CI_LEVEL, CLASSIFIER_MIN_TOP1, Gate, Verdict, classifier_gate, judge, plateau_gate,  # noqa: F401 (re-exported)
-                    selection_gate)
+from .rules import (CI_LEVEL, CLASSIFIER_MIN_TOP1, HALF_SCHEDULE, SEED_SEPARATOR, Gate, Verdict, classifier_gate, judge,  # noqa: F401
+                    plateau_gate, selection_gate)
 
 Curves = Optional[Mapping[str, Sequence[float]]]
 
@@ -58,8 +59,11 @@ def classifier_gates(classifiers: Optional[pd.DataFrame], expected: Sequence[str
 
 def training_gates(models: Sequence[str], validation_curves: Curves, selected_on_validation: Optional[bool]) -> list[Gate]:
     """The plateau and selection gates for the trained ``models`` and for every other model
-    that has a validation curve (a study's side models must be competent too)."""
-    models = list(dict.fromkeys([*models, *(validation_curves or {})]))
+    that has a validation curve (a study's side models must be competent too; a schedule check,
+    ``<model>@half``, is evidence about its model, not a model)."""
+    others = [k for k in (validation_curves or {}) if not k.endswith(HALF_SCHEDULE)
+              and not any(k.startswith(m + SEED_SEPARATOR) for m in models)]
+    models = list(dict.fromkeys([*models, *others]))
     return [plateau_gate(validation_curves, models, NO_VALIDATION_SPLIT),
             selection_gate(selected_on_validation, NO_VALIDATION_SPLIT)]
 
@@ -617,6 +621,23 @@ def _transfer_lines(transfer: Optional[pd.DataFrame]) -> list[str]:
     ]
 
 
+def _over_seeds(table: Optional[pd.DataFrame], by: Sequence[str]) -> Optional[pd.DataFrame]:
+    """A several-seed table as its mean over the seeds (`seed_mean`); other tables as they are."""
+    if table is None or "seed" not in table or table["seed"].nunique() < 2:
+        return table
+    return seed_mean(table, [c for c in by if c in table])
+
+
+def _seed_effects(overlap: pd.DataFrame, encoder: str) -> dict[int, float]:
+    """Each seed's effect (`mechanisms`: mean over layers of the excess Jaccard, ablation when
+    present) on ``encoder``."""
+    if "seed" not in overlap:
+        return {}
+    rows = overlap[overlap["encoder"] == encoder] if "encoder" in overlap else overlap
+    m = "ablation" if (rows.method == "ablation").any() else rows.method.iloc[0]
+    return {int(s): float(g["excess_jaccard"].mean()) for s, g in rows[rows.method == m].groupby("seed")}
+
+
 def _stats_row(overlap_stats: Optional[pd.DataFrame], method: str) -> Optional[pd.Series]:
     if overlap_stats is None or not len(overlap_stats):
         return None
@@ -643,9 +664,10 @@ def saliency_readout_gate(readouts: Optional[pd.DataFrame], encoder: str) -> Gat
     rows = readouts[(readouts.encoder == encoder) & (readouts.task == "saliency")]
     if not len(rows):
         return Gate(name, None, FLOOR_LEAD_MIN, "at least", f"no saliency read-out of the {encoder}")
-    r = rows.iloc[0]
+    r = rows.loc[(rows.value - rows.floor).idxmin()]
+    worst = f", the lowest of {len(rows)} seeds (seed {int(r.seed)})" if len(rows) > 1 and "seed" in rows else ""
     return Gate(name, float(r.value - r.floor), FLOOR_LEAD_MIN, "at least",
-                f"{r.model}: max-F {r.value:.3f}, centre-bias guess {r.floor:.3f}")
+                f"{r.model}: max-F {r.value:.3f}, centre-bias guess {r.floor:.3f}{worst}")
 
 
 def _of_encoder(table: Optional[pd.DataFrame], encoder: str) -> Optional[pd.DataFrame]:
@@ -675,6 +697,9 @@ def mechanisms(overlap: pd.DataFrame, cross: pd.DataFrame, gradcam: pd.DataFrame
     held to the training gates."""
     if encoder not in _READOUT_MODELS:
         raise ConfigError(f"encoder {encoder!r}: expected one of {', '.join(_READOUT_MODELS)}")
+    per_seed = _seed_effects(overlap, encoder)
+    # several seeds: the per-layer tables are read as their means over the seeds
+    overlap, cross = _over_seeds(overlap, ["encoder", "layer", "method"]), _over_seeds(cross, ["encoder", "layer", "removed"])
     all_overlap, all_stats = overlap, overlap_stats
     overlap, cross, overlap_stats = _of_encoder(overlap, encoder), _of_encoder(cross, encoder), _of_encoder(overlap_stats, encoder)
     if not len(overlap):
@@ -699,6 +724,9 @@ def mechanisms(overlap: pd.DataFrame, cross: pd.DataFrame, gradcam: pd.DataFrame
     lines.append("- Correlation with the ground-truth mask: " + ", ".join(f"{k} {v:.2f}" for k, v in gm.items()) + ".")
     excess = float(np.mean(o["excess_jaccard"]))
     lines.append(f"- Mean Spearman over layers {float(o['spearman'].mean()):+.2f}.")
+    if len(per_seed) > 1:
+        lines.append(f"- Per seed (mean over layers, {m}): " + ", ".join(f"seed {s} {v:+.3f}" for s, v in per_seed.items())
+                     + "; the layers above are means over the seeds.")
     st = _stats_row(overlap_stats, m)
     ci, level = None, CI_LEVEL
     if st is not None:
@@ -716,10 +744,20 @@ def mechanisms(overlap: pd.DataFrame, cross: pd.DataFrame, gradcam: pd.DataFrame
                          f"{ost['excess_jaccard']:+.3f} above chance ({float(ost['ci_level']):.0%} interval {ost['ci_low']:+.3f} .. "
                          f"{ost['ci_high']:+.3f}); not the verdict's encoder.")
     lines += _transfer_lines(transfer)
-    cls_lines = classifier_gates(classifiers, [])[1]
+    named = classifiers
+    if classifiers is not None and "seed" in classifiers and classifiers["seed"].nunique() > 1:
+        named = classifiers.assign(model=[f"{_classifier_name(m)} (seed {int(s)})" for m, s in zip(classifiers.model, classifiers.seed)])
+    cls_lines = classifier_gates(named, [])[1]
     used = _READOUT_MODELS[encoder][0]
     gated = classifiers[classifiers.model == used] if classifiers is not None and len(classifiers) else None
-    cls_gates = classifier_gates(gated, [used])[0] if gated is not None and len(gated) else [classifier_gate(used, None)]
+    if gated is not None and len(gated):
+        worst = gated.loc[[gated.accuracy.idxmin()]]
+        cls_gates = classifier_gates(worst, [used])[0]
+        if len(gated) > 1 and "seed" in gated:
+            cls_gates = [dataclasses.replace(g, note=f"{g.note}; the lowest of {len(gated)} seeds (seed {int(worst.seed.iloc[0])})")
+                         for g in cls_gates]
+    else:
+        cls_gates = [classifier_gate(used, None)]
     return judge(study="07_mechanisms", claim=MECHANISMS_CLAIM,
                  quantity=f"top-channel Jaccard overlap of the two tasks minus its chance level, mean over layers ({m}, {encoder.replace('_', ' ')})",
                  effect=excess, ci=ci, ci_level=level, margin=MECHANISMS_MARGIN, rule="equivalent", mode=mode, seeds=seeds,
