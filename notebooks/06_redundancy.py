@@ -44,9 +44,11 @@ mode = "quick"
 data_root = None
 device = "auto"
 results_dir = None
+seeds = None  # None: the mode's seeds; e.g. (0, 1) runs only those (a later run with more seeds reuses their models)
 
 # %%
 import matplotlib.pyplot as plt
+from IPython.display import display
 
 from sodlab import experiments as ex
 from sodlab import verdicts, viz
@@ -56,14 +58,17 @@ from sodlab.studies import TWIN_BENCHMARK, start_study
 # (classification, `cls_epochs`), one initial encoder, the same images and
 # augmentation. The widest pair of standard mode is notebook 07's (shared models).
 SIZES = {
-    "quick": dict(twins="res2net-mini", widths=(4, 8), epochs=1, cls_epochs=1, image_size=64, batch_size=16, n_images=32),
-    "standard": dict(twins="res2net-mini", widths=(4, 8, 16), epochs=16, cls_epochs=80, image_size=64, batch_size=16, n_images=128),
-    "full": dict(twins="res2net-mini", widths=(4, 8, 16, 24, 32), epochs=25, cls_epochs=40, image_size=224, batch_size=32, n_images=256),
+    "quick": dict(twins="res2net-mini", widths=(4, 8), epochs=1, cls_epochs=1, image_size=64, batch_size=16, n_images=32,
+                  seeds=(0, 1), schedule_check=True),
+    "standard": dict(twins="res2net-mini", widths=(4, 8, 16), epochs=16, cls_epochs=80, image_size=64, batch_size=16, n_images=128,
+                     seeds=(0, 1, 2), schedule_check=True),
+    "full": dict(twins="res2net-mini", widths=(4, 8, 16, 24, 32), epochs=25, cls_epochs=40, image_size=224, batch_size=32, n_images=256,
+                 seeds=(0, 1, 2), schedule_check=True),
 }
 # standard mode's built-in benchmark: 12,000 training images (the classifiers' gate needs them)
 BENCHMARK = {"standard": TWIN_BENCHMARK}
 study = start_study("06_redundancy", mode, SIZES, data_root=data_root, device=device, results_dir=results_dir,
-                    benchmark=BENCHMARK.get(mode))
+                    benchmark=BENCHMARK.get(mode), overrides=None if seeds is None else {"seeds": tuple(seeds)})
 S = study.sizes
 viz.task_primer(study.sample_data());
 S
@@ -72,8 +77,8 @@ S
 print(study.device_note())
 res = study.cached(
     ex.redundancy_study, study.data_root, twins=S["twins"], widths=S["widths"], epochs=S["epochs"], cls_epochs=S["cls_epochs"],
-    image_size=S["image_size"], seed=0, device=study.device, work_dir=study.work_dir, model_store=study.model_store,
-    n_images=S["n_images"], batch_size=S["batch_size"], cka_seed=1,
+    image_size=S["image_size"], seeds=S["seeds"], device=study.device, work_dir=study.work_dir, model_store=study.model_store,
+    n_images=S["n_images"], batch_size=S["batch_size"], schedule_check=S["schedule_check"],
 )
 for name, df in res.items():
     study.save_table(df, name)
@@ -88,7 +93,7 @@ res["width_sweep"]
 # centre blob gets for free.
 
 # %%
-sweep = res["width_sweep"]
+sweep = ex.seed_mean(res["width_sweep"], ["width", "task", "metric"])  # the seeds' mean
 main = ex.task_scores(sweep)
 fig, axes = plt.subplots(1, 2, figsize=(11, 4), layout="constrained")
 viz.metric_curves(main, x="params", y="value", hue="task", logx=True, xlabel="parameters (count, log scale)",
@@ -168,16 +173,21 @@ viz.redundancy_panel(main, res["layers"], res["cka_twins"], res["spectra"])
 # Rule fixed before the data (`sodlab.verdicts.redundancy`): the effect is the share of its
 # widest model's lead over its floor SOD keeps at the narrowest width minus the share
 # classification keeps, rule `greater` with margin 0.02: supported if its 90% interval lies
-# above +0.02, **refuted if it lies entirely below +0.02**, otherwise inconclusive. One model
-# per task and width (one seed): this design has no interval yet and cannot conclude.
-# Gates first: the widest classifier at 0.90 top-1 on held-out images; each task's widest
-# model at least 0.05 above its floor;
-# every trained model at a plateau (gain under 0.005 over the last quarter of its
-# epochs on a validation split) and selected on that split, not the test split; a failed or
+# above +0.02, **refuted if it lies entirely below +0.02**, otherwise inconclusive. The effect
+# is the mean of the seeds' effects (each seed a full width sweep of twins from its own initial
+# weights); its interval a two-level bootstrap over the seeds and, within each, the test images
+# (the same images for both tasks and every width; the floors stay fixed). The descriptive
+# tables (layers, spectra, CKA, gammas) are the first seed's.
+# Gates first: the widest classifier of every seed at 0.90 top-1 on held-out images; each
+# task's widest model at least 0.05 above its floor (seeds' mean);
+# every trained model of every seed at a plateau on a validation split (gain under 0.005: what
+# doubling its schedule gained, for the first seed's twins trained again for half their
+# epochs; the last quarter's gain otherwise) and selected on that split, not the test split; a failed or
 # unevaluable gate leaves the outcome inconclusive. Quick mode never concludes.
 
 # %%
-finding = verdicts.redundancy(res, mode=study.mode, seeds=[0], **verdicts.training_evidence(res["training"]))
+display(res["retention"], res["retention_stats"])
+finding = verdicts.redundancy(res, mode=study.mode, seeds=S["seeds"], **verdicts.training_evidence(res["training"]))
 study.findings(finding, key_figure="width_sweep.png")
 
 # %% [markdown]

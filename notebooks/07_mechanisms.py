@@ -48,6 +48,7 @@ mode = "quick"
 data_root = None
 device = "auto"
 results_dir = None
+seeds = None  # None: the mode's seeds; e.g. (0, 1) runs only those (a later run with more seeds reuses their models)
 
 # %%
 import matplotlib.pyplot as plt
@@ -79,7 +80,7 @@ SIZES = {
 # standard mode's built-in benchmark: 12,000 training images (the classifier's gate needs them)
 BENCHMARK = {"standard": TWIN_BENCHMARK}
 study = start_study("07_mechanisms", mode, SIZES, data_root=data_root, device=device, results_dir=results_dir,
-                    benchmark=BENCHMARK.get(mode))
+                    benchmark=BENCHMARK.get(mode), overrides=None if seeds is None else {"seeds": tuple(seeds)})
 S = study.sizes
 viz.task_primer(study.sample_data());
 S

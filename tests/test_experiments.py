@@ -280,11 +280,11 @@ def test_pretraining_control_arms(bench, tmp_path):
 
 @pytest.mark.slow
 def test_redundancy_study(bench, tmp_path):
-    out = ex.redundancy_study(bench, widths=(4, 6), epochs=1, image_size=64, seed=0, device="cpu", work_dir=tmp_path, n_images=8,
-                              cka_seed=1)  # the study model's twins (res2net-mini)
+    out = ex.redundancy_study(bench, widths=(4, 6), epochs=2, image_size=64, seeds=(0, 1), device="cpu", work_dir=tmp_path, n_images=8,
+                              schedule_check=True, n_boot=100)  # the study model's twins (res2net-mini)
     w = out["width_sweep"]
     assert set(w["task"]) == {"sod", "classification"} and w["value"].between(0, 1).all()
-    assert w[w.task == "sod"]["params"].is_monotonic_increasing
+    assert w[(w.task == "sod") & (w.seed == 0)]["params"].is_monotonic_increasing and sorted(w.seed.unique()) == [0, 1]
     layers = out["layers"]
     assert (layers["effective_rank"] <= layers["channels"] + 1e-9).all() and (layers["effective_rank"] >= 1).all()
     assert out["cka_twins"]["cka"].between(0, 1 + 1e-9).all()
@@ -292,7 +292,7 @@ def test_redundancy_study(bench, tmp_path):
     np.testing.assert_allclose(diag, 1.0)
     assert out["pruning"]["frac_channels_below"].between(0, 1).all()
     c = out["classifiers"]
-    assert list(c["width"]) == [4, 6] and (c["chance"] == c["chance"].iloc[0]).all()
+    assert list(zip(c["seed"], c["width"])) == [(0, 4), (0, 6), (1, 4), (1, 6)] and (c["chance"] == c["chance"].iloc[0]).all()
     np.testing.assert_allclose(c["accuracy"], w[w.task == "classification"]["value"])
     # floors: the centre-bias guess on the same test images for SOD, chance for classification
     from sodlab.baselines import baseline_metrics
@@ -301,8 +301,25 @@ def test_redundancy_study(bench, tmp_path):
     np.testing.assert_allclose(heads.loc["sod"], centre)
     np.testing.assert_allclose(heads.loc["classification"], c["chance"].iloc[0])
     assert w[w.metric == "mae"]["floor"].isna().all()
-    text = "\n".join(verdicts.redundancy(out, mode="standard", seeds=[0]).lines)
+    # the effect per seed from its own sweep: SOD's share of the widest lead over the floor kept at width 4, minus the classifier's
+    scores = w[w.metric.isin(["max_f", "accuracy"])].set_index(["seed", "task", "width"])["value"]
+    def kept(s: int, task: str, floor: float) -> float:  # undefined when the widest model is not above its floor
+        lead = scores[(s, task, 6)] - floor
+        return (scores[(s, task, 4)] - floor) / lead if lead > 0 else np.nan
+    r = out["retention"].set_index("seed")
+    for s in (0, 1):
+        np.testing.assert_allclose(r.loc[s, "sod_kept"], kept(s, "sod", centre))
+        np.testing.assert_allclose(r.loc[s, "classification_kept"], kept(s, "classification", 1 / 12))
+    st = out["retention_stats"].iloc[0]
+    assert st.effect == pytest.approx(r["effect"].mean()) and st.n_seeds == 2 and st.n_images == c["n_images"].iloc[0]
+    f = verdicts.redundancy(out, mode="standard", seeds=[0, 1], **verdicts.training_evidence(out["training"]))
+    text = "\n".join(f.lines)
     assert "Width 6 -> 4" in text and "the width-6 classifier top-1" in text and f"max-F {centre:.3f}" in text
+    assert f.effect == pytest.approx(st.effect) and f.ci == (st.ci_low, st.ci_high) and "- Per seed, SOD's share kept" in text
+    assert "the lowest of 2 seeds" in next(g for g in f.gates if g.name.startswith("classifier top-1")).note
+    models = set(out["training"]["model"])
+    assert {"sod width 4:seed0", "classification width 6:seed1", "sod width 6:seed0@half", "classification width 4:seed0@half"} <= models
+    assert not any(m.endswith("seed1@half") for m in models)
     # CKA baselines at the largest width: the twins' row repeats cka_twins; a second seed is another model
     b = out["cka_baselines"]
     assert set(b.width) == {6} and set(b.comparison) == {"twins", "sod_trained_vs_init", "classification_trained_vs_init",
@@ -312,11 +329,39 @@ def test_redundancy_study(bench, tmp_path):
     np.testing.assert_allclose(b[b.comparison == "twins"].set_index("layer")["cka"].loc[tw.index], tw)
     assert (b[b.comparison == "sod_seed_vs_seed"]["cka"] < 1 - 1e-6).any()
     assert "CKA, mean over layers at width 6: twins" in text and "SOD seed vs seed" in text
-    work = tmp_path / "res2net-mini_seed0"
-    assert (work / "w6_seed1" / "sod").is_dir() and (work / "w6_seed1" / "classifier").is_dir() and not (work / "w4_seed1").exists()
+    assert all((tmp_path / f"res2net-mini_seed{s}" / f"w{w_}" / m).is_dir() for s in (0, 1) for w_ in (4, 6) for m in ("sod", "classifier"))
+    assert (tmp_path / "res2net-mini_seed0" / "w6_half" / "sod").is_dir() and not (tmp_path / "res2net-mini_seed1" / "w6_half").exists()
     assert list(layers.layer.unique()) == ["backbone.maxpool", "backbone.layer1", "backbone.layer2", "backbone.layer3", "backbone.layer4"]
-    with pytest.raises(ConfigError, match=r"cka_seed must differ from seed \(0\)"):
-        ex.redundancy_study(bench, widths=(4,), seed=0, cka_seed=0, work_dir=tmp_path)
+    with pytest.raises(ConfigError, match=r"seeds must be distinct and at least one, got \[0, 0\]"):
+        ex.redundancy_study(bench, widths=(4,), seeds=(0, 0), work_dir=tmp_path)
+
+
+def test_bootstrap_retention_pools_seeds_and_images():
+    from sodlab.metrics import per_image_curves
+    from sodlab.studies.redundancy import bootstrap_retention
+
+    rng = np.random.default_rng(0)
+    mask = (rng.random((40, 8, 8)) > 0.5).astype(float)
+
+    def curves(noise: float) -> np.ndarray:  # per-image SalMetric curves of a prediction this far from the mask
+        return per_image_curves(np.clip(mask + noise * rng.standard_normal(mask.shape), 0, 1), mask)
+
+    def seed_scores(narrow_acc: float) -> dict:
+        return {"sod": {4: curves(0.45), 8: curves(0.05)},
+                "classification": {4: np.arange(40) < narrow_acc * 40, 8: np.ones(40, dtype=bool)}}
+    per_seed = [seed_scores(0.5), seed_scores(0.75)]
+    table, stats = bootstrap_retention(per_seed, [3, 7], sod_floor=0.3, cls_floor=0.1, n_boot=200, seed=0)
+    assert list(table.seed) == [3, 7]
+    np.testing.assert_allclose(table.classification_kept, [(0.5 - 0.1) / 0.9, (0.75 - 0.1) / 0.9])
+    np.testing.assert_allclose(table.effect, table.sod_kept - table.classification_kept)
+    st = stats.iloc[0]
+    assert st.effect == pytest.approx(table.effect.mean()) and st.ci_low < st.effect < st.ci_high and st.n_seeds == 2
+    # the seeds' spread is part of the interval: one seed alone gives a narrower one
+    _, one = bootstrap_retention(per_seed[:1], [3], sod_floor=0.3, cls_floor=0.1, n_boot=200, seed=0)
+    assert one.ci_high.iloc[0] - one.ci_low.iloc[0] < st.ci_high - st.ci_low
+    pd.testing.assert_frame_equal(bootstrap_retention(per_seed, [3, 7], 0.3, 0.1, n_boot=200, seed=0)[1], stats)  # seeded
+    with pytest.raises(ConfigError, match=r"one score set per seed, got 2 for seeds \[3\]"):
+        bootstrap_retention(per_seed, [3], 0.3, 0.1)
 
 
 @pytest.mark.slow

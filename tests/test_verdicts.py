@@ -338,6 +338,38 @@ def test_redundancy_floor_gate_fails_when_the_widest_model_barely_beats_its_floo
     assert v.outcome == "inconclusive"
 
 
+def test_redundancy_with_seeds_reads_the_pooled_interval_and_can_refute():
+    """Two seeds' sweeps (their mean is read), a pooled interval in retention_stats: the rule
+    `greater` with margin 0.02 is refuted when the whole interval lies below it, supported
+    when above; the classifier gate holds for the lowest seed."""
+    floors = {"sod": 0.46, "classification": 1 / 12}
+    seeds = [_redundancy_tables(0.55, 0.4, floors=floors), _redundancy_tables(0.57, 0.42, floors=floors)]
+    res = dict(seeds[0])
+    res["width_sweep"] = pd.concat([r["width_sweep"].assign(seed=s) for s, r in enumerate(seeds)], ignore_index=True)
+    res["classifiers"] = pd.concat([_classifiers(0.95, model="classifier_w16", width=16).assign(seed=0),
+                                    _classifiers(0.93, model="classifier_w16", width=16).assign(seed=1)], ignore_index=True)
+    res["retention"] = pd.DataFrame({"seed": [0, 1], "sod_kept": [0.26, 0.32], "classification_kept": [0.44, 0.47],
+                                     "effect": [-0.18, -0.15]})
+    stats = {"effect": -0.165, "ci_low": -0.21, "ci_high": -0.12, "ci_level": 0.9, "n_seeds": 2, "seeds": "0,1", "n_images": 300,
+             "n_boot": 1000, "undefined_resamples": 0}
+    res["retention_stats"] = pd.DataFrame([stats])
+    curves = {f"{t} width {w}:seed{s}": FLAT for t in ("sod", "classification") for w in (4, 16) for s in (0, 1)}
+    v = verdicts.redundancy(res, mode="standard", seeds=[0, 1], validation_curves=curves, **GOOD)
+    assert (v.outcome, v.effect, v.ci) == ("refuted", -0.165, (-0.21, -0.12))
+    gate = v.gates[0]
+    assert gate.value == 0.93 and gate.note.endswith("the lowest of 2 seeds (seed 1)")
+    assert ("- Per seed, SOD's share kept minus classification's: seed 0 -0.180 (26.0% vs 44.0%), seed 1 -0.150 (32.0% vs 47.0%); "
+            "the effect is their mean, its interval a bootstrap over 2 seeds and 300 test images.") in v.lines
+    # the seeds' mean sweep: width 4 SOD max-F 0.56 -> its share above the floor
+    assert any(f"keeps {(0.56 - 0.46) / (0.8 - 0.46):.1%} of the widest SOD model's lead" in line for line in v.lines)
+    res["retention_stats"] = pd.DataFrame([{**stats, "effect": 0.08, "ci_low": 0.05, "ci_high": 0.11}])
+    assert verdicts.redundancy(res, mode="standard", seeds=[0, 1], validation_curves=curves, **GOOD).outcome == "supported"
+    # one seed's models still climbing: inconclusive, named
+    climbing = {**curves, "classification width 4:seed1": [0.5, 0.6, 0.7, 0.8]}
+    v = verdicts.redundancy(res, mode="standard", seeds=[0, 1], validation_curves=climbing, **GOOD)
+    assert v.outcome == "inconclusive" and "plateau" in v.reason
+
+
 # ------------------------------------------------------------------------ 7: mechanisms
 def _mechanism_tables(excess, rho, selective=True):
     ov = pd.DataFrame([{"layer": l, "method": "ablation", "k": 4, "channels": 16, "jaccard": 0.14 + excess,

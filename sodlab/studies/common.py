@@ -241,12 +241,20 @@ def score_summary(scores: Mapping[str, np.ndarray], idx: Optional[np.ndarray] = 
     return {"n_images": int(len(idx)), "max_f": max_f_from_curves(scores["curves"][idx]), "mae": float(scores["mae"][idx].mean())}
 
 
-def classifier_row(name: str, model: nn.Module, ds: Dataset, device: torch.device, n_classes: int, **extra: Any) -> dict[str, Any]:
-    """Test accuracy of a classifier next to chance, for the verdicts: a comparison with a
-    classifier that has barely left chance says nothing about classification."""
+def class_correct(model: nn.Module, ds: Dataset, device: torch.device) -> np.ndarray:
+    """Per image of ``ds``, whether the classifier's top class is its label (booleans)."""
     out = collect(model, ds, device, what="cls")
-    acc = float((out["out"].argmax(1) == out["label"]).mean())
-    return {"model": name, **extra, "classes": int(n_classes), "n_images": int(len(out["label"])), "accuracy": acc,
+    return out["out"].argmax(1) == out["label"]
+
+
+def classifier_row(name: str, model: nn.Module, ds: Dataset, device: torch.device, n_classes: int,
+                   correct: Optional[np.ndarray] = None, **extra: Any) -> dict[str, Any]:
+    """Test accuracy of a classifier next to chance, for the verdicts: a comparison with a
+    classifier that has barely left chance says nothing about classification. ``correct``:
+    `class_correct` of ``model`` on ``ds`` when the caller has it already."""
+    correct = class_correct(model, ds, device) if correct is None else np.asarray(correct)
+    acc = float(correct.mean())
+    return {"model": name, **extra, "classes": int(n_classes), "n_images": int(len(correct)), "accuracy": acc,
             "chance": 1.0 / n_classes, "above_chance": probes.chance_normalised(acc, n_classes)}
 
 

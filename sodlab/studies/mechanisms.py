@@ -195,7 +195,9 @@ def _twins_and_readouts(ctx: _Context, seed: int, training: list[dict], transfer
     found: dict[int, tuple] = {}
     for divisor in (1, 2) if schedule_check else (1,):
         epochs, cls_epochs, head_epochs = (max(1, n // divisor) for n in (ctx.epochs, ctx.cls_epochs, ctx.head_epochs))
-        runs = twin_runs(spec, ctx.data_root, ctx.train, ctx.width, seed, epochs, cls_epochs, ctx.batch_size, work, ctx.model_store,
+        # without a shared store the twins live in the work folder: the half schedule's beside them
+        local = work if divisor == 1 else work / "half-schedule"
+        runs = twin_runs(spec, ctx.data_root, ctx.train, ctx.width, seed, epochs, cls_epochs, ctx.batch_size, local, ctx.model_store,
                          image_size=ctx.image_size)
         sod, sod_log = train_twin(spec, "sod", sod_model(spec, ctx.width, seed), ctx.train, ctx.val, runs["sod"], epochs, seed, dev,
                                   batch_size=ctx.batch_size, progress=ctx.progress, image_size=ctx.image_size)

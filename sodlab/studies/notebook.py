@@ -170,16 +170,21 @@ def start_study(
     results_dir: Optional[str | Path] = None,
     benchmark: Optional[Mapping[str, Any]] = None,
     needs_data: bool = True,
+    overrides: Optional[Mapping[str, Any]] = None,
 ) -> Study:
     """Resolve a notebook's parameters: check ``mode``, pick its sizes, resolve ``device``
     ("auto": CUDA when present), make the results folder and find the data (``data_root=None``:
     the built-in generated benchmark, made on first use with ``benchmark`` options, by default
     `QUICK_BENCHMARK` in quick mode and the full default benchmark otherwise; left ``None``
-    when ``needs_data`` is false)."""
+    when ``needs_data`` is false). ``overrides``: sizes the notebook's parameters change (e.g.
+    the seeds of a run split across sessions); each must be one of the mode's sizes."""
     if mode not in MODES:
         raise ConfigError(f"mode {mode!r}: expected one of {', '.join(MODES)}")
     if mode not in sizes:
         raise ConfigError(f"{name}: no sizes for mode {mode!r} (have {', '.join(sizes)})")
+    unknown = sorted(set(overrides or {}) - set(sizes[mode]))
+    if unknown:
+        raise ConfigError(f"{name}: cannot override {', '.join(unknown)}: not among the {mode} sizes ({', '.join(sizes[mode])})")
     dev = str(resolve_device(device))
     # Untrained layers and channels whose BN scale decay drove towards zero produce denormal
     # floats, which make CPU convolutions several times slower; flushing them to zero changes
@@ -199,4 +204,4 @@ def start_study(
             raise DataError(f"{root}: no such data folder (data_root)")
         builtin = False
     log.info("%s: %s mode on %s, data %s, results in %s", name, mode, dev, root, out)
-    return Study(name, mode, dict(sizes[mode]), dev, root, out, builtin)
+    return Study(name, mode, {**sizes[mode], **(overrides or {})}, dev, root, out, builtin)

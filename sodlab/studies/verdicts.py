@@ -465,9 +465,12 @@ def redundancy(res: Mapping[str, pd.DataFrame], *, mode: str, seeds: Sequence[in
     model's lead over its floor SOD keeps at the narrowest width minus the share classification
     keeps (`task_scores`' ``above_floor``), rule ``greater`` with `REDUNDANCY_MARGIN`; the
     widest classifier must pass its gate (the narrower ones are the measurement) and each
-    task's widest model must lead its floor (`floor_lead_gate`). One model per task and
-    width: no interval."""
-    sweep = res["width_sweep"]
+    task's widest model must lead its floor (`floor_lead_gate`). With several seeds the sweep
+    is read as its mean over the seeds, the effect is the mean of the seeds' effects and its
+    interval ``retention_stats``' (a bootstrap over seeds and test images), and the classifier
+    gate holds for the lowest seed; without ``retention_stats`` (one model per task and width)
+    there is no interval."""
+    sweep = _over_seeds(res["width_sweep"], ["width", "task", "metric"])
     main = task_scores(sweep)
     wmin, wmax = int(main.width.min()), int(main.width.max())
     rel = main.set_index(["task", "width"])["relative"]
@@ -527,6 +530,19 @@ def redundancy(res: Mapping[str, pd.DataFrame], *, mode: str, seeds: Sequence[in
                      + (". The twins are as alike as two runs of one task only if their CKA reaches the seed-vs-seed values."
                         if "sod_seed_vs_seed" in mean else ". No second seed: no seed-vs-seed baseline."))
     effect = float(sod_above - cls_above)
+    ci, level = None, CI_LEVEL
+    stats, kept = res.get("retention_stats"), res.get("retention")
+    if stats is not None and len(stats) and np.isfinite(float(stats["effect"].iloc[0])):
+        st = stats.iloc[0]
+        effect, level = float(st["effect"]), float(st["ci_level"])
+        if np.isfinite(st["ci_low"]) and np.isfinite(st["ci_high"]):
+            ci = (float(st["ci_low"]), float(st["ci_high"]))
+        if kept is not None and len(kept) > 1:
+            lines.append("- Per seed, SOD's share kept minus classification's: " + ", ".join(
+                f"seed {int(r.seed)} {r.effect:+.3f} ({r.sod_kept:.1%} vs {r.classification_kept:.1%})" for r in kept.itertuples())
+                + f"; the effect is their mean, its interval a bootstrap over {int(st['n_seeds'])} seeds and {int(st['n_images'])} test images"
+                + (f" ({int(st['undefined_resamples'])} of {int(st['n_boot'])} resamples undefined, left out)" if st["undefined_resamples"] else "")
+                + ".")
     if not np.isfinite(effect):
         # no floor, or a widest model at or below it: the floor gate has failed, and the
         # verdict (inconclusive) reports the share of the raw score instead
@@ -536,15 +552,21 @@ def redundancy(res: Mapping[str, pd.DataFrame], *, mode: str, seeds: Sequence[in
     cls = res.get("classifiers")
     if cls is not None and len(cls) and "width" in cls:
         cls = cls[cls.width == wmax]
+    n_seeds = 0
+    if cls is not None and len(cls) and "seed" in cls and cls["seed"].nunique() > 1:
+        n_seeds, worst_seed = cls["seed"].nunique(), int(cls.loc[cls.accuracy.idxmin(), "seed"])
+        cls = cls.loc[[cls.accuracy.idxmin()]]
     cls_gates, cls_lines = classifier_gates(cls, [f"classifier_w{wmax}"])
+    if n_seeds:
+        cls_gates = [dataclasses.replace(g, note=f"{g.note}; the lowest of {n_seeds} seeds (seed {worst_seed})") for g in cls_gates]
     models = [f"{t} width {w}" for w in sorted(main.width.unique()) for t in ("sod", "classification")]
     return judge(study="06_redundancy", claim=REDUNDANCY_CLAIM,
                  quantity=(f"share of the width-{wmax} model's lead over its floor kept at width {wmin}, "
                            "SOD minus classification (fraction)"),
-                 effect=effect, ci=None, margin=REDUNDANCY_MARGIN, rule="greater", mode=mode, seeds=seeds,
+                 effect=effect, ci=ci, ci_level=level, margin=REDUNDANCY_MARGIN, rule="greater", mode=mode, seeds=seeds,
                  lines=lines + cls_lines,
                  gates=cls_gates + [floor_gate] + training_gates(models, validation_curves, selected_on_validation),
-                 no_interval="one model per task and width (one seed), no interval over seeds or images")
+                 no_interval="no retention_stats table (per-image scores of each seed's models): no interval over seeds or images")
 
 
 # ------------------------------------------------------------------------ 7: mechanisms
