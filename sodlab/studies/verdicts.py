@@ -474,7 +474,7 @@ def redundancy(res: Mapping[str, pd.DataFrame], *, mode: str, seeds: Sequence[in
     main = task_scores(sweep)
     wmin, wmax = int(main.width.min()), int(main.width.max())
     rel = main.set_index(["task", "width"])["relative"]
-    par = sweep.drop_duplicates(["task", "width"]).set_index(["task", "width"])["params"]
+    par = sweep.drop_duplicates(["task", "width"]).set_index(["task", "width"])["params"].round().astype("int64")
     val = main.set_index(["task", "width"])["value"]
     sod_keep, cls_keep = rel[("sod", wmin)], rel[("classification", wmin)]
     floor_gate = floor_lead_gate(main)
@@ -532,6 +532,9 @@ def redundancy(res: Mapping[str, pd.DataFrame], *, mode: str, seeds: Sequence[in
     effect = float(sod_above - cls_above)
     ci, level = None, CI_LEVEL
     stats, kept = res.get("retention_stats"), res.get("retention")
+    no_interval = "no retention_stats table (per-image scores of each seed's models): no interval over seeds or images"
+    if stats is not None and len(stats) and not np.isfinite(float(stats["effect"].iloc[0])):
+        no_interval = "a seed's widest model is not above its floor, so its share kept is undefined: no interval over seeds"
     if stats is not None and len(stats) and np.isfinite(float(stats["effect"].iloc[0])):
         st = stats.iloc[0]
         effect, level = float(st["effect"]), float(st["ci_level"])
@@ -566,7 +569,7 @@ def redundancy(res: Mapping[str, pd.DataFrame], *, mode: str, seeds: Sequence[in
                  effect=effect, ci=ci, ci_level=level, margin=REDUNDANCY_MARGIN, rule="greater", mode=mode, seeds=seeds,
                  lines=lines + cls_lines,
                  gates=cls_gates + [floor_gate] + training_gates(models, validation_curves, selected_on_validation),
-                 no_interval="no retention_stats table (per-image scores of each seed's models): no interval over seeds or images")
+                 no_interval=no_interval)
 
 
 # ------------------------------------------------------------------------ 7: mechanisms
