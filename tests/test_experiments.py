@@ -131,6 +131,16 @@ def bench(tmp_path_factory):
     return root
 
 
+@pytest.fixture(scope="module")
+def bench240(tmp_path_factory):
+    """A benchmark whose half of the categories still fill a batch of the classifier recipe (64)."""
+    from sodlab.data import synthetic
+
+    root = tmp_path_factory.mktemp("bench240") / "b"
+    synthetic.generate(root, n_train=240, n_test=48, size=64, seed=0, progress=False)
+    return root
+
+
 TINY = dict(width=4, epochs=1, image_size=64, seed=0, device="cpu")
 ONE_SEED = {**{k: v for k, v in TINY.items() if k != "seed"}, "seeds": (0,)}
 
@@ -196,8 +206,12 @@ def test_regularizer_study_finetunes_on_a_fixed_subset(bench, tmp_path, monkeypa
 
 
 @pytest.mark.slow
-def test_category_sensitivity(bench, tmp_path):
-    out = ex.category_sensitivity(bench, n_seen=6, n_boot=50, work_dir=tmp_path, loo=True, loo_max=2, **TINY)
+def test_category_sensitivity(bench240, tmp_path):
+    out = ex.category_sensitivity(bench240, n_seen=6, n_boot=50, work_dir=tmp_path, loo=True, loo_max=2, schedule_check=True, **TINY)
+    from sodlab.checkpoint import load
+
+    # the study model's twins by default, in a folder named by family, split size and seed
+    assert type(load(tmp_path / "res2net-mini_seen6_seed0" / "sod" / "best.pt")).__name__ == "CSFNet"  # csf-res2net-mini
     split = out["split"]
     assert split["seen"].sum() == 6 and len(split) >= 10
     s = out["summary"]
@@ -212,6 +226,7 @@ def test_category_sensitivity(bench, tmp_path):
     assert c.classes == 6 and c.n_images == int(out["sod_per_category"].query("seen")["n_images"].sum())
     # every model, the leave-one-out ones included, validated on held-out training images of its own categories
     t = out["training"]
+    # one epoch has no half: the schedule check trains nothing more (no "@half" curves) and the gate lacks its evidence
     assert sorted(t["model"].unique()) == sorted(["sod", "classifier"] + [f"without {h}" for h in loo["held_out"].unique()])
     assert t.groupby("model")["selected"].sum().eq(1).all()
     assert set(t[t.model == "classifier"]["metric"]) == {"val_top1"}
@@ -223,13 +238,13 @@ def test_category_sensitivity(bench, tmp_path):
     assert v.outcome == "inconclusive" and "plateau" in v.reason  # one epoch is no plateau ...
     assert "selection on validation" not in v.reason  # ... but the models were selected on validation
     # resumable: a second call reuses the finished runs and gives the same numbers
-    again = ex.category_sensitivity(bench, n_seen=6, n_boot=50, work_dir=tmp_path, loo=False, **TINY)
+    again = ex.category_sensitivity(bench240, n_seen=6, n_boot=50, work_dir=tmp_path, loo=False, **TINY)
     pd.testing.assert_frame_equal(again["summary"], s)
     # the explorer's tables: per-category scores of every split's model, and examples with their maps
     by_split = ex.scores_by_split(out)
     assert by_split.groupby("split").size().to_dict() == {"random split": len(split), **{f"without {h}": len(split) for h in loo.held_out.unique()}}
     assert by_split.query("split == 'random split'")["trained_on"].sum() == 6
-    examples = ex.category_examples(bench, n_seen=6, seed=0, work_dir=tmp_path, image_size=64, per_category=2, device="cpu")
+    examples = ex.category_examples(bench240, n_seen=6, seed=0, work_dir=tmp_path, image_size=64, per_category=2, device="cpu")
     assert examples["splits"][0] == "random split" and len(examples["splits"]) == 3
     n = len(examples["categories"])
     assert n == 2 * len(split) and examples["images"].shape == (n, 64, 64, 3) and examples["pred_2"].shape == (n, 64, 64)
@@ -555,7 +570,7 @@ def test_task_scores_are_relative_to_each_tasks_widest_model():
 
 
 @pytest.mark.slow
-def test_category_positive_control_finds_the_planted_gap(bench, tmp_path):
+def test_category_positive_control_finds_the_planted_gap(bench240, tmp_path):
     """Where only the category decides saliency, the category protocol must find a gap
     above the margin, and the verdict's gate says so; the main benchmark's verdict stays
     gated by it."""
@@ -563,7 +578,7 @@ def test_category_positive_control_finds_the_planted_gap(bench, tmp_path):
 
     control = synthetic.generate(tmp_path / "control", n_train=480, n_test=120, size=64, seed=0, progress=False,
                                  saliency="category")
-    out = ex.category_sensitivity(bench, n_seen=6, n_boot=200, work_dir=tmp_path / "runs", loo=False, control_root=control,
+    out = ex.category_sensitivity(bench240, n_seen=6, n_boot=200, work_dir=tmp_path / "runs", loo=False, control_root=control,
                                   **{**TINY, "width": 8, "epochs": 4})
     g = out["gaps"].set_index(["task", "metric"])
     ctl = g.loc[("control_sod", "max_f")]
@@ -577,12 +592,12 @@ def test_category_positive_control_finds_the_planted_gap(bench, tmp_path):
 
 
 @pytest.mark.slow
-def test_category_replicates_pool_the_splits(bench, tmp_path):
+def test_category_replicates_pool_the_splits(bench240, tmp_path):
     """Two category splits (each its own seed): the pooled gap is the mean of the splits' gaps,
     its interval from splits and images; every split's models are gated; the leave-one-out
     matrix comes from the first split only."""
-    out = ex.category_replicates(bench, splits=(0, 1), n_seen=6, n_boot=50, work_dir=tmp_path, loo=True, loo_max=1,
-                                 **{k: v for k, v in TINY.items() if k != "seed"})
+    out = ex.category_replicates(bench240, splits=(0, 1), n_seen=6, n_boot=50, work_dir=tmp_path, loo=True, loo_max=1, schedule_check=True,
+                                 **{**{k: v for k, v in TINY.items() if k != "seed"}, "epochs": 2})
     per = out["splits_gaps"].set_index(["split", "task", "metric"])["gap"]
     g = out["gaps"].set_index(["task", "metric"])
     assert g.loc[("sod", "max_f"), "gap"] == pytest.approx((per[(0, "sod", "max_f")] + per[(1, "sod", "max_f")]) / 2)
@@ -590,13 +605,20 @@ def test_category_replicates_pool_the_splits(bench, tmp_path):
     assert g.loc[("sod", "max_f"), "low"] <= g.loc[("sod", "max_f"), "gap"] <= g.loc[("sod", "max_f"), "high"]
     assert sorted(out["splits"].groupby("split")["seen"].sum()) == [6, 6]
     assert not out["splits"].pivot(index="split", columns="category", values="seen").duplicated().any()  # two different splits
-    assert list(out["classifiers"]["model"]) == ["classifier", "classifier (split 1)"]
-    assert set(out["training"]["model"]) == {"sod", "classifier", "sod (split 1)", "classifier (split 1)", f"without {out['loo'].held_out.iloc[0]}"}
+    assert list(out["classifiers"]["model"]) == ["classifier:seed0", "classifier:seed1"]
+    held = out["loo"].held_out.iloc[0]
+    # every split's models by seed; the schedule check (half the epochs) with the first split only
+    assert set(out["training"]["model"]) == {"sod:seed0", "classifier:seed0", "sod:seed1", "classifier:seed1", f"without {held}:seed0",
+                                             "sod:seed0@half", "classifier:seed0@half", f"without {held}:seed0@half"}
+    t = out["training"]
+    assert t.groupby("model")["epoch"].max().to_dict()["sod:seed0@half"] == 1 and t.query("model == 'sod:seed1'")["epoch"].max() == 2
     s = out["summary"].set_index(["task", "group", "metric"])
     ss = out["splits_summary"].set_index(["split", "task", "group", "metric"])["value"]
     assert s.loc[("sod", "seen", "max_f"), "value"] == pytest.approx((ss[(0, "sod", "seen", "max_f")] + ss[(1, "sod", "seen", "max_f")]) / 2)
     v = verdicts.category_sensitivity(out["summary"], out["gaps"], classifiers=out["classifiers"], mode="standard", seeds=[0, 1],
                                       **verdicts.training_evidence(out["training"]))
-    assert "means over 2 category splits" in v.lines[0] and "classifier (split 1)" in " ".join(g.name for g in v.gates)
+    assert "means over 2 category splits" in v.lines[0] and "classifier:seed1" in " ".join(g.name for g in v.gates)
+    plateau = next(g for g in v.gates if g.name == "plateau")
+    assert "doubling the schedule of" in plateau.note  # the first split's check speaks for both seeds
     with pytest.raises(ConfigError, match=r"category splits must be distinct seeds, at least one, got \[0, 0\]"):
-        ex.category_replicates(bench, splits=(0, 0), work_dir=tmp_path)
+        ex.category_replicates(bench240, splits=(0, 0), work_dir=tmp_path)

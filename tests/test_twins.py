@@ -120,6 +120,11 @@ def test_classification_train_has_the_same_images_and_labels(bench):
     for i in (0, 5, len(train) - 1):
         assert int(cls_train[i]["label"]) == int(train[i]["label"])
         assert cls_train[i]["image"].shape == (3, 32, 32)
+    # a subset of the training split (04's seen categories) is the same images too, not the split's first ones
+    seen = Subset(train, [3, 1, 7])
+    nested = twins.classification_train(spec, bench, seen, 32)
+    assert list(nested.indices) == [train.indices[3], train.indices[1], train.indices[7]]
+    assert [nested.dataset.stems[i] for i in nested.indices] == [seen[k]["stem"] for k in range(3)]
     # the CSNet family trains its classifier on the saliency dataset itself
     assert twins.classification_train("csnet", bench, train, 32) is train
 

@@ -17,9 +17,10 @@ from ..metrics import max_f_from_curves
 from ..checkpoint import load
 from ..data.transforms import IMAGENET_MEAN, IMAGENET_STD
 from ..errors import ConfigError, DataError
-from .common import (category_names, classifier_row, cls_model, collect, datasets, eval_view, flush_denormals, score_summary,
-                     slug, sod_model, sod_scores, train_or_resume, training_table, validation_rows)
-from .rules import CI_LEVEL
+from .common import (category_names, classifier_row, collect, datasets, eval_view, flush_denormals, score_summary, slug, sod_scores,
+                     training_table, validation_rows)
+from .rules import CI_LEVEL, HALF_SCHEDULE, seed_name
+from .twins import TwinSpec, classification_train, cls_model, sod_model, train_twin, twin_spec
 
 
 @flush_denormals
@@ -40,23 +41,33 @@ def category_sensitivity(
     progress: bool = False,
     ci: float = CI_LEVEL,
     control_root: Optional[str | Path] = None,
+    twins: str | TwinSpec = "res2net-mini",
+    cls_epochs: Optional[int] = None,
+    schedule_check: bool = False,
 ) -> dict[str, pd.DataFrame]:
     """Is saliency category-insensitive, and is classification not?
 
-    SOD: a CSNet trained on the ``n_seen`` seen categories, scored on the test images of seen
-    and unseen categories (max-F, MAE), with bootstrap intervals (at level ``ci``) of the
-    seen-minus-unseen gap over test images. Classification: the twin classifier trained on the
-    same seen images; its head cannot name unseen categories, so both tasks' encoders are read out the same
-    way: nearest-class-mean accuracy of pooled encoder features (class means from training
-    images, scored on test images) on seen vs on unseen categories, chance-normalised so
-    that different numbers of classes compare. Leave-one-category-out (``loo``): one SOD
-    model per held-out category (at most ``loo_max``), scored on every test category.
+    The twins of family ``twins`` (`sodlab.studies.twins`: one initial encoder, the same images
+    and augmentation, each task's recipe), both trained on the ``n_seen`` seen categories'
+    images only. SOD: the saliency twin (``epochs``) scored on the test images of seen and
+    unseen categories (max-F, MAE), with bootstrap intervals (at level ``ci``) of the
+    seen-minus-unseen gap over test images. Classification: the classifier twin
+    (``cls_epochs``, default ``epochs``) on the same seen images; its head cannot name unseen
+    categories, so both tasks' encoders are read out the same way: nearest-class-mean accuracy
+    of pooled encoder features (class means from training images, scored on test images) on
+    seen vs on unseen categories, chance-normalised so that different numbers of classes
+    compare. Leave-one-category-out (``loo``): one saliency twin per held-out category (at
+    most ``loo_max``, ``loo_epochs``), scored on every test category.
 
     Positive control (``control_root``, a benchmark generated with ``saliency="category"``,
     where only the category decides which object is salient): the same protocol (a split of its
-    categories with the same ``n_seen`` and ``seed``, a SOD model of the same recipe on the
+    categories with the same ``n_seen`` and ``seed``, a saliency twin of the same recipe on the
     seen ones, the seen-minus-unseen max-F with its interval) must find a gap there; its rows
     are task ``control_sod`` in ``summary`` and ``gaps``.
+
+    ``schedule_check``: every model is trained again for half its epochs, for its validation
+    curve alone (``<model>@half`` in ``training``: the plateau gate's evidence, see
+    `sodlab.studies.rules.plateau_gate`).
 
     Returns ``split``, ``sod_per_category``, ``sod_images`` (per test image: label, seen, unseen,
     mae) with ``sod_curves`` (its per-image F-measure counts) and ``ncm_images`` (per test image
@@ -64,11 +75,12 @@ def category_sensitivity(
     task/metric: gap, CI low/high at ``level``, relative gap), ``loo`` (long matrix),
     ``classifiers`` (the twin's test accuracy on the seen categories next to chance) and ``classifier_log``/``sod_log``.
     """
+    spec = twin_spec(twins)
     dev = resolve_device(device)
-    train, val, test = datasets(data_root, image_size)
+    train, val, test = datasets(data_root, image_size, augmentation=spec.augmentation())
     names = category_names(train)
     seen, unseen = cat.split_categories(names, n_seen, seed)
-    work = Path(work_dir) / f"seen{n_seen}_seed{seed}"
+    work = category_work(work_dir, spec, n_seen, seed)
     train_seen = cat.subset_by_category(train, seen)
     test_labels = cat.dataset_labels(test)
     seen_ids, unseen_ids = cat.category_ids(train, seen), cat.category_ids(train, unseen)
@@ -76,33 +88,47 @@ def category_sensitivity(
     is_unseen = np.isin(test_labels, unseen_ids)
     test_seen = Subset(test, np.flatnonzero(is_seen).tolist())
     val_seen = cat.subset_by_category(val, seen)
+    training: list[dict] = []
+
+    def fit(name: str, task: str, make: Any, train_ds: Dataset, val_ds: Dataset, run: str, n_epochs: int) -> tuple[torch.nn.Module, Any]:
+        # the run the study uses, then (schedule_check) the same recipe for half the epochs, for its curve
+        model, log = train_twin(spec, task, make(), train_ds, val_ds, work / run, n_epochs, seed, dev, batch_size=batch_size,
+                                progress=progress, image_size=image_size)
+        training.extend(validation_rows(name, log))
+        if schedule_check and n_epochs >= 2:  # one epoch has no half: the gate then lacks its evidence, as it should
+            _, half = train_twin(spec, task, make(), train_ds, val_ds, work / "half-schedule" / run, max(1, n_epochs // 2), seed, dev,
+                                 batch_size=batch_size, progress=progress, image_size=image_size)
+            training.extend(validation_rows(name + HALF_SCHEDULE, half))
+        return model, log
+
+    def new_sod() -> torch.nn.Module:
+        return sod_model(spec, width, seed)
 
     # --- SOD on seen categories
-    sod, sod_log = train_or_resume(sod_model(width, seed), train_seen, val_seen, work / "sod", epochs, batch_size, seed, dev, progress=progress)
+    sod, sod_log = fit("sod", "sod", new_sod, train_seen, val_seen, "sod", epochs)
     scores = sod_scores(sod, test, dev)
     per_cat = [{"category": name, "seen": name in seen, **score_summary(scores, np.flatnonzero(scores["label"] == c))}
                for c, name in enumerate(names)]
     summary, gaps = _seen_unseen("sod", scores, is_seen, is_unseen, n_boot, ci, seed)
-    training = validation_rows("sod", sod_log)
 
     if control_root is not None:
-        ctrain, cval, ctest = datasets(control_root, image_size)
+        ctrain, cval, ctest = datasets(control_root, image_size, augmentation=spec.augmentation())
         cnames = category_names(ctrain)
         cseen, cunseen = cat.split_categories(cnames, n_seen, seed)
         clabels = cat.dataset_labels(ctest)
-        ctl, ctl_log = train_or_resume(sod_model(width, seed), cat.subset_by_category(ctrain, cseen), cat.subset_by_category(cval, cseen),
-                                       work / f"control_sod_{slug(Path(control_root).name)}", epochs, batch_size, seed, dev, progress=progress)
+        ctl, _ = fit("control_sod", "sod", new_sod, cat.subset_by_category(ctrain, cseen), cat.subset_by_category(cval, cseen),
+                     f"control_sod_{slug(Path(control_root).name)}", epochs)
         rows, grows = _seen_unseen("control_sod", sod_scores(ctl, ctest, dev), np.isin(clabels, cat.category_ids(ctrain, cseen)),
                                    np.isin(clabels, cat.category_ids(ctrain, cunseen)), n_boot, ci, seed)
         summary += rows
         gaps += grows
-        training += validation_rows("control_sod", ctl_log)
 
-    # --- classification twin on the same seen images; NCM read-out for both encoders
+    # --- classification twin on the same seen images (labels renumbered 0..n_seen-1); NCM read-out for both encoders
     seen_map = {c: i for i, c in enumerate(seen_ids)}
-    cls_train = _Relabelled(train_seen, seen_map)
+    cls_train = _Relabelled(classification_train(spec, data_root, train_seen, image_size, names), seen_map)
     cls_test = _Relabelled(test_seen, seen_map)
-    cls, cls_log = train_or_resume(cls_model(width, len(seen), seed), cls_train, _Relabelled(val_seen, seen_map), work / "classifier", epochs, batch_size, seed, dev, task="classification", progress=progress)
+    cls, cls_log = fit("classifier", "classification", lambda: cls_model(spec, width, len(seen), seed), cls_train,
+                       _Relabelled(val_seen, seen_map), "classifier", cls_epochs or epochs)
     train_eval = eval_view(train, data_root, image_size)
     ncm_images: list[dict] = []
     for task, model in (("classifier", cls), ("sod_encoder", sod)):
@@ -130,15 +156,13 @@ def category_sensitivity(
 
     # --- leave one category out
     loo_rows = []
-    training += validation_rows("classifier", cls_log)
     if loo:
         held = names if loo_max is None else names[:loo_max]
         for h, rest in cat.leave_one_category_out(names):
             if h not in held:
                 continue
             sub = cat.subset_by_category(train, rest)
-            m, loo_log = train_or_resume(sod_model(width, seed), sub, cat.subset_by_category(val, rest), work / f"loo_{slug(h)}", loo_epochs or epochs, batch_size, seed, dev, progress=progress)
-            training += validation_rows(f"without {h}", loo_log)
+            m, _ = fit(f"without {h}", "sod", new_sod, sub, cat.subset_by_category(val, rest), f"loo_{slug(h)}", loo_epochs or epochs)
             sc = sod_scores(m, test, dev)
             for c, name in enumerate(names):
                 idx = np.flatnonzero(sc["label"] == c)
@@ -160,7 +184,7 @@ def category_sensitivity(
     }
 
 
-category_sensitivity.cache_version = 2  # type: ignore[attr-defined]  # adds the positive control (task control_sod)
+category_sensitivity.cache_version = 3  # type: ignore[attr-defined]  # 3: the twins family, schedule check
 
 
 def category_replicates(
@@ -170,29 +194,33 @@ def category_replicates(
     ci: float = CI_LEVEL,
     loo: bool = True,
     control_root: Optional[str | Path] = None,
+    schedule_check: bool = False,
     **kwargs: Any,
 ) -> dict[str, Any]:
     """`category_sensitivity` once per category split: split ``s`` draws its seen categories
     and seeds its models with ``s``, so the replicates are new splits and new seeds at once.
-    The leave-one-out matrix and the positive control (``control_root``) run with the first
-    split only: when time is short, conditions go, replicates stay.
+    The leave-one-out matrix, the positive control (``control_root``) and the schedule check
+    (``schedule_check``: its half-length runs speak for every seed of their model, see
+    `sodlab.studies.rules.plateau_gate`) run with the first split only: when time is short,
+    conditions go, replicates stay.
 
     Returns the first split's tables under the names `category_sensitivity` uses, except:
     ``gaps``, pooled over splits (the mean over splits of each split's seen-minus-unseen gap,
     with a two-level bootstrap interval over splits and, within each, its images:
     `bootstrap_replicates_gap`; the control's rows from the first split), ``summary`` (each
     value the mean over splits, ``n_images`` the total), ``classifiers`` and ``training`` (every
-    split's models; those of split ``s`` after the first named with `replicate_name`), and per
+    split's models, each named with `replicate_name`), and per
     split ``splits_gaps``, ``splits_summary`` and ``splits`` (category, seen, split)."""
     splits = [int(s) for s in splits]
     if not splits or len(set(splits)) != len(splits):
         raise ConfigError(f"category splits must be distinct seeds, at least one, got {splits}")
     runs = [category_sensitivity(data_root, seed=s, n_boot=n_boot, ci=ci, loo=loo and k == 0,
-                                 control_root=control_root if k == 0 else None, **kwargs) for k, s in enumerate(splits)]
+                                 control_root=control_root if k == 0 else None, schedule_check=schedule_check and k == 0, **kwargs)
+            for k, s in enumerate(splits)]
     first = runs[0]
 
     def name(model: str, k: int) -> str:
-        return model if k == 0 else replicate_name(model, splits[k])
+        return replicate_name(model, splits[k])
 
     summary_all = pd.concat([r["summary"].assign(split=s) for r, s in zip(runs, splits)], ignore_index=True)
     gaps_all = pd.concat([r["gaps"].assign(split=s) for r, s in zip(runs, splits)], ignore_index=True)
@@ -234,12 +262,19 @@ def category_replicates(
     return out
 
 
-category_replicates.cache_version = 1  # type: ignore[attr-defined]
+category_replicates.cache_version = 2  # type: ignore[attr-defined]  # 2: models named by seed, schedule check
 
 
 def replicate_name(model: str, split: int) -> str:
-    """The name of a model of a later category split in `category_replicates`' tables."""
-    return f"{model} (split {split})"
+    """The name of a model of category split ``split`` in `category_replicates`' tables: the
+    split is its models' seed (`seed_name`), placed before a schedule check's suffix, so that
+    the plateau gate finds every split's replicates and the first split's check."""
+    return seed_name(model, split)
+
+
+def category_work(work_dir: str | Path, twins: str | TwinSpec, n_seen: int, seed: int) -> Path:
+    """The folder of one category split's models (`category_sensitivity`, `category_examples`)."""
+    return Path(work_dir) / f"{twin_spec(twins).name}_seen{n_seen}_seed{seed}"
 
 
 def _gap_table(rows: list[dict], summary: pd.DataFrame, ci: float) -> pd.DataFrame:
@@ -277,7 +312,8 @@ def loo_drop(loo: pd.DataFrame, metric: str = "max_f") -> pd.DataFrame:
         other = g[~g.is_held_out][metric]
         if len(held) and len(other):
             rows.append({"category": c, f"{metric}_held_out": float(held.iloc[0]), f"{metric}_seen": float(other.mean()), "drop": float(other.mean() - held.iloc[0])})
-    return pd.DataFrame(rows)
+    # one held-out model alone gives no category both held out and seen: an empty table, its columns named
+    return pd.DataFrame(rows, columns=["category", f"{metric}_held_out", f"{metric}_seen", "drop"])
 
 
 MAIN_SPLIT = "random split"
@@ -310,6 +346,7 @@ def category_examples(
     image_size: int,
     per_category: int = 3,
     device: Optional[str] = "auto",
+    twins: str | TwinSpec = "res2net-mini",
 ) -> dict[str, Any]:
     """A few test images of every category with each trained model's saliency maps, for
     the category explorer: ``images`` (N, H, W, 3 in [0, 1]), ``masks`` (N, H, W),
@@ -318,7 +355,7 @@ def category_examples(
     dev = resolve_device(device)
     _, _, test = datasets(data_root, image_size)
     names = category_names(test)
-    work = Path(work_dir) / f"seen{n_seen}_seed{seed}"
+    work = category_work(work_dir, twins, n_seen, seed)
     runs = [(split_label(), work / "sod")] + [(split_label(h), work / f"loo_{slug(h)}") for h in names]
     runs = [(name, run) for name, run in runs if (run / "best.pt").is_file()]
     if not runs:
@@ -354,3 +391,9 @@ class _Relabelled(Dataset):
         item = dict(self.base[i])
         item["label"] = self.mapping[int(item["label"])]
         return item
+
+    def __getitems__(self, indices: Sequence[int]) -> list[dict]:
+        # keeps a preloaded base's batched augmentation (`LabelledImages.__getitems__`)
+        fetch = getattr(self.base, "__getitems__", None)
+        items = fetch(list(indices)) if fetch is not None else [self.base[i] for i in indices]
+        return [{**item, "label": self.mapping[int(item["label"])]} for item in items]

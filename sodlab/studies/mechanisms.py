@@ -193,7 +193,9 @@ def _twins_and_readouts(ctx: _Context, seed: int, training: list[dict], transfer
     work = _work(ctx.work_dir, spec.name, ctx.width, seed)
     untrained = with_data_statistics(sod_model(spec, ctx.width, seed), ctx.train_eval, dev) if transfer else None
     found: dict[int, tuple] = {}
-    for divisor in (1, 2) if schedule_check else (1,):
+    # a one-epoch schedule has no half (its "half" would be the same run): no check then, and the gate lacks its evidence
+    halvable = schedule_check and min(ctx.epochs, ctx.cls_epochs, ctx.head_epochs) >= 2
+    for divisor in (1, 2) if halvable else (1,):
         epochs, cls_epochs, head_epochs = (max(1, n // divisor) for n in (ctx.epochs, ctx.cls_epochs, ctx.head_epochs))
         # without a shared store the twins live in the work folder: the half schedule's beside them
         local = work if divisor == 1 else work / "half-schedule"

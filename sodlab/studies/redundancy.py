@@ -123,11 +123,11 @@ def redundancy_study(
         for width in widths:
             sod, sod_log, cls, cls_log = twins(width, seed, epochs, cls_epochs)
             rows = validation_rows(f"sod width {width}", sod_log) + validation_rows(f"classification width {width}", cls_log)
-            if schedule_check and first:
+            if schedule_check and first and min(epochs, cls_epochs) >= 2:  # one epoch has no half
                 _, hs_log, _, hc_log = twins(width, seed, max(1, epochs // 2), max(1, cls_epochs // 2), half=True)
                 rows += [{**r, "model": r["model"] + HALF_SCHEDULE} for r in
                          validation_rows(f"sod width {width}", hs_log) + validation_rows(f"classification width {width}", hc_log)]
-            training += [{**r, "model": _seeded(r["model"], seed)} for r in rows]
+            training += [{**r, "model": seed_name(r["model"], seed)} for r in rows]
             sod_s = sod_scores(sod, test, dev)
             summ = score_summary(sod_s)
             correct = class_correct(cls, test, dev)
@@ -171,12 +171,6 @@ def redundancy_study(
         "classifiers": pd.DataFrame(classifiers),
         "training": training_table(training),
     }
-
-
-def _seeded(model: str, seed: int) -> str:
-    """`seed_name` of a training-table name that may end in the schedule check's suffix."""
-    base, half = (model[: -len(HALF_SCHEDULE)], HALF_SCHEDULE) if model.endswith(HALF_SCHEDULE) else (model, "")
-    return seed_name(base, seed) + half
 
 
 def _describe(sod: nn.Module, cls: nn.Module, images: torch.Tensor, layers: Sequence[str], width: int, widest: int, regularizer: str,

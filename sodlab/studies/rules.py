@@ -215,8 +215,10 @@ def plateau_gain(curve: Sequence[float]) -> float:
 
 
 def seed_name(model: str, seed: int) -> str:
-    """A replicate's name in a study's ``training`` table: ``model`` trained from ``seed``."""
-    return f"{model}{SEED_SEPARATOR}{int(seed)}"
+    """A replicate's name in a study's ``training`` table: ``model`` trained from ``seed``
+    (placed before a schedule check's `HALF_SCHEDULE` suffix when ``model`` ends in one)."""
+    base, half = (model[: -len(HALF_SCHEDULE)], HALF_SCHEDULE) if model.endswith(HALF_SCHEDULE) else (model, "")
+    return f"{base}{SEED_SEPARATOR}{int(seed)}{half}"
 
 
 def model_role(name: str) -> str:

@@ -172,15 +172,24 @@ def classification_train(spec: str | TwinSpec, data_root: str | Path, train: Dat
     spec = twin_spec(spec)
     if spec.name == "csnet":
         return train
-    parent = train.dataset if isinstance(train, Subset) else train
+    parent, indices = base_items(train)
     names = list(categories or getattr(parent, "category_names", None) or [])
     folder = SODFolder(Path(data_root) / "train", category_names=names or None)
     ds = labelled_images(folder, ImageTransform(image_size, train=True, **spec.augmentation()))
     if preload:
         ds.preload()
-    if isinstance(train, Subset):
-        return Subset(ds, list(train.indices))
-    return ds
+    return ds if indices is None else Subset(ds, indices)
+
+
+def base_items(ds: Dataset) -> tuple[Dataset, Optional[list[int]]]:
+    """The dataset under any `Subset`s of ``ds`` and the indices into it of ``ds``'s items
+    (None when ``ds`` is no `Subset`): a subset of a subset (04's seen categories of the
+    training split) indexes its parent subset, not the folder."""
+    indices = None
+    while isinstance(ds, Subset):
+        indices = list(ds.indices) if indices is None else [int(ds.indices[i]) for i in indices]
+        ds = ds.dataset
+    return ds, indices
 
 
 def run_key(spec: str | TwinSpec, task: str, width: int, seed: int, data: str | Path, overrides: dict[str, Any],
@@ -219,7 +228,7 @@ def twin_runs(spec: str | TwinSpec, data_root: str | Path, train: Dataset, width
     spec = twin_spec(spec)
     if model_store is None:
         return {"sod": Path(work) / "sod", "classification": Path(work) / "classifier"}
-    images = getattr(train, "indices", None)
+    images = base_items(train)[1]
     out = {}
     for task, n in (("sod", epochs), ("classification", cls_epochs)):
         over = {**recipe_overrides(spec, task, n, batch_size, image_size), **overrides}
