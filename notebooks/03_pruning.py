@@ -36,6 +36,7 @@ mode = "quick"
 data_root = None
 device = "auto"
 results_dir = None
+seeds = None  # None: the mode's seeds; e.g. (0, 1) runs only those (a later run with more seeds reuses their models)
 
 # %%
 import matplotlib.pyplot as plt
@@ -47,22 +48,25 @@ from sodlab.studies import start_study
 
 SIZES = {
     "quick": dict(regularizers=("dwd", "l2"), width=8, epochs=1, image_size=64, batch_size=16,
-                  keep_fractions=(1.0, 0.45, 0.2), finetune_epochs=0, finetune_images=None),
+                  keep_fractions=(1.0, 0.45, 0.2), finetune_epochs=0, finetune_images=None, seeds=(0, 1), n_boot=200),
     "standard": dict(regularizers=("dwd", "l2", "l1", "none"), width=16, epochs=4, image_size=64, batch_size=16,
-                     keep_fractions=(1.0, 0.45, 0.3, 0.2, 0.1), finetune_epochs=1, finetune_images=None),
+                     keep_fractions=(1.0, 0.45, 0.3, 0.2, 0.1), finetune_epochs=1, finetune_images=None, seeds=(0, 1, 2), n_boot=1000),
     "full": dict(regularizers=("dwd", "l2", "l1", "none"), width=20, epochs=60, image_size=224, batch_size=32,
-                 keep_fractions=(1.0, 0.7, 0.45, 0.3, 0.2, 0.15, 0.1), finetune_epochs=12, finetune_images=None),
+                 keep_fractions=(1.0, 0.7, 0.45, 0.3, 0.2, 0.15, 0.1), finetune_epochs=12, finetune_images=None, seeds=(0, 1, 2),
+                 n_boot=2000),
 }
-study = start_study("03_pruning", mode, SIZES, data_root=data_root, device=device, results_dir=results_dir)
+study = start_study("03_pruning", mode, SIZES, data_root=data_root, device=device, results_dir=results_dir,
+                    overrides=None if seeds is None else {"seeds": tuple(seeds)})
 S = study.sizes
 viz.task_primer(study.sample_data());
 S
 
 # %%
 print(study.device_note())
+# one CSNet per regulariser and seed; the figures show the first seed, the verdict pools the seeds
 res = study.cached(
-    ex.regularizer_study, study.data_root, regularizers=S["regularizers"], width=S["width"], epochs=S["epochs"],
-    image_size=S["image_size"], batch_size=S["batch_size"], seed=0, device=study.device,
+    ex.pruning_replicates, study.data_root, seeds=S["seeds"], n_boot=S["n_boot"], regularizers=S["regularizers"],
+    width=S["width"], epochs=S["epochs"], image_size=S["image_size"], batch_size=S["batch_size"], device=study.device,
     work_dir=study.work_dir, keep_fractions=S["keep_fractions"], finetune_epochs=S["finetune_epochs"],
     finetune_images=S["finetune_images"], slim_scratch=(0.45,),
 )
@@ -128,9 +132,11 @@ viz.pruning_panel(pr, res["allocation"])
 # about x0.8, is held to x1's 44%, full mode's width 20 too), after fine-tuning when the curves
 # were fine-tuned, minus the unpruned DWD model's,
 # rule `equivalent` with margin 0.02: supported if its 90% interval lies inside [-0.02, +0.02],
-# **refuted if it lies entirely outside**, otherwise inconclusive. The curves carry one score per
-# point (one seed), so this design has no interval yet and cannot conclude.
-# Gates first: the regime the claim is about, at least a quarter of DWD's channels collapsed
+# **refuted if it lies entirely outside**, otherwise inconclusive. The effect is the mean over
+# the seeds of each seed's difference; its interval resamples seeds, then test images (the
+# same images for the pruned and the unpruned model). Only that one point is decided; the
+# other kept fractions are reported beside it.
+# Gates first: the regime the claim is about, at least a quarter of DWD's channels collapsed in every seed
 # (|gamma| under 1% of their block's largest; keeping a fifth to a half of the parameters needs
 # a quarter to a half of the channels gone); fine-tuning at least a fifth of the training steps (one epoch over the training set
 # after four: a quarter); every trained model at a plateau (gain under 0.005 over the last quarter of its
@@ -152,8 +158,10 @@ viz.pruning_panel(pr, res["allocation"])
 
 # %%
 display(res["threshold_rule"], res["slim_scratch"])
-finding = verdicts.pruning(pr, mode=study.mode, seeds=[0], gammas=res["gammas"], slim_scratch=res["slim_scratch"],
-                           width=S["width"], threshold_rule=res["threshold_rule"], **verdicts.training_evidence(res["training"]))
+display(res["pruning_stats"])
+finding = verdicts.pruning(pr, mode=study.mode, seeds=S["seeds"], gammas=res["gammas"], slim_scratch=res["slim_scratch"],
+                           width=S["width"], threshold_rule=res["threshold_rule"], stats=res["pruning_stats"], final=res["final"],
+                           **verdicts.training_evidence(res["training"]))
 study.findings(finding, key_figure="pruning_curves.png")
 
 # %% [markdown]
@@ -167,7 +175,7 @@ import sodlab
 from sodlab import prune
 
 keep, regulariser = 0.1, "dwd"  # change these
-trained = sodlab.load(study.work_dir / regulariser / "best.pt")
+trained = sodlab.load(ex.pruning_work(study.work_dir, S["seeds"][0]) / regulariser / "best.pt")
 slim, report = prune.prune(trained, None, keep_fraction=keep, exact=False, probe_size=None, warn=False)
 scores = sodlab.evaluate(slim, study.data_root / "test", size=S["image_size"], device=study.device, progress=False)
 print(f"{report['params_slim']:,} of {report['params_full']:,} parameters kept: max-F {scores['max_f']:.3f}")

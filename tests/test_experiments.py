@@ -185,6 +185,48 @@ def test_regularizer_study(bench, tmp_path):
     assert verdicts.pruning(out["pruning"], mode="standard", seeds=[0]).reason.startswith("no interval: one score per pruning point")
 
 
+@pytest.mark.slow
+def test_pruning_replicates_pool_seeds_and_images(bench, tmp_path):
+    """Two seeds: one study each in its own folder; the pruned-minus-unpruned effect per point
+    is the mean of the seeds' differences, from per-image scores that agree with the curve's,
+    with an interval over seeds and images that the verdict decides from."""
+    kw = dict(regularizers=("dwd", "l2"), batch_size=16, keep_fractions=(1.0, 0.5), thresholds=(), width=4, epochs=1, image_size=64,
+              device="cpu", n_boot=50)
+    out = ex.pruning_replicates(bench, seeds=(0, 1), work_dir=tmp_path, **kw)
+    st = out["pruning_stats"].set_index(["regularizer", "keep_fraction"])
+    assert len(st) == 4 and (st.n_seeds == 2).all() and (st.seeds == "0,1").all() and (st.metric == "max_f").all()
+    fin = out["final"].set_index(["regularizer", "seed"])["max_f"]  # the unpruned models, SalMetric as the stats
+    for reg in ("dwd", "l2"):
+        assert st.loc[(reg, 0.5), "ci_low"] <= st.loc[(reg, 0.5), "effect"] <= st.loc[(reg, 0.5), "ci_high"]
+    assert (st["protocol"] == "salmetric").all()
+    assert st.loc[("dwd", 1.0), "effect"] == pytest.approx(0.0, abs=1e-6)  # keeping everything changes nothing
+    # the pooled effect is the mean of the seeds' differences, each the pruned model's score minus its unpruned model's
+    from sodlab import prune
+    from sodlab.checkpoint import load
+    from sodlab.studies.common import sod_scores
+
+    test = datasets(bench, 64)[2]
+    per_seed = []
+    for s in (0, 1):
+        slim, _ = prune.prune(load(tmp_path / f"seed{s}" / "dwd" / "best.pt"), None, keep_fraction=0.5, probe_size=None, warn=False, exact=False)
+        per_seed.append(max_f_from_curves(sod_scores(slim, test, torch.device("cpu"))["curves"]) - fin[("dwd", s)])
+    assert st.loc[("dwd", 0.5), "effect"] == pytest.approx(np.mean(per_seed), abs=1e-6)
+    assert (tmp_path / "seed0" / "dwd" / "best.pt").is_file() and (tmp_path / "seed1" / "dwd" / "best.pt").is_file()
+    assert set(out["training"]["model"]) == {"dwd:seed0", "l2:seed0", "dwd:seed1", "l2:seed1"}
+    assert set(out["gammas"]["seed"]) == {0, 1} and list(out["pruning"].columns) == list(out["seeds_pruning"].drop(columns="seed").columns)
+    v = verdicts.pruning(out["pruning"], mode="standard", seeds=[0, 1], gammas=out["gammas"], stats=out["pruning_stats"],
+                         final=out["final"], **verdicts.training_evidence(out["training"]))
+    assert v.ci == (st.loc[("dwd", 0.5), "ci_low"], st.loc[("dwd", 0.5), "ci_high"]) and not v.reason.startswith("no interval")
+    # one seed: an interval over images alone; reruns reuse the models
+    one = ex.pruning_replicates(bench, seeds=(0,), work_dir=tmp_path, **kw)
+    assert one["pruning_stats"]["n_seeds"].eq(1).all()
+    assert one["pruning_stats"].set_index(["regularizer", "keep_fraction"]).loc[("dwd", 0.5), "ci_low"] <= \
+        one["pruning_stats"].set_index(["regularizer", "keep_fraction"]).loc[("dwd", 0.5), "ci_high"]
+    pd.testing.assert_frame_equal(one["pruning"], out["pruning"])
+    with pytest.raises(ConfigError, match=r"pruning seeds must be distinct, at least one, got \[0, 0\]"):
+        ex.pruning_replicates(bench, seeds=(0, 0), work_dir=tmp_path)
+
+
 def test_regularizer_study_finetunes_on_a_fixed_subset(bench, tmp_path, monkeypatch):
     from sodlab import prune
     from sodlab.studies import pruning

@@ -130,6 +130,40 @@ def test_pruning_effect_is_dwd_at_20_percent_minus_unpruned():
             "l2 20% kept, max-F 0.600 (-0.200 from unpruned)") in v.lines
 
 
+def _pruning_stats(effect, low, high, kept=(1.0, 0.5, 0.2)):
+    return pd.DataFrame([{"regularizer": "dwd", "keep_fraction": k, "kept": k, "metric": "max_f", "effect": e, "ci_low": lo,
+                          "ci_high": hi, "ci_level": 0.9, "n_seeds": 3, "seeds": "0,1,2", "n_images": 300, "n_boot": 1000}
+                         for k, e, lo, hi in zip(kept, (0.0, -0.05, effect), (0.0, -0.08, low), (0.0, -0.02, high))])
+
+
+def test_pruning_decides_from_the_pooled_interval_at_the_target_point():
+    """With the replicates' stats the effect and interval are those of DWD's point nearest the
+    target (20% by default): inside the band supports (in quick mode: never), entirely outside
+    refutes; the other points are descriptive."""
+    curves = _curves([0.8, 0.8, 0.79, 0.7], [0.8, 0.7, 0.6, 0.5])
+    gates = dict(gammas=_gammas(4), validation_curves={"dwd": [0.7, 0.8, 0.8, 0.8], "l2": [0.7, 0.8, 0.8, 0.8]},
+                 selected_on_validation=True)
+    ok = verdicts.pruning(curves.assign(finetune_share=0.25), mode="standard", seeds=[0, 1, 2], stats=_pruning_stats(-0.004, -0.012, 0.006), **gates)
+    assert (ok.effect, ok.ci, ok.outcome) == (-0.004, (-0.012, 0.006), "supported")
+    assert ok.quantity.startswith("DWD max-F at 20% of the parameters without fine-tuning") and ok.quantity.endswith("mean over 3 seeds")
+    assert ("- DWD pruned to keep 20% (20% of the parameters, mean over 3 seeds): -0.004 max-F from unpruned "
+            "(90% interval -0.012 .. +0.006 over seeds and 300 test images; salmetric protocol, from per-image scores, "
+            "while the curve's scores above are the standard protocol's).") in ok.lines
+    assert any(line.startswith("- Every kept fraction, pruned minus unpruned") and "50% kept -0.050" in line for line in ok.lines)
+    bad = verdicts.pruning(curves.assign(finetune_share=0.25), mode="standard", seeds=[0, 1, 2], stats=_pruning_stats(-0.06, -0.09, -0.03), **gates)
+    assert bad.outcome == "refuted"
+    quick = verdicts.pruning(curves.assign(finetune_share=0.25), mode="quick", seeds=[0, 1], stats=_pruning_stats(-0.004, -0.012, 0.006), **gates)
+    assert (quick.outcome, quick.reason) == ("inconclusive", "quick mode")
+    # every seed must reach the gamma-collapse regime: the lowest seed's share is the gate's value
+    two = pd.concat([_gammas(4).assign(seed=0), _gammas(1).assign(seed=1)])
+    g = verdicts.gamma_collapse_gate(two)
+    assert g.value == 0.125 and not g.passed and g.note.endswith("the lowest of 2 seeds (seed 1)")
+    # the unpruned models' seed-to-seed spread beside the tolerance
+    final = pd.DataFrame({"regularizer": ["dwd"] * 3, "seed": [0, 1, 2], "max_f": [0.80, 0.83, 0.81]})
+    v = verdicts.pruning(curves, mode="standard", seeds=[0, 1, 2], final=final)
+    assert "- Unpruned DWD max-F by seed: seed 0 0.800, seed 1 0.830, seed 2 0.810 (spread 0.030, against the 0.02 tolerance)." in v.lines
+
+
 def test_pruning_target_is_the_papers_share_for_the_model_size():
     """The released learned models set the targets: x1 (width 20) keeps 93,647 of 210,985
     parameters, x2 (width 40) 140,894 of 788,631; a width-16 model is held to x1's share."""
@@ -516,3 +550,10 @@ def test_mechanisms_concludes_from_the_image_bootstrap_behind_the_split_half_con
     other = verdicts.mechanisms(*tables, classifiers=cls, mode="standard", seeds=[0],
                                 overlap_stats=_overlap_stats(-0.06, 0.04, method="grad_x_act"), **good)
     assert other.ci is None and other.outcome == "inconclusive"
+
+
+def test_classifier_lines_name_each_replicate_by_its_seed():
+    gates, lines = verdicts.classifier_gates(pd.concat([_classifiers(0.95, model="classifier:seed0"),
+                                                        _classifiers(0.85, model="classifier:seed1")]), ["classifier"])
+    assert [g.passed for g in gates] == [True, False] and gates[1].name == "classifier top-1: classifier:seed1"
+    assert "the classification twin (seed 0) top-1 0.950" in lines[0] and "the classification twin (seed 1) top-1 0.850" in lines[0]

@@ -2,17 +2,22 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Optional, Sequence
+from typing import Any, Optional, Sequence
 
+import numpy as np
 import pandas as pd
 from torch.utils.data import Subset
 
 from .. import prune
+from ..analysis.stats import bootstrap_ci, bootstrap_seeds_images_gap
+from ..checkpoint import load
 from ..device import resolve_device
 from ..errors import ConfigError
+from ..metrics import max_f_from_curves
 from ..models.csnet import CSNet
 from .common import (bn_gammas, datasets, flush_denormals, log_frame, score_summary, seeded, sod_model, sod_scores, spread,
                      train_or_resume, training_table, validation_rows)
+from .rules import CI_LEVEL, seed_name
 
 
 @flush_denormals
@@ -32,7 +37,8 @@ def regularizer_study(
     slim_scratch: Sequence[float] = (),
     thresholds: Sequence[float] = (prune.DEFAULT_THRESHOLD,),
     progress: bool = False,
-) -> dict[str, pd.DataFrame]:
+    per_image: bool = False,
+) -> dict[str, Any]:
     """Train the same CSNet with each regulariser; return ``logs`` (training logs),
     ``gammas`` (|gamma| of every regularised channel at initialisation and after training),
     ``pruning`` (`sodlab.prune.curve` per regulariser), ``allocation`` (channels per block and
@@ -50,7 +56,12 @@ def regularizer_study(
     ``thresholds``: the authors' rule beside keep-fraction pruning: remove every channel whose
     |gamma| is below the threshold (default theirs, `sodlab.prune.DEFAULT_THRESHOLD`), however
     many that is; the table ``threshold_rule`` holds each regulariser's point (without
-    fine-tuning)."""
+    fine-tuning).
+
+    ``per_image``: also return ``point_curves``, ``{(regularizer, keep_fraction): (N, 3, 256)}``
+    per-image F-measure counts on the test images of each point as the curve scored it (after
+    fine-tuning when fine-tuned) and of the unpruned model (keep fraction ``None``), for an
+    interval over images and seeds (`pruning_replicates`)."""
     missing = [f for f in slim_scratch if not any(abs(f - k) < 1e-9 for k in keep_fractions)]
     if missing or (slim_scratch and "dwd" not in regularizers):
         raise ConfigError(f"slim_scratch fractions must be among keep_fractions {list(keep_fractions)} and need the 'dwd' "
@@ -60,6 +71,7 @@ def regularizer_study(
     tune = train if finetune_images is None else Subset(train, spread(len(train), finetune_images, seed))
     work = Path(work_dir)
     logs, gammas, curves, finals, allocations, scratch, training, by_threshold = [], [], [], [], [], [], [], []
+    point_curves: dict[tuple[str, Optional[float]], np.ndarray] = {}
     for reg in regularizers:
         init = sod_model(width, seed)
         g0 = bn_gammas(init)
@@ -72,8 +84,8 @@ def regularizer_study(
             gammas.append(g)
         logs.append(log_frame(lg, regularizer=reg))
         training += validation_rows(reg, lg)
-        s = score_summary(sod_scores(model, test, dev))
-        finals.append({"regularizer": reg, "params": sum(p.numel() for p in model.parameters()), **s})
+        unpruned = sod_scores(model, test, dev)
+        finals.append({"regularizer": reg, "params": sum(p.numel() for p in model.parameters()), **score_summary(unpruned)})
         curve = prune.curve(model, test, keep_fractions=list(keep_fractions), finetune_epochs=finetune_epochs, train_data=tune if finetune_epochs else None,
                             size=image_size, macs_size=image_size, seed=seed, device=str(dev), work_dir=work / f"{reg}_prune", progress=progress)
         if thresholds:
@@ -83,6 +95,10 @@ def regularizer_study(
         # fine-tuning images seen over training images seen: the verdict's fine-tuning gate
         curve["finetune_share"] = finetune_epochs * len(tune) / (epochs * len(train))
         curves.append(log_frame(curve, regularizer=reg))
+        if per_image:
+            point_curves[(reg, None)] = unpruned["curves"]
+            for frac in keep_fractions:
+                point_curves[(reg, float(frac))] = _point_scores(model, test, dev, float(frac), work / f"{reg}_prune", finetune_epochs > 0)
         for frac in keep_fractions:
             plan = prune.select_channels(model, None, keep_fraction=float(frac))
             allocations.append(log_frame(prune.allocation_table(plan.config, reference=model), regularizer=reg, keep_fraction=float(frac)))
@@ -93,7 +109,7 @@ def regularizer_study(
                 training += validation_rows(f"slim from scratch at {frac:.0%}", slog)
                 scratch.append({"regularizer": reg, "keep_fraction": float(frac), "params": sum(p.numel() for p in slim.parameters()),
                                 "epochs": epochs, **score_summary(sod_scores(slim, test, dev))})
-    return {
+    out: dict[str, Any] = {
         "logs": pd.concat(logs, ignore_index=True),
         "gammas": pd.concat(gammas, ignore_index=True),
         "pruning": pd.concat(curves, ignore_index=True),
@@ -104,6 +120,92 @@ def regularizer_study(
         "threshold_rule": (pd.concat(by_threshold, ignore_index=True)[["regularizer", "threshold", "params", "param_fraction", "max_f", "mae"]]
                            if by_threshold else pd.DataFrame(columns=["regularizer", "threshold", "params", "param_fraction", "max_f", "mae"])),
     }
+    if per_image:
+        out["point_curves"] = point_curves
+    return out
+
+
+def _point_scores(model: CSNet, test: Any, dev: Any, keep_fraction: float, prune_work: Path, finetuned: bool) -> np.ndarray:
+    """Per-image F-measure counts of one point of `prune.curve`: the model it pruned (the same
+    deterministic selection) or, when the curve fine-tuned, the fine-tuned model it kept."""
+    if finetuned:
+        slim = load(prune_work / f"keep_fraction_{keep_fraction:.6g}" / "last.pt")
+    else:
+        slim, _ = prune.prune(model, None, keep_fraction=keep_fraction, probe_size=None, warn=False, exact=False)
+    return sod_scores(slim.to(dev), test, dev)["curves"]
+
+
+def pruning_work(work_dir: str | Path, seed: int) -> Path:
+    """The folder of one seed's models in `pruning_replicates`."""
+    return Path(work_dir) / f"seed{int(seed)}"
+
+
+def _seeds_max_f(curves: np.ndarray) -> float:
+    """Mean over seeds of each seed's max-F: ``curves`` (S, N, 3, 256)."""
+    return float(np.mean([max_f_from_curves(c) for c in curves]))
+
+
+def pruning_replicates(
+    data_root: str | Path,
+    seeds: Sequence[int] = (0,),
+    work_dir: str | Path = "runs/regularizers",
+    n_boot: int = 1000,
+    ci: float = CI_LEVEL,
+    **kwargs: Any,
+) -> dict[str, pd.DataFrame]:
+    """`regularizer_study` once per seed (models and data order from that seed, folders
+    `pruning_work`), so that the pruning effect gets an interval that speaks for new seeds and
+    new images.
+
+    Returns the first seed's tables under `regularizer_study`'s names for the figures
+    (``pruning``, ``allocation``, ``logs``, ``threshold_rule``), every seed's where a table has a
+    ``seed`` column (``gammas``, ``final``, ``slim_scratch``, ``seeds_pruning``: every seed's
+    curve), ``training`` with every seed's models named `seed_name`, and ``pruning_stats``: per
+    regulariser and kept fraction, max-F of the pruned (fine-tuned, when the curves were) model
+    minus the unpruned model's, the mean over seeds of each seed's difference (``effect``), with
+    a paired percentile interval at level ``ci`` from ``n_boot`` resamples of seeds and then test
+    images (`sodlab.analysis.stats.bootstrap_seeds_images_gap`; one seed: of images alone),
+    ``kept`` the mean share of parameters kept. Its max-F is SalMetric's (``protocol``), from
+    per-image counts that a resample of images can sum (`sodlab.metrics.per_image_curves`);
+    the curves' own scores are the standard protocol's (`sodlab.evaluate`), so the two tables'
+    max-F differ by the protocols' difference, not by the models."""
+    seeds = [int(s) for s in seeds]
+    if not seeds or len(set(seeds)) != len(seeds):
+        raise ConfigError(f"pruning seeds must be distinct, at least one, got {seeds}")
+    runs = [regularizer_study(data_root, seed=s, work_dir=pruning_work(work_dir, s), per_image=True, **kwargs) for s in seeds]
+    first = runs[0]
+
+    def every(name: str) -> pd.DataFrame:
+        return pd.concat([r[name].assign(seed=s) for r, s in zip(runs, seeds)], ignore_index=True)
+
+    tuned = bool("max_f_finetuned" in first["pruning"] and first["pruning"]["max_f_finetuned"].notna().any())
+    seeds_pruning = every("pruning")
+    stats = []
+    for (reg, frac) in [k for k in first["point_curves"] if k[1] is not None]:
+        pruned = np.stack([r["point_curves"][(reg, frac)] for r in runs])
+        full = np.stack([r["point_curves"][(reg, None)] for r in runs])
+        if len(seeds) > 1:
+            g = bootstrap_seeds_images_gap(pruned, full, n_boot, ci, seed=seeds[0], statistic=_seeds_max_f)
+        else:  # the same images for both: a paired bootstrap over images
+            paired = np.stack([pruned[0], full[0]], 1)
+            b = bootstrap_ci(paired, n_boot, ci, seed=seeds[0], statistic=lambda v: max_f_from_curves(v[:, 0]) - max_f_from_curves(v[:, 1]))
+            g = {"gap": b["estimate"], "low": b["low"], "high": b["high"]}
+        at = seeds_pruning[(seeds_pruning.regularizer == reg) & np.isclose(seeds_pruning.keep_fraction, frac)]
+        stats.append({"regularizer": reg, "keep_fraction": frac, "kept": float(at["param_fraction"].mean()),
+                      "metric": "max_f_finetuned" if tuned else "max_f", "protocol": "salmetric", "effect": float(g["gap"]),
+                      "ci_low": float(g["low"]),
+                      "ci_high": float(g["high"]), "ci_level": ci, "n_seeds": len(seeds), "seeds": ",".join(map(str, seeds)),
+                      "n_images": int(full.shape[1]), "n_boot": int(n_boot)})
+    out = {name: first[name] for name in ("pruning", "allocation", "logs", "threshold_rule")}
+    out.update({name: every(name) for name in ("gammas", "final", "slim_scratch")})
+    out["seeds_pruning"] = seeds_pruning
+    out["training"] = pd.concat([r["training"].assign(model=[seed_name(m, s) for m in r["training"]["model"]])
+                                 for r, s in zip(runs, seeds)], ignore_index=True)
+    out["pruning_stats"] = pd.DataFrame(stats)
+    return out
+
+
+pruning_replicates.cache_version = 1  # type: ignore[attr-defined]
 
 
 # 2: ``slim_scratch``; 3: ``finetune_share`` in ``pruning``; 4: ``threshold_rule``

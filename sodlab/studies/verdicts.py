@@ -38,6 +38,9 @@ _CLASSIFIER_NAMES = {"classifier": "the classification twin", "classifier_twin":
 
 
 def _classifier_name(model: str) -> str:
+    base, sep, seed = model.partition(SEED_SEPARATOR)
+    if sep:  # a replicate (`seed_name`): its model's name and the seed
+        return f"{_classifier_name(base)} (seed {seed})"
     if model.startswith("classifier_w"):
         return f"the width-{model[len('classifier_w'):]} classifier"
     return _CLASSIFIER_NAMES.get(model, model)
@@ -192,9 +195,13 @@ def gamma_collapse_gate(gammas: Optional[pd.DataFrame], regularizer: str = "dwd"
     if gammas is None or not len(gammas) or regularizer not in set(gammas["regularizer"]):
         return Gate(name, None, GAMMA_COLLAPSE_MIN_SHARE, "at least", f"no {regularizer} gammas")
     g = gammas[gammas.regularizer == regularizer]
+    what = f"{regularizer} channels with |gamma| under {GAMMA_COLLAPSE_REL:g} of their block's largest"
+    if "seed" in g and g["seed"].nunique() > 1:  # every seed must reach the regime: the lowest seed's share decides
+        shares = {int(k): collapsed_share(gs[gs.epoch == gs.epoch.max()], GAMMA_COLLAPSE_REL) for k, gs in g.groupby("seed")}
+        low = min(shares, key=shares.get)
+        return Gate(name, shares[low], GAMMA_COLLAPSE_MIN_SHARE, "at least", f"{what}; the lowest of {len(shares)} seeds (seed {low})")
     share = collapsed_share(g[g.epoch == g.epoch.max()], GAMMA_COLLAPSE_REL)
-    return Gate(name, share, GAMMA_COLLAPSE_MIN_SHARE, "at least",
-                f"{regularizer} channels with |gamma| under {GAMMA_COLLAPSE_REL:g} of their block's largest")
+    return Gate(name, share, GAMMA_COLLAPSE_MIN_SHARE, "at least", what)
 
 
 # The paper prunes, then fine-tunes. A slim model fine-tuned for a token number of steps is
@@ -261,13 +268,18 @@ def _slim_scratch_lines(curves: pd.DataFrame, slim_scratch: Optional[pd.DataFram
 def pruning(curves: pd.DataFrame, *, mode: str, seeds: Sequence[int], validation_curves: Curves = None,
             selected_on_validation: Optional[bool] = None, gammas: Optional[pd.DataFrame] = None,
             slim_scratch: Optional[pd.DataFrame] = None, width: Optional[int] = None,
-            threshold_rule: Optional[pd.DataFrame] = None) -> Verdict:
+            threshold_rule: Optional[pd.DataFrame] = None, stats: Optional[pd.DataFrame] = None,
+            final: Optional[pd.DataFrame] = None) -> Verdict:
     """``curves``: `sodlab.prune.curve` rows with a ``regularizer`` column. The effect is DWD's
     max-F at the point nearest the paper's kept share for a CSNet of ``width``
     (`pruning_target_kept`; without ``width``, x2's `PRUNING_TARGET_KEPT`) minus its unpruned
     model's, after fine-tuning when the curves were fine-tuned (``max_f_finetuned``, the
     paper's prune-then-fine-tune protocol), rule ``equivalent`` with `PRUNING_TOLERANCE`. The
-    curves carry one score per point (one seed, no per-image scores), so there is no interval.
+    interval comes from ``stats`` (`sodlab.studies.pruning.pruning_replicates`'
+    ``pruning_stats``: the effect as the mean over seeds, its interval over seeds and images,
+    the point nearest the target by the seeds' mean kept share); without it the curves carry
+    one score per point and there is no interval. ``final`` with a ``seed`` column (the
+    unpruned models of every seed) reports the seed-to-seed spread beside the tolerance.
     ``gammas`` (the study's gamma table) feeds `gamma_collapse_gate`: without it that gate fails.
     ``slim_scratch`` (the study's table) adds the pruned architecture trained from scratch as a
     reported baseline, and its model to the training gates. ``threshold_rule`` (the study's
@@ -300,17 +312,38 @@ def pruning(curves: pd.DataFrame, *, mode: str, seeds: Sequence[int], validation
         f"{r} {p.kept:.0%} kept, max-F {p[metric]:.3f} ({p[metric] - rows[r][1]:+.3f} from unpruned)" for r, p in points.items()))
     if "dwd" not in points:
         raise ValueError(f"pruning verdict: no 'dwd' curve among regularizers {sorted(points)}")
-    effect = float(points["dwd"][metric] - rows["dwd"][1])
+    effect, ci, level, kept = float(points["dwd"][metric] - rows["dwd"][1]), None, CI_LEVEL, float(points["dwd"].kept)
+    pooled = ""
+    if stats is not None and len(stats) and "dwd" in set(stats["regularizer"]):
+        d = stats[stats.regularizer == "dwd"]
+        st = d.loc[(d["kept"] - target).abs().idxmin()]
+        effect, ci, level, kept = float(st["effect"]), (float(st["ci_low"]), float(st["ci_high"])), float(st["ci_level"]), float(st["kept"])
+        pooled = f", mean over {int(st['n_seeds'])} seeds"
+        lines.append(f"- DWD pruned to keep {st['keep_fraction']:.0%} ({kept:.0%} of the parameters{pooled}): "
+                     f"{effect:+.3f} max-F from unpruned ({level:.0%} interval {ci[0]:+.3f} .. {ci[1]:+.3f} over seeds and "
+                     f"{int(st['n_images'])} test images; {st.get('protocol', 'salmetric')} protocol, from per-image scores, "
+                     "while the curve's scores above are the standard protocol's).")
+        if len(d) > 1:
+            lines.append("- Every kept fraction, pruned minus unpruned (mean over seeds; descriptive, only the point above is "
+                         "decided): " + "; ".join(f"{r.kept:.0%} kept {r.effect:+.3f}" for r in d.sort_values("kept").itertuples()))
+    if final is not None and "seed" in final and final["seed"].nunique() > 1:
+        f = final[final.regularizer == "dwd"].sort_values("seed")
+        lines.append("- Unpruned DWD max-F by seed: " + ", ".join(f"seed {int(r.seed)} {r.max_f:.3f}" for r in f.itertuples())
+                     + f" (spread {f.max_f.max() - f.max_f.min():.3f}, against the {tol:g} tolerance).")
     if threshold_rule is not None and len(threshold_rule):
         lines.append("- the authors' rule (every channel with |gamma| under the threshold removed, no fine-tuning): " + "; ".join(
             f"{r.regularizer} at {r.threshold:g}: {r.param_fraction:.0%} of the parameters kept, max-F {r.max_f:.3f} "
             f"({r.max_f - rows[r.regularizer][1]:+.3f} from unpruned)" for r in threshold_rule.itertuples() if r.regularizer in rows))
-    lines += _slim_scratch_lines(curves, slim_scratch)
-    models = sorted(groups) + ([f"slim from scratch at {f:.0%}" for f in slim_scratch["keep_fraction"]]
+    # beside the first seed's curve (the figures'), that seed's slim models; every seed's are gated
+    first_slim = slim_scratch
+    if slim_scratch is not None and "seed" in slim_scratch and len(slim_scratch):
+        first_slim = slim_scratch[slim_scratch["seed"] == slim_scratch["seed"].iloc[0]]
+    lines += _slim_scratch_lines(curves, first_slim)
+    models = sorted(groups) + ([f"slim from scratch at {f:.0%}" for f in dict.fromkeys(slim_scratch["keep_fraction"])]
                                if slim_scratch is not None and len(slim_scratch) else [])
     return judge(study="03_pruning", claim=PRUNING_CLAIM,
-                 quantity=f"DWD max-F at {points['dwd'].kept:.0%} of the parameters {when} minus unpruned DWD max-F (0-1)",
-                 effect=effect, ci=None, margin=tol, rule="equivalent", mode=mode, seeds=seeds,
+                 quantity=f"DWD max-F at {kept:.0%} of the parameters {when} minus unpruned DWD max-F (0-1){pooled}",
+                 effect=effect, ci=ci, ci_level=level, margin=tol, rule="equivalent", mode=mode, seeds=seeds,
                  gates=[gamma_collapse_gate(gammas), finetune_gate(curves)] + training_gates(models, validation_curves, selected_on_validation),
                  lines=lines, no_interval="one score per pruning point (one seed, no per-image scores)")
 
