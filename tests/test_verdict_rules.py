@@ -127,6 +127,9 @@ def test_plateau_gate_finds_seeded_replicates_and_one_schedule_check_speaks_for_
     name = rules.seed_name
     assert name("sod", 2) == "sod:seed2" and rules.model_role("sod:seed2@half") == "sod"
     assert name("sod@half", 0) == "sod:seed0@half"  # the seed goes before a schedule check's suffix
+    # a schedule check halves every run's epochs; a one-epoch run has no half
+    assert rules.half_epochs(16, 80, 10) == (8, 40, 5) and rules.half_epochs(3) == (1,)
+    assert rules.half_epochs(1) is None and rules.half_epochs(16, 1) is None
     flat, climbing = [0.7, 0.8, 0.801, 0.802], [0.6, 0.7, 0.75, 0.80]
     curves = {name("sod", 0): flat, name("sod", 1): climbing}
     g = rules.plateau_gate(curves, ["sod"], "why")

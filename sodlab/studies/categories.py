@@ -19,7 +19,7 @@ from ..data.transforms import IMAGENET_MEAN, IMAGENET_STD
 from ..errors import ConfigError, DataError
 from .common import (category_names, classifier_row, collect, datasets, eval_view, flush_denormals, score_summary, slug, sod_scores,
                      training_table, validation_rows)
-from .rules import CI_LEVEL, HALF_SCHEDULE, seed_name
+from .rules import CI_LEVEL, HALF_SCHEDULE, half_epochs, seed_name
 from .twins import TwinSpec, classification_train, cls_model, sod_model, train_twin, twin_spec
 
 
@@ -95,10 +95,11 @@ def category_sensitivity(
         model, log = train_twin(spec, task, make(), train_ds, val_ds, work / run, n_epochs, seed, dev, batch_size=batch_size,
                                 progress=progress, image_size=image_size)
         training.extend(validation_rows(name, log))
-        if schedule_check and n_epochs >= 2:  # one epoch has no half: the gate then lacks its evidence, as it should
-            _, half = train_twin(spec, task, make(), train_ds, val_ds, work / "half-schedule" / run, max(1, n_epochs // 2), seed, dev,
-                                 batch_size=batch_size, progress=progress, image_size=image_size)
-            training.extend(validation_rows(name + HALF_SCHEDULE, half))
+        half = half_epochs(n_epochs) if schedule_check else None  # None: no check, and the gate lacks its evidence
+        if half:
+            _, half_log = train_twin(spec, task, make(), train_ds, val_ds, work / "half-schedule" / run, half[0], seed, dev,
+                                     batch_size=batch_size, progress=progress, image_size=image_size)
+            training.extend(validation_rows(name + HALF_SCHEDULE, half_log))
         return model, log
 
     def new_sod() -> torch.nn.Module:

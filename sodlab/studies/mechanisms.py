@@ -19,7 +19,7 @@ from ..device import resolve_device
 from ..errors import ConfigError
 from .common import (category_names, classifier_row, collect, datasets, eval_view, flush_denormals, score_summary, sod_scores, spread,
                      training_table, validation_rows)
-from .rules import CI_LEVEL, HALF_SCHEDULE, seed_name
+from .rules import CI_LEVEL, HALF_SCHEDULE, half_epochs, seed_name
 from .transfer import saliency_heads, transfer_matrix, with_data_statistics
 from .twins import TwinSpec, class_readout, classification_train, cls_model, sod_model, train_twin, twin_runs, twin_spec
 
@@ -193,10 +193,9 @@ def _twins_and_readouts(ctx: _Context, seed: int, training: list[dict], transfer
     work = _work(ctx.work_dir, spec.name, ctx.width, seed)
     untrained = with_data_statistics(sod_model(spec, ctx.width, seed), ctx.train_eval, dev) if transfer else None
     found: dict[int, tuple] = {}
-    # a one-epoch schedule has no half (its "half" would be the same run): no check then, and the gate lacks its evidence
-    halvable = schedule_check and min(ctx.epochs, ctx.cls_epochs, ctx.head_epochs) >= 2
-    for divisor in (1, 2) if halvable else (1,):
-        epochs, cls_epochs, head_epochs = (max(1, n // divisor) for n in (ctx.epochs, ctx.cls_epochs, ctx.head_epochs))
+    full = (ctx.epochs, ctx.cls_epochs, ctx.head_epochs)
+    half = half_epochs(*full) if schedule_check else None  # None: no check, and the gate lacks its evidence
+    for divisor, (epochs, cls_epochs, head_epochs) in ((1, full), (2, half)) if half else ((1, full),):
         # without a shared store the twins live in the work folder: the half schedule's beside them
         local = work if divisor == 1 else work / "half-schedule"
         runs = twin_runs(spec, ctx.data_root, ctx.train, ctx.width, seed, epochs, cls_epochs, ctx.batch_size, local, ctx.model_store,

@@ -17,7 +17,7 @@ from ..errors import ConfigError
 from ..metrics import max_f_from_curves
 from .common import (bn_gammas, category_names, class_correct, classifier_row, collapsed_share, datasets, flush_denormals, score_summary,
                      sod_scores, spread, training_table, validation_rows, with_statistics_of)
-from .rules import CI_LEVEL, HALF_SCHEDULE, seed_name
+from .rules import CI_LEVEL, HALF_SCHEDULE, half_epochs, seed_name
 from .twins import classification_train, cls_model, encoder_parameters, sod_model, train_twin, twin_runs, twin_spec
 
 
@@ -123,8 +123,9 @@ def redundancy_study(
         for width in widths:
             sod, sod_log, cls, cls_log = twins(width, seed, epochs, cls_epochs)
             rows = validation_rows(f"sod width {width}", sod_log) + validation_rows(f"classification width {width}", cls_log)
-            if schedule_check and first and min(epochs, cls_epochs) >= 2:  # one epoch has no half
-                _, hs_log, _, hc_log = twins(width, seed, max(1, epochs // 2), max(1, cls_epochs // 2), half=True)
+            half = half_epochs(epochs, cls_epochs) if schedule_check and first else None  # None: no check
+            if half:
+                _, hs_log, _, hc_log = twins(width, seed, *half, half=True)
                 rows += [{**r, "model": r["model"] + HALF_SCHEDULE} for r in
                          validation_rows(f"sod width {width}", hs_log) + validation_rows(f"classification width {width}", hc_log)]
             training += [{**r, "model": seed_name(r["model"], seed)} for r in rows]

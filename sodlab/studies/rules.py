@@ -226,6 +226,15 @@ def model_role(name: str) -> str:
     return name.split(HALF_SCHEDULE)[0].split(SEED_SEPARATOR)[0]
 
 
+def half_epochs(*epochs: int) -> Optional[tuple[int, ...]]:
+    """The epochs of a schedule check of runs trained for ``epochs`` (each halved, rounded
+    down), or None when one of them has no half: a one-epoch run's "half" is the same run, and
+    a check trained from it would pass the plateau gate at a gain of exactly 0."""
+    if min(epochs) < 2:
+        return None
+    return tuple(int(n) // 2 for n in epochs)
+
+
 def schedule_gain(curve: Sequence[float], half: Sequence[float]) -> float:
     """What doubling the schedule gained: the best validation score of a run minus the best
     of the same recipe trained for half its epochs (each run's selected checkpoint)."""
