@@ -568,7 +568,7 @@ def redundancy(res: Mapping[str, pd.DataFrame], *, mode: str, seeds: Sequence[in
     no_interval = "no retention_stats table (per-image scores of each seed's models): no interval over seeds or images"
     if stats is not None and len(stats) and not np.isfinite(float(stats["effect"].iloc[0])):
         no_interval = "a seed's widest model is not above its floor, so its share kept is undefined: no interval over seeds"
-    if stats is not None and len(stats) and np.isfinite(float(stats["effect"].iloc[0])):
+    elif stats is not None and len(stats):
         st = stats.iloc[0]
         effect, level = float(st["effect"]), float(st["ci_level"])
         if np.isfinite(st["ci_low"]) and np.isfinite(st["ci_high"]):
