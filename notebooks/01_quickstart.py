@@ -90,7 +90,7 @@ if checkpoint is not None:
         source = f"the sodlab checkpoint {path.name}"
     eval_size = 224
 else:
-    from sodlab.studies.common import datasets, sod_model, train_or_resume, training_table, validation_rows
+    from sodlab.studies.common import datasets, log_frame, sod_model, train_or_resume, training_table, validation_rows
 
     # a tenth of the training images is held out to pick the best epoch; the test split only scores
     train, val, _ = datasets(study.data_root, S["image_size"])
@@ -100,7 +100,7 @@ else:
     # returns the best epoch on the held-out images (run_dir / "best.pt")
     model, log = train_or_resume(sod_model(S["width"], seed=0), train, val, run_dir, S["epochs"], S["batch_size"], 0, study.device)
     training = training_table(validation_rows("model", log))
-    study.save_table(log, "training_log")
+    study.save_table(log_frame(log), "training_log")
     study.save_table(training, "training")
     source = f"a CSNet (width {S['width']}) trained here for {S['epochs']} epochs on {len(train)} images"
     eval_size = S["eval_size"]

@@ -83,14 +83,16 @@ def baseline_map(name: str, image: np.ndarray, mask: np.ndarray) -> np.ndarray:
     raise ConfigError(f"unknown baseline {name!r}; choose from {', '.join(BASELINES)}")
 
 
-def baseline_metrics(folder: str | Path, baselines: Sequence[str] = BASELINES) -> dict[str, dict[str, float]]:
-    """Scalar metrics (`SODMetrics`) of each named baseline on an SOD folder (images + masks
-    at their own size): ``{"centre bias": {"max_f": ..., "mae": ...}, ...}``."""
+def baseline_metrics(folder: str | Path, baselines: Sequence[str] = BASELINES,
+                     protocol: str = "standard") -> dict[str, dict[str, float]]:
+    """Scalar metrics (`SODMetrics` under ``protocol``) of each named baseline on an SOD folder
+    (images + masks at their own size): ``{"centre bias": {"max_f": ..., "mae": ...}, ...}``.
+    Compare them only with models scored under the same protocol."""
     unknown = [b for b in baselines if b not in BASELINES]
     if unknown:
         raise ConfigError(f"unknown baseline(s) {unknown}; choose from {', '.join(BASELINES)}")
     ds = SODFolder(folder)
-    meters = {b: SODMetrics() for b in baselines}
+    meters = {b: SODMetrics(protocol) for b in baselines}
     for i in range(len(ds)):
         image, mask = ds.read(i)
         for b, meter in meters.items():

@@ -53,7 +53,8 @@ def _resolve(dataset: Dataset | str | Path) -> tuple[SODFolder, list[int]]:
 
 
 def evaluate(model: nn.Module, dataset: Dataset | str | Path, protocol: str = "standard", batch_size: int = 8,
-             size: Optional[int] = None, device: Optional[str] = "auto", progress: bool = True) -> dict[str, Any]:
+             size: Optional[int] = None, device: Optional[str] = "auto", progress: bool = True,
+             per_image: bool = False) -> dict[str, Any]:
     """Metrics of ``model`` on every item of ``dataset`` (a `SODFolder`, a `Subset` of one,
     or a dataset folder path), maps predicted at each image's original size.
 
@@ -62,6 +63,10 @@ def evaluate(model: nn.Module, dataset: Dataset | str | Path, protocol: str = "s
     `sodlab.inference.input_side`). Returns the scalars of `SODMetrics.get_results`, plus
     ``"protocol"``, ``"size"`` and ``"curves"`` (DataFrames). A classifier is scored by
     `evaluate_classifier` instead (``protocol`` does not apply).
+
+    ``per_image`` (salmetric protocol only): also ``"per_image"``, the scores of every item in
+    dataset order (`SODMetrics.per_image`: ``curves`` and ``mae``), from which the max-F and
+    MAE of any subset of the images follow (the studies' bootstraps over images).
     """
     if model_task(model) == "classification":
         return evaluate_classifier(model, dataset, batch_size=batch_size, size=size, device=device, progress=progress)
@@ -69,7 +74,7 @@ def evaluate(model: nn.Module, dataset: Dataset | str | Path, protocol: str = "s
     ds, indices = _resolve(dataset)
     if not indices:
         raise DataError(f"{ds.root}: nothing to evaluate")
-    meter = SODMetrics(protocol)
+    meter = SODMetrics(protocol, per_image=per_image)
     with tqdm(total=len(indices), unit="img", desc="evaluate", disable=not progress) as bar:
         for start in range(0, len(indices), batch_size):
             pairs = [ds.read(i) for i in indices[start:start + batch_size]]
@@ -77,7 +82,10 @@ def evaluate(model: nn.Module, dataset: Dataset | str | Path, protocol: str = "s
             for sal, (_, mask) in zip(maps, pairs):
                 meter.step(np.asarray(sal, dtype=np.uint8), mask)
             bar.update(len(pairs))
-    return {**meter.get_results(), "protocol": protocol, "size": int(size), "curves": meter.curves()}
+    out = {**meter.get_results(), "protocol": protocol, "size": int(size), "curves": meter.curves()}
+    if per_image:
+        out["per_image"] = meter.per_image()
+    return out
 
 
 def _mask_dir(gt_dir: Path) -> Path:

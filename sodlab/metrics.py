@@ -41,7 +41,7 @@ confusion matrix of a classifier, with the same ``step`` / ``get_results`` shape
 from __future__ import annotations
 
 import warnings
-from typing import Any, Mapping, Sequence
+from typing import Any, Mapping, Optional, Sequence
 
 import numpy as np
 import pandas as pd
@@ -110,6 +110,11 @@ def per_image_curves(pred: np.ndarray, mask: np.ndarray) -> np.ndarray:
     return np.stack([salmetric_counts(p[i], g[i]) for i in range(n)]) if n else np.zeros((0, 3, 256))
 
 
+def salmetric_mae(pred: np.ndarray, gt: np.ndarray) -> float:
+    """SalMetric's MAE of one uint8 map against its bool mask: ``mean |pred/255 - gt|``."""
+    return float(np.abs(pred / 255.0 - gt).mean())
+
+
 def max_f_from_curves(curves: np.ndarray) -> float:
     """SalMetric's max-F of the images whose `per_image_curves` are given: precision and
     recall averaged over images, F from the averages, maximum over thresholds."""
@@ -120,18 +125,24 @@ def max_f_from_curves(curves: np.ndarray) -> float:
 class _SalMetric:
     """The SalMetric protocol (see the module docstring), from histograms."""
 
-    def __init__(self) -> None:
+    def __init__(self, per_image: bool = False) -> None:
         self.precision_sum = np.zeros(256, dtype=np.float64)
         self.recall_sum = np.zeros(256, dtype=np.float64)
         self.mae_sum = 0.0
         self.count = 0
+        self.kept: Optional[dict[str, list]] = {"curves": [], "mae": []} if per_image else None
 
     def step(self, pred: np.ndarray, gt: np.ndarray) -> None:
-        precision, recall = _salmetric_pr(salmetric_counts(pred, gt))
+        counts = salmetric_counts(pred, gt)
+        precision, recall = _salmetric_pr(counts)
+        mae = salmetric_mae(pred, gt)
         self.precision_sum += precision
         self.recall_sum += recall
-        self.mae_sum += float(np.abs(pred / 255.0 - gt).mean())
+        self.mae_sum += mae
         self.count += 1
+        if self.kept is not None:
+            self.kept["curves"].append(counts)
+            self.kept["mae"].append(mae)
 
     def _prf(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         p = self.precision_sum / self.count
@@ -211,11 +222,15 @@ class SODMetrics:
     >>> m.get_results()["max_f"], m.curves()["pr"]
     """
 
-    def __init__(self, protocol: str = "standard") -> None:
+    def __init__(self, protocol: str = "standard", per_image: bool = False) -> None:
         if protocol not in PROTOCOLS:
             raise DataError(f"unknown protocol {protocol!r}; choose from {', '.join(PROTOCOLS)}")
+        if per_image and protocol != "salmetric":
+            # the standard protocol averages F (not P and R) over images: a subset's max-F is
+            # not a sum of kept counts, so there is nothing per image to keep
+            raise DataError(f"per-image scores are kept under the salmetric protocol only, not {protocol!r}")
         self.protocol = protocol
-        self._impl: Any = _Standard() if protocol == "standard" else _SalMetric()
+        self._impl: Any = _Standard() if protocol == "standard" else _SalMetric(per_image)
 
     def __len__(self) -> int:
         return self._impl.count
@@ -235,6 +250,16 @@ class SODMetrics:
         ``weighted_f``), plus ``n_images``."""
         self._require_data()
         return {**self._impl.results(), "n_images": self._impl.count}
+
+    def per_image(self) -> dict[str, np.ndarray]:
+        """What a ``per_image=True`` meter kept of every image, in step order: ``"curves"``
+        (N, 3, 256) `salmetric_counts` (`max_f_from_curves` of any subset of them is SalMetric's
+        max-F of those images) and ``"mae"`` (N,), whose mean is `get_results`' MAE."""
+        self._require_data()
+        kept = getattr(self._impl, "kept", None)
+        if kept is None:
+            raise DataError("this meter keeps no per-image scores (create it with per_image=True)")
+        return {"curves": np.stack(kept["curves"]), "mae": np.asarray(kept["mae"], dtype=np.float64)}
 
     def curves(self) -> dict[str, pd.DataFrame]:
         """``{"pr": [threshold, precision, recall], "fmeasure": [threshold, f]}`` (standard

@@ -61,6 +61,23 @@ def test_evaluate_matches_predict_then_score(bench, protocol):
     assert sub["n_images"] == 2 and sub["mae"] == _by_hand(model, ds, [5, 1], protocol, 32)["mae"]
 
 
+def test_evaluate_per_image_is_the_subsets_score(bench):
+    """``per_image``: every item's SalMetric counts and MAE in dataset order, from which any
+    subset's max-F and MAE are those `evaluate` gives that subset."""
+    from sodlab.metrics import max_f_from_curves
+
+    model, ds = Brightness(), SODFolder(bench, split="test")
+    res = evaluate(model, ds, protocol="salmetric", size=32, device="cpu", progress=False, per_image=True)
+    kept = res["per_image"]
+    assert kept["curves"].shape == (6, 3, 256)
+    assert max_f_from_curves(kept["curves"]) == pytest.approx(res["max_f"], rel=1e-12)
+    sub = evaluate(model, Subset(ds, [5, 1]), protocol="salmetric", size=32, device="cpu", progress=False)
+    assert max_f_from_curves(kept["curves"][[5, 1]]) == pytest.approx(sub["max_f"], rel=1e-12)
+    assert kept["mae"][[5, 1]].mean() == pytest.approx(sub["mae"], rel=1e-12)
+    with pytest.raises(DataError, match="salmetric protocol only"):
+        evaluate(model, ds, protocol="standard", size=32, device="cpu", progress=False, per_image=True)
+
+
 def test_evaluate_folders(bench, tmp_path):
     ds = SODFolder(bench, split="test")
     preds = tmp_path / "pred"

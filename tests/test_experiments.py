@@ -211,6 +211,11 @@ def test_pruning_replicates_pool_seeds_and_images(bench, tmp_path):
         slim, _ = prune.prune(load(tmp_path / f"seed{s}" / "dwd" / "best.pt"), None, keep_fraction=0.5, probe_size=None, warn=False, exact=False)
         per_seed.append(max_f_from_curves(sod_scores(slim, test, torch.device("cpu"))["curves"]) - fin[("dwd", s)])
     assert st.loc[("dwd", 0.5), "effect"] == pytest.approx(np.mean(per_seed), abs=1e-6)
+    # one protocol: the curve's point, the final table and the stats score the same model alike
+    curve = out["seeds_pruning"].set_index(["regularizer", "seed", "keep_fraction"])
+    assert (out["seeds_pruning"]["protocol"] == "salmetric").all() and (out["final"]["protocol"] == "salmetric").all()
+    assert curve.loc[("dwd", 0, 1.0), "max_f"] == pytest.approx(fin[("dwd", 0)], abs=1e-12)
+    assert curve.loc[("dwd", 1, 0.5), "max_f"] - curve.loc[("dwd", 1, 1.0), "max_f"] == pytest.approx(per_seed[1], abs=1e-12)
     assert (tmp_path / "seed0" / "dwd" / "best.pt").is_file() and (tmp_path / "seed1" / "dwd" / "best.pt").is_file()
     assert set(out["training"]["model"]) == {"dwd:seed0", "l2:seed0", "dwd:seed1", "l2:seed1"}
     assert set(out["gammas"]["seed"]) == {0, 1} and list(out["pruning"].columns) == list(out["seeds_pruning"].drop(columns="seed").columns)
@@ -240,6 +245,9 @@ def test_regularizer_study_finetunes_on_a_fixed_subset(bench, tmp_path, monkeypa
     monkeypatch.setattr(prune, "curve", fake_curve)
     # what is checked is the fine-tuning subset; training is covered by test_regularizer_study
     monkeypatch.setattr(pruning, "train_or_resume", lambda model, *a, **kw: (model, pd.DataFrame({"epoch": [1]})))
+    # an untrained CSNet overflows in eval mode, and sodlab.evaluate refuses its maps
+    monkeypatch.setattr(pruning, "sod_scores", lambda model, ds, dev: {"label": np.zeros(2, int), "mae": np.zeros(2),
+                                                                      "curves": np.ones((2, 3, 256))})
     out = ex.regularizer_study(bench, regularizers=("none", "l2"), batch_size=16, work_dir=tmp_path, keep_fractions=(1.0,),
                                finetune_epochs=1, finetune_images=12, thresholds=(), **TINY)
     assert len(seen) == 2 and len(seen[0]) == 12 and seen[0] == seen[1]
@@ -353,7 +361,9 @@ def test_redundancy_study(bench, tmp_path):
     np.testing.assert_allclose(c["accuracy"], w[w.task == "classification"]["value"])
     # floors: the centre-bias guess on the same test images for SOD, chance for classification
     from sodlab.baselines import baseline_metrics
-    centre = baseline_metrics(Path(bench) / "test", ["centre bias"])["centre bias"]["max_f"]
+    # scored under the study's protocol, as the models are
+    centre = baseline_metrics(Path(bench) / "test", ["centre bias"], protocol="salmetric")["centre bias"]["max_f"]
+    assert set(w[w.metric.isin(["max_f", "mae"])]["protocol"]) == {"salmetric"}
     heads = w[w.metric.isin(["max_f", "accuracy"])].set_index(["task", "width"])["floor"]
     np.testing.assert_allclose(heads.loc["sod"], centre)
     np.testing.assert_allclose(heads.loc["classification"], c["chance"].iloc[0])
@@ -445,7 +455,9 @@ def test_mechanisms_study(bench, tmp_path, family):
     r = out["readouts"].set_index(["encoder", "task"])
     assert r.loc[("classification_encoder", "classification"), "model"] == "classifier_twin"
     assert r.loc[("sod_encoder", "classification"), "floor"] == pytest.approx(1 / 12)
-    assert r.loc[("sod_encoder", "saliency"), "floor"] == pytest.approx(baseline_metrics(Path(bench) / "test", ["centre bias"])["centre bias"]["max_f"])
+    assert r.loc[("sod_encoder", "saliency"), "floor"] == pytest.approx(
+        baseline_metrics(Path(bench) / "test", ["centre bias"], protocol="salmetric")["centre bias"]["max_f"])
+    assert r.loc[("sod_encoder", "saliency"), "protocol"] == "salmetric" and r.loc[("sod_encoder", "classification"), "protocol"] == "top-1"
     assert r.loc[("sod_encoder", "saliency"), "value"] == pytest.approx(
         out["transfer"].set_index(["encoder", "task", "readout"]).loc[("saliency", "saliency", "own head"), "value"])
     assert r.loc[("classification_encoder", "saliency"), "value"] == pytest.approx(

@@ -175,3 +175,34 @@ def test_bad_inputs_are_reported():
     with pytest.raises(DataError, match="unknown protocol"):
         SODMetrics("matlab")
     assert len(m) == 0
+
+
+@pytest.mark.parametrize("pairs", [_maps(2, n=5), _maps(3, n=2) + _edge_cases()])
+def test_per_image_scores_sum_to_the_meter(pairs):
+    """What a per-image meter keeps gives, for every subset of the images, that subset's
+    SalMetric max-F and MAE: the studies' bootstraps resample these."""
+    from sodlab.metrics import max_f_from_curves
+
+    m = SODMetrics("salmetric", per_image=True)
+    for pred, gt in pairs:
+        m.step(pred, gt)
+    kept = m.per_image()
+    assert kept["curves"].shape == (len(pairs), 3, 256) and kept["mae"].shape == (len(pairs),)
+    assert max_f_from_curves(kept["curves"]) == pytest.approx(m.get_results()["max_f"], rel=1e-12)
+    assert kept["mae"].mean() == pytest.approx(m.get_results()["mae"], rel=1e-12)
+    sub = [0, len(pairs) - 1]
+    ref = salmetric_reference([pairs[i] for i in sub])
+    assert max_f_from_curves(kept["curves"][sub]) == pytest.approx(ref["max_f"], rel=1e-12)
+    assert kept["mae"][sub].mean() == pytest.approx(ref["mae"], rel=1e-12)
+
+
+def test_per_image_scores_need_salmetric_and_the_flag():
+    with pytest.raises(DataError, match="salmetric protocol only"):
+        SODMetrics("standard", per_image=True)
+    m = SODMetrics("salmetric")
+    pred, gt = _maps(4, n=1)[0]
+    m.step(pred, gt)
+    with pytest.raises(DataError, match="per_image=True"):
+        m.per_image()
+    with pytest.raises(DataError, match="no images"):
+        SODMetrics("salmetric", per_image=True).per_image()

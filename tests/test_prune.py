@@ -335,7 +335,9 @@ def test_curve_rows(monkeypatch):
     import sodlab.prune.curves
 
     seen = []
-    monkeypatch.setattr(sodlab.prune.curves, "_evaluate", lambda model, data, size, bs, dev: seen.append(model) or {"max_f": 0.5, "mae": 0.1})
+    protocols = []
+    monkeypatch.setattr(sodlab.prune.curves, "_evaluate", lambda model, data, size, bs, dev, protocol: seen.append(model)
+                        or protocols.append(protocol) or {"max_f": 0.5, "mae": 0.1})
     model = make_model(csnet_config(8), 13).float()
     kill_random(model, 13, "chain")
     calibrate(model, 13)
@@ -346,8 +348,13 @@ def test_curve_rows(monkeypatch):
     assert df.param_fraction.iloc[0] < 1.0  # the zeroed channels go at the authors' threshold
     assert df.macs.iloc[2] < df.macs.iloc[1]
     assert df.max_f_finetuned.isna().all()
+    assert (df.protocol == "standard").all() and protocols == ["standard"] * 3
+    assert (P.curve(model, None, keep_fractions=[0.5], macs_size=32, progress=False, protocol="salmetric").protocol == "salmetric").all()
+    assert protocols[-1] == "salmetric"
     with pytest.raises(ConfigError, match="train_data"):
         P.curve(model, None, keep_fractions=[0.5], finetune_epochs=1)
+    with pytest.raises(ConfigError, match="unknown protocol 'pysod'"):
+        P.curve(model, None, keep_fractions=[0.5], protocol="pysod")
 
 
 def test_finetune_defaults_are_gentle_and_overridable(tmp_path, monkeypatch):

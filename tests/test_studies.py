@@ -337,6 +337,33 @@ def test_work_dir_depends_on_mode_and_data(tmp_path: Path):
     assert study("quick", None, True).work_dir == tmp_path / "res" / "runs" / "quick"
 
 
+def test_a_table_of_saliency_scores_names_its_protocol(tmp_path: Path):
+    import pandas as pd
+
+    from sodlab.errors import ConfigError
+    from sodlab.studies.common import PROTOCOL, VALIDATION_PROTOCOL, with_protocol
+
+    st = studies.Study("09_x", "quick", {}, "cpu", None, tmp_path, True)
+    bare = pd.DataFrame({"model": ["a"], "max_f": [0.8], "mae": [0.05]})
+    with pytest.raises(ConfigError, match="09_x: table 'final' holds saliency scores \\(max_f, mae\\) but no 'protocol'"):
+        st.save_table(bare, "final")
+    long = pd.DataFrame({"task": ["sod", "sod", "encoder"], "metric": ["max_f", "mae", "ncm_accuracy"], "value": [0.8, 0.1, 0.5]})
+    with pytest.raises(ConfigError, match="holds saliency scores \\(max_f, mae\\)"):
+        st.save_table(long, "gaps")
+    assert not (tmp_path / "final.csv").exists() and not (tmp_path / "gaps.csv").exists()
+    # a study's tables gain theirs: per row from a metric column, else from the columns
+    assert list(with_protocol(long)["protocol"]) == [PROTOCOL, PROTOCOL, "top-1"]
+    assert list(with_protocol(bare)["protocol"]) == [PROTOCOL]
+    log = pd.DataFrame({"epoch": [1], "val_max_f": [0.7], "val_mae": [0.1]})
+    assert list(with_protocol(log)["protocol"]) == [VALIDATION_PROTOCOL]
+    with pytest.raises(ValueError, match="several protocols"):
+        with_protocol(pd.DataFrame({"max_f": [0.8], "val_max_f": [0.7]}))
+    # tables without saliency scores, or with their protocol, are saved as they are
+    st.save_table(pd.DataFrame({"model": ["c"], "accuracy": [0.9]}), "classifiers")
+    st.save_table(with_protocol(bare), "final")
+    assert pd.read_csv(tmp_path / "final.csv")["protocol"].tolist() == [PROTOCOL]
+
+
 class _LateChannel:
     """A channel whose message is there from the start but whose waits without a timeout
     never wake (the missed edge-triggered wake-up); a wait with a timeout finds it."""

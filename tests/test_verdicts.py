@@ -147,8 +147,8 @@ def test_pruning_decides_from_the_pooled_interval_at_the_target_point():
     assert (ok.effect, ok.ci, ok.outcome) == (-0.004, (-0.012, 0.006), "supported")
     assert ok.quantity.startswith("DWD max-F at 20% of the parameters without fine-tuning") and ok.quantity.endswith("mean over 3 seeds")
     assert ("- DWD pruned to keep 20% (20% of the parameters, mean over 3 seeds): -0.004 max-F from unpruned "
-            "(90% interval -0.012 .. +0.006 over seeds and 300 test images; salmetric protocol, from per-image scores, "
-            "while the curve's scores above are the standard protocol's).") in ok.lines
+            "(90% interval -0.012 .. +0.006 over seeds and 300 test images; salmetric protocol, as the curve's scores "
+            "above).") in ok.lines
     assert any(line.startswith("- Every kept fraction, pruned minus unpruned") and "50% kept -0.050" in line for line in ok.lines)
     bad = verdicts.pruning(curves.assign(finetune_share=0.25), mode="standard", seeds=[0, 1, 2], stats=_pruning_stats(-0.06, -0.09, -0.03), **gates)
     assert bad.outcome == "refuted"

@@ -18,6 +18,7 @@ from tqdm.auto import tqdm
 from ..checkpoint import load
 from ..errors import ConfigError
 from ..evaluation import evaluate
+from ..metrics import PROTOCOLS
 from ..models.csnet import CSNet
 from ..profiling import count_parameters, profile
 from ..train import TrainConfig, fit
@@ -68,8 +69,8 @@ def finetune(
         return load(rd / "last.pt")
 
 
-def _evaluate(model: nn.Module, data: Any, size: Optional[int], batch_size: int, device: str) -> dict[str, float]:
-    kw: dict[str, Any] = {"batch_size": batch_size, "device": device, "progress": False}
+def _evaluate(model: nn.Module, data: Any, size: Optional[int], batch_size: int, device: str, protocol: str) -> dict[str, float]:
+    kw: dict[str, Any] = {"batch_size": batch_size, "device": device, "progress": False, "protocol": protocol}
     if size is not None:
         kw["size"] = size
     res = evaluate(model, data, **kw)
@@ -97,6 +98,7 @@ def curve(
     device: str = "auto",
     work_dir: Optional[str | Path] = None,
     progress: bool = True,
+    protocol: str = "standard",
     **finetune_kw: Any,
 ) -> pd.DataFrame:
     """Pruning curve: slim the model at each threshold and/or kept parameter fraction and
@@ -106,8 +108,11 @@ def curve(
     (`finetune`; runs kept under ``work_dir`` when given, so an interrupted curve resumes).
     One row per point: ``threshold``, ``keep_fraction`` (target, NaN for a threshold
     point), ``params``, ``param_fraction``, ``macs`` (at ``macs_size``), ``max_f``, ``mae``,
-    ``max_f_finetuned``, ``mae_finetuned`` (NaN without fine-tuning), ``fold_exact``.
+    ``max_f_finetuned``, ``mae_finetuned`` (NaN without fine-tuning), ``fold_exact``,
+    ``protocol`` (the `sodlab.metrics` protocol the points were scored under, by `sodlab.evaluate`).
     """
+    if protocol not in PROTOCOLS:
+        raise ConfigError(f"unknown protocol {protocol!r}; choose from {', '.join(PROTOCOLS)}")
     full = _as_model(model_or_checkpoint)
     if thresholds is None and keep_fractions is None:
         thresholds = [DEFAULT_THRESHOLD]
@@ -136,15 +141,17 @@ def curve(
             "macs": int(prof["macs"]),
             "fold_exact": report["fold_exact"],
         }
-        row.update(_evaluate(small, data, size, batch_size, device))
+        row.update(_evaluate(small, data, size, batch_size, device, protocol))
         row["max_f_finetuned"] = row["mae_finetuned"] = float("nan")
         if finetune_epochs > 0:
             run_dir = None if work_dir is None else Path(work_dir) / f"{kind}_{value:.6g}"
             tuned = finetune(small, train_data, finetune_epochs, batch_size=batch_size, seed=seed, device=device, run_dir=run_dir, **finetune_kw)
-            ev = _evaluate(tuned, data, size, batch_size, device)
+            ev = _evaluate(tuned, data, size, batch_size, device, protocol)
             row["max_f_finetuned"], row["mae_finetuned"] = ev["max_f"], ev["mae"]
+        row["protocol"] = protocol
         rows.append(row)
-    cols = ["threshold", "keep_fraction", "params", "param_fraction", "macs", "max_f", "mae", "max_f_finetuned", "mae_finetuned", "fold_exact"]
+    cols = ["threshold", "keep_fraction", "params", "param_fraction", "macs", "max_f", "mae", "max_f_finetuned", "mae_finetuned", "fold_exact",
+            "protocol"]
     return pd.DataFrame(rows, columns=cols)
 
 

@@ -17,8 +17,8 @@ from ..metrics import max_f_from_curves
 from ..checkpoint import load
 from ..data.transforms import IMAGENET_MEAN, IMAGENET_STD
 from ..errors import ConfigError, DataError
-from .common import (category_names, classifier_row, collect, datasets, eval_view, flush_denormals, score_summary, slug, sod_scores,
-                     training_table, validation_rows)
+from .common import (PROTOCOL, category_names, classifier_row, collect, datasets, eval_view, flush_denormals, score_summary, slug, sod_scores,
+                     study_tables, training_table, validation_rows)
 from .rules import CI_LEVEL, HALF_SCHEDULE, half_epochs, seed_name
 from .twins import TwinSpec, classification_train, cls_model, sod_model, train_twin, twin_spec
 
@@ -168,12 +168,12 @@ def category_sensitivity(
             for c, name in enumerate(names):
                 idx = np.flatnonzero(sc["label"] == c)
                 loo_rows.append({"held_out": h, "category": name, "is_held_out": name == h, **score_summary(sc, idx)})
-    return {
+    return study_tables({
         "split": pd.DataFrame({"category": names, "seen": [n in seen for n in names]}),
         "sod_per_category": pd.DataFrame(per_cat),
         "summary": summary_df,
         "gaps": gaps_df,
-        "loo": pd.DataFrame(loo_rows, columns=["held_out", "category", "is_held_out", "n_images", "max_f", "mae"]),
+        "loo": pd.DataFrame(loo_rows, columns=["held_out", "category", "is_held_out", "n_images", "max_f", "mae", "protocol"]),
         "classifiers": pd.DataFrame([classifier_row("classifier", cls, cls_test, dev, len(seen))]),
         # per test image, for pooling splits (`category_replicates`)
         "sod_images": pd.DataFrame({"label": scores["label"], "seen": is_seen, "unseen": is_unseen, "mae": scores["mae"]}),
@@ -182,10 +182,11 @@ def category_sensitivity(
         "training": training_table(training),
         "sod_log": sod_log,
         "classifier_log": cls_log,
-    }
+    })
 
 
-category_sensitivity.cache_version = 3  # type: ignore[attr-defined]  # 3: the twins family, schedule check
+# 4: a protocol column in every table of saliency scores, scored as sodlab.evaluate scores
+category_sensitivity.cache_version = 4  # type: ignore[attr-defined]  # 3: the twins family, schedule check
 
 
 def category_replicates(
@@ -260,10 +261,10 @@ def category_replicates(
         "splits_summary": summary_all,
         "splits": pd.concat([r["split"].assign(split=s) for r, s in zip(runs, splits)], ignore_index=True),
     })
-    return out
+    return study_tables(out)
 
 
-category_replicates.cache_version = 2  # type: ignore[attr-defined]  # 2: models named by seed, schedule check
+category_replicates.cache_version = 3  # type: ignore[attr-defined]  # 2: models named by seed, schedule check; 3: protocols
 
 
 def replicate_name(model: str, split: int) -> str:
@@ -312,9 +313,10 @@ def loo_drop(loo: pd.DataFrame, metric: str = "max_f") -> pd.DataFrame:
         held = g[g.is_held_out][metric]
         other = g[~g.is_held_out][metric]
         if len(held) and len(other):
-            rows.append({"category": c, f"{metric}_held_out": float(held.iloc[0]), f"{metric}_seen": float(other.mean()), "drop": float(other.mean() - held.iloc[0])})
+            rows.append({"category": c, f"{metric}_held_out": float(held.iloc[0]), f"{metric}_seen": float(other.mean()),
+                         "drop": float(other.mean() - held.iloc[0]), "protocol": g["protocol"].iloc[0] if "protocol" in g else PROTOCOL})
     # one held-out model alone gives no category both held out and seen: an empty table, its columns named
-    return pd.DataFrame(rows, columns=["category", f"{metric}_held_out", f"{metric}_seen", "drop"])
+    return pd.DataFrame(rows, columns=["category", f"{metric}_held_out", f"{metric}_seen", "drop", "protocol"])
 
 
 MAIN_SPLIT = "random split"

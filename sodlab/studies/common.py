@@ -25,7 +25,7 @@ from ..data import SODFolder
 from ..data import transforms as T
 from ..errors import DataError
 from ..evaluation import evaluate
-from ..metrics import max_f_from_curves, per_image_curves
+from ..metrics import max_f_from_curves
 from ..models.classifier import CSNetClassifier
 from ..models.csnet import CSNet
 from ..models.registry import create_model
@@ -33,6 +33,21 @@ from ..train import fit, load_recipe
 from ..train.trainer import SELECTION_METRICS
 
 log = logging.getLogger(__name__)
+
+# How the studies score saliency on test images: the authors' SalMetric (`sodlab.metrics`), the
+# protocol of the CSNet papers' numbers, whose per-image counts a bootstrap over images can sum.
+# The trainer's validation curves (model selection, the plateau gate) use the standard protocol
+# at the training size (`sodlab.metrics.SaliencyStats`): `VALIDATION_PROTOCOL`. Every study
+# table that holds a saliency score names its protocol in a ``protocol`` column.
+PROTOCOL = "salmetric"
+VALIDATION_PROTOCOL = "standard"
+# A classifier's validation curve (top-1 accuracy) has no saliency protocol.
+CLASSIFICATION_PROTOCOL = "top-1"
+# Columns that hold a saliency score (or a number made from one), also as the values of a
+# table's ``metric`` column: a study table with any of them names its protocol in a
+# ``protocol`` column (`with_protocol`; `sodlab.studies.Study.save_table` refuses one without).
+SALIENCY_SCORES = ("max_f", "mae", "max_f_finetuned", "mae_finetuned", "val_max_f", "val_mae", "max_f_gain", "mae_gain",
+                   "max_f_held_out", "max_f_seen", "sod_drop", "sod_rel_drop", "sod_kept")
 
 DEFAULT_LAYERS = ("stage2", "stage3", "stage4")
 
@@ -159,13 +174,14 @@ def validation_rows(model: str, log_df: pd.DataFrame) -> list[dict[str, Any]]:
     if not len(vals):
         return []
     best = int(vals.loc[vals[metric].idxmax(), "epoch"])
-    return [{"model": model, "epoch": int(e), "metric": metric, "value": float(v), "selected": int(e) == best}
-            for e, v in zip(vals["epoch"], vals[metric])]
+    protocol = CLASSIFICATION_PROTOCOL if metric == SELECTION_METRICS["classification"] else VALIDATION_PROTOCOL
+    return [{"model": model, "epoch": int(e), "metric": metric, "value": float(v), "selected": int(e) == best,
+             "protocol": protocol} for e, v in zip(vals["epoch"], vals[metric])]
 
 
 def training_table(rows: list[dict[str, Any]]) -> pd.DataFrame:
     """A study's ``training`` table from `validation_rows` of all its models."""
-    return pd.DataFrame(rows, columns=["model", "epoch", "metric", "value", "selected"])
+    return pd.DataFrame(rows, columns=["model", "epoch", "metric", "value", "selected", "protocol"])
 
 
 def evaluate_checkpoint(checkpoint: str | Path, data: str | Path, size: Optional[int] = None,
@@ -206,39 +222,50 @@ def loader(ds: Dataset, batch_size: int) -> DataLoader:
 
 
 @torch.no_grad()
-def collect(model: nn.Module, ds: Dataset, device: torch.device, batch_size: int = 32, what: str = "sod") -> dict[str, np.ndarray]:
-    """One pass over ``ds``: labels, and either saliency probabilities + masks ("sod"),
-    class logits ("cls") or pooled encoder features ("embed")."""
+def collect(model: nn.Module, ds: Dataset, device: torch.device, batch_size: int = 32, what: str = "cls") -> dict[str, np.ndarray]:
+    """One pass over ``ds``: labels, and either class logits ("cls") or pooled encoder
+    features ("embed"). Saliency is scored by `sod_scores`."""
+    if what not in ("cls", "embed"):
+        raise ValueError(f"collect() reads 'cls' or 'embed', not {what!r} (saliency: sod_scores)")
     model.eval()
-    out: dict[str, list] = {"label": [], "out": [], "mask": []}
+    out: dict[str, list] = {"label": [], "out": []}
     for b in loader(ds, batch_size):
         x = b["image"].to(device)
-        if what == "sod":
-            out["out"].append(torch.sigmoid(model(x)[:, :1]).cpu())
-            out["mask"].append(b["mask"])
-        elif what == "cls":
-            out["out"].append(model(x).cpu())
-        else:
-            out["out"].append(model.features(x)[-1].mean(dim=(2, 3)).cpu())
+        out["out"].append(model(x).cpu() if what == "cls" else model.features(x)[-1].mean(dim=(2, 3)).cpu())
         out["label"].append(torch.as_tensor(b["label"]))
-    res = {"label": torch.cat(out["label"]).numpy(), "out": torch.cat(out["out"]).numpy()}
-    if out["mask"]:
-        res["mask"] = torch.cat(out["mask"]).numpy()
-    return res
+    return {"label": torch.cat(out["label"]).numpy(), "out": torch.cat(out["out"]).numpy()}
 
 
 def sod_scores(model: nn.Module, ds: Dataset, device: torch.device, batch_size: int = 32) -> dict[str, np.ndarray]:
-    r = collect(model, ds, device, batch_size, "sod")
-    pred, mask = r["out"], r["mask"]
-    mae = np.abs(pred - (mask > 0.5)).reshape(len(pred), -1).mean(1)
-    return {"label": r["label"], "mae": mae, "curves": per_image_curves(pred, mask)}
+    """Every test image's score under `PROTOCOL`, as `sodlab.evaluate` scores a model (maps
+    predicted at the side ``ds`` is transformed to, resized back to each image and scored
+    against its mask at full size): ``label`` (category index, -1 when none), ``mae`` (N,)
+    and ``curves`` (N, 3, 256), whose `score_summary` over all images is the `sodlab.evaluate`
+    result of the same model (the ``salmetric`` protocol, as ``sodlab eval --protocol salmetric``)."""
+    res = evaluate(model, ds, protocol=PROTOCOL, batch_size=batch_size, size=input_size(ds), device=str(device),
+                   progress=False, per_image=True)
+    return {"label": dataset_labels(ds), **res["per_image"]}
 
 
-def score_summary(scores: Mapping[str, np.ndarray], idx: Optional[np.ndarray] = None) -> dict[str, float]:
+def input_size(ds: Dataset) -> int:
+    """The side a study dataset resizes its images to (its `EvalTransform`)."""
+    base = ds
+    while isinstance(base, Subset):
+        base = base.dataset
+    size = getattr(getattr(base, "transform", None), "size", None)
+    if size is None:
+        raise DataError(f"{getattr(base, 'root', type(base).__name__)}: cannot tell the input size of a dataset "
+                        "without an evaluation transform (sodlab.data.transforms.eval_transform)")
+    return int(size)
+
+
+def score_summary(scores: Mapping[str, np.ndarray], idx: Optional[np.ndarray] = None) -> dict[str, Any]:
+    """Max-F and MAE of the images ``idx`` (default all) of `sod_scores`, with their ``protocol``."""
     idx = np.arange(len(scores["mae"])) if idx is None else idx
     if len(idx) == 0:
-        return {"n_images": 0, "max_f": float("nan"), "mae": float("nan")}
-    return {"n_images": int(len(idx)), "max_f": max_f_from_curves(scores["curves"][idx]), "mae": float(scores["mae"][idx].mean())}
+        return {"n_images": 0, "max_f": float("nan"), "mae": float("nan"), "protocol": PROTOCOL}
+    return {"n_images": int(len(idx)), "max_f": max_f_from_curves(scores["curves"][idx]), "mae": float(scores["mae"][idx].mean()),
+            "protocol": PROTOCOL}
 
 
 def class_correct(model: nn.Module, ds: Dataset, device: torch.device) -> np.ndarray:
@@ -258,11 +285,56 @@ def classifier_row(name: str, model: nn.Module, ds: Dataset, device: torch.devic
             "chance": 1.0 / n_classes, "above_chance": probes.chance_normalised(acc, n_classes)}
 
 
+def saliency_scores(df: pd.DataFrame) -> list[str]:
+    """The saliency scores a table holds: `SALIENCY_SCORES` among its columns or among the
+    values of its ``metric`` column."""
+    found = [c for c in df.columns if c in SALIENCY_SCORES]
+    if "metric" in df.columns:
+        found += [m for m in dict.fromkeys(map(str, df["metric"].dropna())) if m in SALIENCY_SCORES and m not in found]
+    return found
+
+
+def protocol_of(score: str) -> str:
+    """The protocol a study's number named ``score`` was scored under: `VALIDATION_PROTOCOL`
+    for the trainer's validation scores, `PROTOCOL` for other saliency scores, top-1 for an
+    accuracy, ``"n/a"`` for anything else (a CKA, a rank)."""
+    if score in ("val_max_f", "val_mae"):
+        return VALIDATION_PROTOCOL
+    if score in SALIENCY_SCORES:
+        return PROTOCOL
+    if "accuracy" in score or "top1" in score:
+        return CLASSIFICATION_PROTOCOL
+    return "n/a"
+
+
+def with_protocol(df: pd.DataFrame) -> pd.DataFrame:
+    """``df`` with a ``protocol`` column when it holds saliency scores (`saliency_scores`) and
+    has none: per row from its ``metric`` column when it has one (`protocol_of`), else the
+    protocol of its saliency columns. For the tables of a study, whose every test score is
+    `PROTOCOL`'s (`sod_scores`, baselines and pruning curves scored alike)."""
+    found = saliency_scores(df)
+    if not found or "protocol" in df.columns:
+        return df
+    if "metric" in df.columns:
+        return df.assign(protocol=[protocol_of(str(m)) for m in df["metric"]])
+    kinds = {protocol_of(c) for c in found}
+    if len(kinds) > 1:
+        raise ValueError(f"a table with saliency scores of several protocols ({', '.join(found)}) needs its own protocol column")
+    return df.assign(protocol=kinds.pop())
+
+
+def study_tables(out: Mapping[str, Any]) -> dict[str, Any]:
+    """A study's results with `with_protocol` applied to each table."""
+    return {k: with_protocol(v) if isinstance(v, pd.DataFrame) else v for k, v in out.items()}
+
+
 def log_frame(log_df: pd.DataFrame, **cols: Any) -> pd.DataFrame:
+    """A training log (or any table) with ``cols`` inserted first; a trainer's log that holds
+    validation saliency scores gains their ``protocol`` (`VALIDATION_PROTOCOL`)."""
     df = log_df.copy()
     for k, v in cols.items():
         df.insert(0, k, v)
-    return df
+    return with_protocol(df)
 
 
 def bn_gammas(model: nn.Module) -> pd.DataFrame:

@@ -17,8 +17,8 @@ from ..analysis.overlap import LayerAttributions, pooled_bootstrap_overlap, pool
 from ..baselines import baseline_metrics
 from ..device import resolve_device
 from ..errors import ConfigError
-from .common import (category_names, classifier_row, collect, datasets, eval_view, flush_denormals, score_summary, sod_scores, spread,
-                     training_table, validation_rows)
+from .common import (PROTOCOL, category_names, classifier_row, collect, datasets, eval_view, flush_denormals, score_summary, sod_scores, spread,
+                     study_tables, training_table, validation_rows)
 from .rules import CI_LEVEL, HALF_SCHEDULE, half_epochs, seed_name
 from .transfer import saliency_heads, transfer_matrix, with_data_statistics
 from .twins import TwinSpec, class_readout, classification_train, cls_model, sod_model, train_twin, twin_runs, twin_spec
@@ -112,7 +112,7 @@ def mechanisms_study(
     train, val, test = datasets(data_root, image_size, augmentation=spec.augmentation())
     names = category_names(train)
     train_eval = eval_view(train, data_root, image_size)
-    centre = baseline_metrics(Path(data_root) / "test", ["centre bias"])["centre bias"]["max_f"]
+    centre = baseline_metrics(Path(data_root) / "test", ["centre bias"], protocol=PROTOCOL)["centre bias"]["max_f"]
     idx = spread(len(test), n_images, seeds[0])
     items = [test[i] for i in idx]
     x = torch.stack([it["image"] for it in items])
@@ -158,7 +158,7 @@ def mechanisms_study(
                       "split_half_sod": pooled_split_half_overlap(reps, "a", seeds[0]),
                       "split_half_classification": pooled_split_half_overlap(reps, "b", seeds[0])})
     out = {name: pd.DataFrame(rows) for name, rows in tables.items() if name != "training"}
-    return {**out, "transfer": matrix, "overlap_stats": pd.DataFrame(stats), "training": training_table(tables["training"])}
+    return study_tables({**out, "transfer": matrix, "overlap_stats": pd.DataFrame(stats), "training": training_table(tables["training"])})
 
 
 @dataclasses.dataclass(frozen=True)
@@ -322,4 +322,4 @@ def _work(work_dir: str | Path, family: str, width: int, seed: int) -> Path:
 
 
 # 2: overlap_stats; 3: transfer; 4: twins; 5: the classification encoder, readouts; 6: seeds, schedule checks
-mechanisms_study.cache_version = 6  # type: ignore[attr-defined]
+mechanisms_study.cache_version = 7  # type: ignore[attr-defined]

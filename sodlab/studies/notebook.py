@@ -18,6 +18,7 @@ from ..device import describe_device, resolve_device
 from ..errors import ConfigError, DataError
 from ..viz.io import save_table, savefig
 from .cache import cached_call
+from .common import saliency_scores
 from .paths import MODES, default_results_dir
 from .rules import Verdict
 
@@ -115,7 +116,13 @@ class Study:
         return savefig(fig, self.results_dir / name, **kw)
 
     def save_table(self, df, name: str, index: bool = False) -> Path:
-        """Save a DataFrame as ``<results_dir>/<name>.csv`` (atomically)."""
+        """Save a DataFrame as ``<results_dir>/<name>.csv`` (atomically). A table of saliency
+        scores (`saliency_scores`) without a ``protocol`` column is refused: a reader could not
+        tell which protocol's numbers they are."""
+        scores = saliency_scores(df)
+        if scores and "protocol" not in df.columns:
+            raise ConfigError(f"{self.name}: table {name!r} holds saliency scores ({', '.join(scores)}) but no 'protocol' "
+                              "column naming the sodlab.metrics protocol that scored them")
         return save_table(df, self.results_dir / name, index=index)
 
     def findings(self, verdict: Verdict, key_figure: Optional[str] = None, exact: bool = False):

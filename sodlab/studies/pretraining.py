@@ -16,7 +16,7 @@ from ..errors import ConfigError
 from ..metrics import max_f_from_curves
 from ..models.classifier import transfer_encoder
 from .common import (category_names, classifier_row, cls_model, datasets, flush_denormals, log_frame, score_summary, sod_model,
-                     sod_scores, train_or_resume, training_table, validation_rows)
+                     sod_scores, study_tables, train_or_resume, training_table, validation_rows)
 from .rules import CI_LEVEL
 
 
@@ -121,11 +121,11 @@ def pretraining_effect(
         for control in ("random_labels", "scratch_matched"):
             if control in scores:
                 controls.append({"versus": control, **gain("pretrained", control)})
-    return {"pretrain_log": pre_log, "curves": pd.concat(curves, ignore_index=True), "final": pd.DataFrame(finals), "efficiency": pd.DataFrame(eff),
+    return study_tables({"pretrain_log": pre_log, "curves": pd.concat(curves, ignore_index=True), "final": pd.DataFrame(finals), "efficiency": pd.DataFrame(eff),
             "controls": pd.DataFrame(controls, columns=["versus", "fraction", "n_train", "max_f_gain", "low", "high", "level", "mae_gain"]),
             "training": training_table(training),
-            "classifiers": pd.DataFrame([classifier_row("pretraining_classifier", cls, test, dev, len(names))])}
+            "classifiers": pd.DataFrame([classifier_row("pretraining_classifier", cls, test, dev, len(names))])})
 
 
-# 2: ``controls``, ``epochs`` in ``final``
-pretraining_effect.cache_version = 2  # type: ignore[attr-defined]
+# 2: ``controls``, ``epochs`` in ``final``; 3: protocol columns, scored as sodlab.evaluate scores
+pretraining_effect.cache_version = 3  # type: ignore[attr-defined]

@@ -15,9 +15,12 @@ from ..device import resolve_device
 from ..errors import ConfigError
 from ..metrics import max_f_from_curves
 from ..models.csnet import CSNet
-from .common import (bn_gammas, datasets, flush_denormals, log_frame, score_summary, seeded, sod_model, sod_scores, spread,
-                     train_or_resume, training_table, validation_rows)
+from .common import (PROTOCOL, bn_gammas, datasets, flush_denormals, log_frame, score_summary, seeded, sod_model, sod_scores,
+                     spread, study_tables, train_or_resume, training_table, validation_rows)
 from .rules import CI_LEVEL, seed_name
+
+
+THRESHOLD_COLUMNS = ["regularizer", "threshold", "params", "param_fraction", "max_f", "mae", "protocol"]
 
 
 @flush_denormals
@@ -87,10 +90,12 @@ def regularizer_study(
         unpruned = sod_scores(model, test, dev)
         finals.append({"regularizer": reg, "params": sum(p.numel() for p in model.parameters()), **score_summary(unpruned)})
         curve = prune.curve(model, test, keep_fractions=list(keep_fractions), finetune_epochs=finetune_epochs, train_data=tune if finetune_epochs else None,
-                            size=image_size, macs_size=image_size, seed=seed, device=str(dev), work_dir=work / f"{reg}_prune", progress=progress)
+                            size=image_size, macs_size=image_size, seed=seed, device=str(dev), work_dir=work / f"{reg}_prune", progress=progress,
+                            protocol=PROTOCOL)
         if thresholds:
             by_threshold.append(log_frame(prune.curve(model, test, thresholds=[float(t) for t in thresholds], size=image_size,
-                                                      macs_size=image_size, seed=seed, device=str(dev), progress=progress),
+                                                      macs_size=image_size, seed=seed, device=str(dev), progress=progress,
+                                                      protocol=PROTOCOL),
                                           regularizer=reg))
         # fine-tuning images seen over training images seen: the verdict's fine-tuning gate
         curve["finetune_share"] = finetune_epochs * len(tune) / (epochs * len(train))
@@ -115,14 +120,14 @@ def regularizer_study(
         "pruning": pd.concat(curves, ignore_index=True),
         "allocation": pd.concat(allocations, ignore_index=True),
         "final": pd.DataFrame(finals),
-        "slim_scratch": pd.DataFrame(scratch, columns=["regularizer", "keep_fraction", "params", "epochs", "n_images", "max_f", "mae"]),
+        "slim_scratch": pd.DataFrame(scratch, columns=["regularizer", "keep_fraction", "params", "epochs", "n_images", "max_f", "mae", "protocol"]),
         "training": training_table(training),
-        "threshold_rule": (pd.concat(by_threshold, ignore_index=True)[["regularizer", "threshold", "params", "param_fraction", "max_f", "mae"]]
-                           if by_threshold else pd.DataFrame(columns=["regularizer", "threshold", "params", "param_fraction", "max_f", "mae"])),
+        "threshold_rule": (pd.concat(by_threshold, ignore_index=True)[THRESHOLD_COLUMNS]
+                           if by_threshold else pd.DataFrame(columns=THRESHOLD_COLUMNS)),
     }
     if per_image:
         out["point_curves"] = point_curves
-    return out
+    return study_tables(out)
 
 
 def _point_scores(model: CSNet, test: Any, dev: Any, keep_fraction: float, prune_work: Path, finetuned: bool) -> np.ndarray:
@@ -165,10 +170,8 @@ def pruning_replicates(
     minus the unpruned model's, the mean over seeds of each seed's difference (``effect``), with
     a paired percentile interval at level ``ci`` from ``n_boot`` resamples of seeds and then test
     images (`sodlab.analysis.stats.bootstrap_seeds_images_gap`; one seed: of images alone),
-    ``kept`` the mean share of parameters kept. Its max-F is SalMetric's (``protocol``), from
-    per-image counts that a resample of images can sum (`sodlab.metrics.per_image_curves`);
-    the curves' own scores are the standard protocol's (`sodlab.evaluate`), so the two tables'
-    max-F differ by the protocols' difference, not by the models."""
+    ``kept`` the mean share of parameters kept. Every score is `PROTOCOL`'s (``protocol``
+    column): the curves' points are the same numbers as their per-image counts summed."""
     seeds = [int(s) for s in seeds]
     if not seeds or len(set(seeds)) != len(seeds):
         raise ConfigError(f"pruning seeds must be distinct, at least one, got {seeds}")
@@ -192,7 +195,7 @@ def pruning_replicates(
             g = {"gap": b["estimate"], "low": b["low"], "high": b["high"]}
         at = seeds_pruning[(seeds_pruning.regularizer == reg) & np.isclose(seeds_pruning.keep_fraction, frac)]
         stats.append({"regularizer": reg, "keep_fraction": frac, "kept": float(at["param_fraction"].mean()),
-                      "metric": "max_f_finetuned" if tuned else "max_f", "protocol": "salmetric", "effect": float(g["gap"]),
+                      "metric": "max_f_finetuned" if tuned else "max_f", "protocol": PROTOCOL, "effect": float(g["gap"]),
                       "ci_low": float(g["low"]),
                       "ci_high": float(g["high"]), "ci_level": ci, "n_seeds": len(seeds), "seeds": ",".join(map(str, seeds)),
                       "n_images": int(full.shape[1]), "n_boot": int(n_boot)})
@@ -202,11 +205,11 @@ def pruning_replicates(
     out["training"] = pd.concat([r["training"].assign(model=[seed_name(m, s) for m in r["training"]["model"]])
                                  for r, s in zip(runs, seeds)], ignore_index=True)
     out["pruning_stats"] = pd.DataFrame(stats)
-    return out
+    return study_tables(out)
 
 
-pruning_replicates.cache_version = 1  # type: ignore[attr-defined]
+pruning_replicates.cache_version = 2  # type: ignore[attr-defined]
 
 
 # 2: ``slim_scratch``; 3: ``finetune_share`` in ``pruning``; 4: ``threshold_rule``
-regularizer_study.cache_version = 4  # type: ignore[attr-defined]
+regularizer_study.cache_version = 5  # type: ignore[attr-defined]

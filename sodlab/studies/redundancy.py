@@ -15,8 +15,8 @@ from ..baselines import baseline_metrics
 from ..device import resolve_device
 from ..errors import ConfigError
 from ..metrics import max_f_from_curves
-from .common import (bn_gammas, category_names, class_correct, classifier_row, collapsed_share, datasets, flush_denormals, score_summary,
-                     sod_scores, spread, training_table, validation_rows, with_statistics_of)
+from .common import (PROTOCOL, bn_gammas, category_names, class_correct, classifier_row, collapsed_share, datasets, flush_denormals, score_summary,
+                     sod_scores, spread, study_tables, training_table, validation_rows, with_statistics_of)
 from .rules import CI_LEVEL, HALF_SCHEDULE, half_epochs, seed_name
 from .twins import classification_train, cls_model, encoder_parameters, sod_model, train_twin, twin_runs, twin_spec
 
@@ -99,7 +99,7 @@ def redundancy_study(
     names = category_names(train)
     test_sub = Subset(test, spread(len(test), n_images, seeds[0]))
     images = torch.stack([test_sub[i]["image"] for i in range(len(test_sub))])
-    floors = {"max_f": baseline_metrics(Path(data_root) / "test", ["centre bias"])["centre bias"]["max_f"],
+    floors = {"max_f": baseline_metrics(Path(data_root) / "test", ["centre bias"], protocol=PROTOCOL)["centre bias"]["max_f"],
               "accuracy": 1.0 / len(names), "mae": float("nan")}
     sweep, layer_rows, spectra, cka_layers, cka_twins, pruning, classifiers, training = [], [], [], [], [], [], [], []
     cka_base: list[dict] = []
@@ -159,10 +159,10 @@ def redundancy_study(
         per_image.append(scores)
     sweep = [{**row, "floor": floors[row["metric"]]} for row in sweep]
     retention, stats = bootstrap_retention(per_image, seeds, floors["max_f"], floors["accuracy"], n_boot=n_boot, seed=seeds[0])
-    return {
+    return study_tables({
         "width_sweep": pd.DataFrame(sweep),
         "retention": retention,
-        "retention_stats": stats,
+        "retention_stats": stats.assign(protocol=PROTOCOL),  # of the saliency side of the retention effect
         "layers": pd.concat(layer_rows, ignore_index=True),
         "spectra": pd.concat(spectra, ignore_index=True),
         "cka_layers": pd.DataFrame(cka_layers),
@@ -171,7 +171,7 @@ def redundancy_study(
         "pruning": pd.DataFrame(pruning),
         "classifiers": pd.DataFrame(classifiers),
         "training": training_table(training),
-    }
+    })
 
 
 def _describe(sod: nn.Module, cls: nn.Module, images: torch.Tensor, layers: Sequence[str], width: int, widest: int, regularizer: str,
@@ -262,7 +262,7 @@ def bootstrap_retention(per_seed: Sequence[Mapping[str, Mapping[int, np.ndarray]
 
 
 # 2: the width sweep gained each task's ``floor``; 3: ``cka_baselines``; 4: twins; 5: seeds, retention, schedule checks
-redundancy_study.cache_version = 5  # type: ignore[attr-defined]
+redundancy_study.cache_version = 6  # type: ignore[attr-defined]
 
 
 def task_scores(sweep: pd.DataFrame) -> pd.DataFrame:

@@ -321,8 +321,7 @@ def pruning(curves: pd.DataFrame, *, mode: str, seeds: Sequence[int], validation
         pooled = f", mean over {int(st['n_seeds'])} seeds"
         lines.append(f"- DWD pruned to keep {st['keep_fraction']:.0%} ({kept:.0%} of the parameters{pooled}): "
                      f"{effect:+.3f} max-F from unpruned ({level:.0%} interval {ci[0]:+.3f} .. {ci[1]:+.3f} over seeds and "
-                     f"{int(st['n_images'])} test images; {st.get('protocol', 'salmetric')} protocol, from per-image scores, "
-                     "while the curve's scores above are the standard protocol's).")
+                     f"{int(st['n_images'])} test images; {st.get('protocol', 'salmetric')} protocol, as the curve's scores above).")
         if len(d) > 1:
             lines.append("- Every kept fraction, pruned minus unpruned (mean over seeds; descriptive, only the point above is "
                          "decided): " + "; ".join(f"{r.kept:.0%} kept {r.effect:+.3f}" for r in d.sort_values("kept").itertuples()))
