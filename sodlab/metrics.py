@@ -31,9 +31,9 @@ or bool mask of the same size.
 
 Two more forms of the same numbers, for code that scores many models or subsets:
 `SaliencyStats` (the standard protocol's max-F and MAE on batches of torch tensors, summable
-over processes: the trainer's validation) and `per_image_curves` + `max_f_from_curves` (the
-SalMetric counts kept per image, so that max-F of any subset of images is a sum away: the
-studies' bootstraps over images).
+over processes: the trainer's validation) and ``SODMetrics("salmetric", per_image=True)`` +
+`max_f_from_curves` (the SalMetric counts kept per image, so that max-F of any subset of images
+is a sum away: the studies' bootstraps over images).
 
 Classification (`ClassificationMetrics`, `format_confusion`): top-1, per-class accuracy and the
 confusion matrix of a classifier, with the same ``step`` / ``get_results`` shape.
@@ -100,23 +100,14 @@ def f_measure(precision: np.ndarray, recall: np.ndarray) -> np.ndarray:
     return (1 + BETA2) * precision * recall / (BETA2 * precision + recall)
 
 
-def per_image_curves(pred: np.ndarray, mask: np.ndarray) -> np.ndarray:
-    """(N, 3, 256) `salmetric_counts` of N float maps in [0, 1] (quantised x255, truncated, as
-    `sodlab.predict`) against masks (foreground > 0.5): what SalMetric's max-F over any subset
-    of the images needs."""
-    n = len(pred)
-    p = np.clip(pred.reshape(n, -1) * 255.0, 0, 255).astype(np.uint8)
-    g = mask.reshape(n, -1) > 0.5
-    return np.stack([salmetric_counts(p[i], g[i]) for i in range(n)]) if n else np.zeros((0, 3, 256))
-
-
 def salmetric_mae(pred: np.ndarray, gt: np.ndarray) -> float:
     """SalMetric's MAE of one uint8 map against its bool mask: ``mean |pred/255 - gt|``."""
     return float(np.abs(pred / 255.0 - gt).mean())
 
 
 def max_f_from_curves(curves: np.ndarray) -> float:
-    """SalMetric's max-F of the images whose `per_image_curves` are given: precision and
+    """SalMetric's max-F of the images whose per-image `salmetric_counts` (N, 3, 256) are given
+    (`SODMetrics.per_image`'s ``curves``): precision and
     recall averaged over images, F from the averages, maximum over thresholds."""
     precision, recall = _salmetric_pr(curves)
     return float(f_measure(precision.mean(0), recall.mean(0)).max())

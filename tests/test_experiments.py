@@ -15,7 +15,7 @@ from sodlab import experiments as ex
 from sodlab.studies import verdicts
 from sodlab.studies.common import VAL_FRACTION, datasets, train_config, training_table, validation_rows
 from sodlab.analysis import probes
-from sodlab.metrics import max_f_from_curves, per_image_curves
+from sodlab.metrics import SODMetrics, max_f_from_curves
 from sodlab.errors import ConfigError
 
 
@@ -37,13 +37,22 @@ def salmetric_max_f(preds, gts):
     return float(((1.3 * p * r) / (0.3 * p + r + 1e-12)).max())
 
 
-def test_max_f_from_per_image_curves_matches_salmetric():
+def per_image_counts(preds: np.ndarray, masks: np.ndarray) -> np.ndarray:
+    """(N, 3, 256) SalMetric counts of float maps in [0, 1] (x255, truncated, as sodlab.predict)
+    against masks (foreground > 0.5), kept by a per-image meter."""
+    meter = SODMetrics("salmetric", per_image=True)
+    for p, g in zip(preds, masks):
+        meter.step((np.clip(p, 0, 1) * 255).astype(np.uint8).reshape(p.shape[-2:]), np.asarray(g).reshape(g.shape[-2:]) > 0.5)
+    return meter.per_image()["curves"]
+
+
+def test_max_f_from_per_image_counts_matches_salmetric():
     rng = np.random.default_rng(0)
     gts = (rng.random((4, 1, 9, 9)) > 0.6).astype(np.float32)
     preds = np.clip(gts * 0.6 + rng.random((4, 1, 9, 9)) * 0.5, 0, 1).astype(np.float32)
     preds[1] = 0.0  # an all-black prediction
     gts[2] = 0.0  # an empty mask
-    curves = per_image_curves(preds, gts)
+    curves = per_image_counts(preds, gts)
     assert curves.shape == (4, 3, 256)
     assert max_f_from_curves(curves) == pytest.approx(salmetric_max_f(preds, gts), rel=1e-9)
     assert max_f_from_curves(curves[[0, 3]]) == pytest.approx(salmetric_max_f(preds[[0, 3]], gts[[0, 3]]), rel=1e-9)
@@ -408,14 +417,13 @@ def test_redundancy_study(bench, tmp_path):
 
 
 def test_bootstrap_retention_pools_seeds_and_images():
-    from sodlab.metrics import per_image_curves
     from sodlab.studies.redundancy import bootstrap_retention
 
     rng = np.random.default_rng(0)
     mask = (rng.random((40, 8, 8)) > 0.5).astype(float)
 
     def curves(noise: float) -> np.ndarray:  # per-image SalMetric curves of a prediction this far from the mask
-        return per_image_curves(np.clip(mask + noise * rng.standard_normal(mask.shape), 0, 1), mask)
+        return per_image_counts(np.clip(mask + noise * rng.standard_normal(mask.shape), 0, 1), mask)
 
     def seed_scores(narrow_acc: float) -> dict:
         return {"sod": {4: curves(0.45), 8: curves(0.05)},

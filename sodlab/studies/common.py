@@ -174,9 +174,8 @@ def validation_rows(model: str, log_df: pd.DataFrame) -> list[dict[str, Any]]:
     if not len(vals):
         return []
     best = int(vals.loc[vals[metric].idxmax(), "epoch"])
-    protocol = CLASSIFICATION_PROTOCOL if metric == SELECTION_METRICS["classification"] else VALIDATION_PROTOCOL
     return [{"model": model, "epoch": int(e), "metric": metric, "value": float(v), "selected": int(e) == best,
-             "protocol": protocol} for e, v in zip(vals["epoch"], vals[metric])]
+             "protocol": protocol_of(metric)} for e, v in zip(vals["epoch"], vals[metric])]
 
 
 def training_table(rows: list[dict[str, Any]]) -> pd.DataFrame:
