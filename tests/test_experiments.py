@@ -312,17 +312,19 @@ def test_category_sensitivity(bench240, tmp_path):
 
 @pytest.mark.slow
 def test_pretraining_effect(bench, tmp_path):
-    out = ex.pretraining_effect(bench, fractions=(0.5, 1.0), work_dir=tmp_path, n_boot=50, **TINY)
+    out = ex.pretraining_effect(bench, fractions=(0.5, 1.0), work_dir=tmp_path, n_boot=50, **ONE_SEED)
     f = out["final"]
     assert set(zip(f["init"], f["fraction"])) == {(i, fr) for i in ("scratch", "pretrained") for fr in (0.5, 1.0)}
-    assert f["max_f"].between(0, 1).all() and f["mae"].between(0, 1).all()
+    assert f["max_f"].between(0, 1).all() and f["mae"].between(0, 1).all() and (f["schedule"] == 1).all()
     assert (f[f.fraction == 0.5]["n_train"].to_numpy() < f[f.fraction == 1.0]["n_train"].to_numpy()).all()
     e = out["efficiency"]
     assert (e["low"] <= e["high"]).all() and len(e) == 2
     c = out["classifiers"].iloc[0]
-    assert c.model == "pretraining_classifier" and c.n_images == 40  # scored on the test split, selected on validation
-    assert sorted(out["training"]["model"].unique()) == sorted(["pretraining_classifier", "scratch at 50%", "scratch at 100%",
-                                                                "pretrained at 50%", "pretrained at 100%"])
+    # without a corpus: pre-trained on the benchmark's categories, scored on its test split, selected on validation
+    assert c.model == "pretraining_classifier:seed0" and c.n_images == 40
+    assert sorted(out["training"]["model"].unique()) == sorted(["pretraining_classifier:seed0", "scratch at 50%:seed0",
+                                                                "scratch at 100%:seed0", "pretrained at 50%:seed0",
+                                                                "pretrained at 100%:seed0"])
     assert (e["level"] == 0.9).all()
     v = verdicts.pretraining(f, e, classifiers=out["classifiers"], mode="standard", seeds=[0])
     assert v.ci == (e["low"].iloc[-1], e["high"].iloc[-1]) and v.outcome == "inconclusive" and "plateau" in v.reason
@@ -334,7 +336,7 @@ def test_pretraining_control_arms(bench, tmp_path):
     from sodlab.studies.pretraining import RelabelledDataset, matched_epochs
 
     out = ex.pretraining_effect(bench, fractions=(0.5,), work_dir=tmp_path, n_boot=50,
-                                arms=("scratch", "pretrained", "random_labels", "scratch_matched"), **TINY)
+                                arms=("scratch", "pretrained", "random_labels", "scratch_matched"), **ONE_SEED)
     f = out["final"].set_index("init")
     n_all = len(datasets(bench, 64)[0])  # pre-training reads all training images, fine-tuning the fraction
     assert f.loc["scratch_matched", "epochs"] == matched_epochs(TINY["epochs"], TINY["epochs"], n_all, f.loc["scratch", "n_train"])
@@ -343,13 +345,81 @@ def test_pretraining_control_arms(bench, tmp_path):
     assert list(c["versus"]) == ["random_labels", "scratch_matched"] and (c["low"] <= c["high"]).all()
     fin = out["final"].set_index("init")["max_f"]
     assert c.set_index("versus").loc["scratch_matched", "max_f_gain"] == pytest.approx(fin["pretrained"] - fin["scratch_matched"], abs=1e-9)
-    assert (tmp_path / f"w{TINY['width']}_seed0" / "pretrain_random_labels" / "last.pt").is_file()
+    assert (tmp_path / f"res2net-mini_w{TINY['width']}_seed0" / "pretrain_random_labels" / "last.pt").is_file()
     assert matched_epochs(5, 5, 2000, 200) == 55 and matched_epochs(5, 5, 2000, 2000) == 10 and matched_epochs(3, 2, 100, 30) == 10
     with pytest.raises(ConfigError, match=r"arms must include 'scratch' and 'pretrained'"):
         ex.pretraining_effect(bench, arms=("scratch",), work_dir=tmp_path)
+    with pytest.raises(ConfigError, match=r"'pretrained_with_sod' arm needs corpus_with_sod"):
+        ex.pretraining_effect(bench, arms=("scratch", "pretrained", "pretrained_with_sod"), work_dir=tmp_path)
+    with pytest.raises(ConfigError, match=r"schedules \[4, 6\]: one positive number of epochs, or two of which the shorter is half"):
+        ex.pretraining_effect(bench, schedules=(4, 6), work_dir=tmp_path)
+    with pytest.raises(ConfigError, match=r"seeds must be distinct"):
+        ex.pretraining_effect(bench, seeds=(1, 1), work_dir=tmp_path)
     with pytest.raises(ConfigError, match="3 labels for 2 items"):
         RelabelledDataset([{"label": 0}, {"label": 1}], [1, 0, 2])
     assert RelabelledDataset([{"label": 0, "image": 5}], [3])[0] == {"label": 3, "image": 5}
+
+
+@pytest.fixture(scope="module")
+def corpora(tmp_path_factory):
+    from sodlab.data import synthetic
+
+    root = tmp_path_factory.mktemp("corpora")
+    return {v: synthetic.ensure_corpus(v, root=root, n_classes=12, per_class=6, val_per_class=4, size=32, progress=False)
+            for v in ("without-sod", "with-sod")}
+
+
+@pytest.mark.slow
+def test_pretraining_on_corpora_with_seeds_and_schedules(bench, corpora, tmp_path):
+    """The standard design in small: pre-training on the corpus (and on its with-sod variant),
+    two seeds, two schedules whose shorter is the longer's plateau evidence, every control."""
+    from sodlab.studies.pretraining import ARMS, corpus_splits, seed_means, shuffled
+
+    arms = ARMS
+    out = ex.pretraining_effect(bench, fractions=(0.5, 1.0), width=4, schedules=(1, 2), image_size=64, seeds=(0, 1), device="cpu",
+                                work_dir=tmp_path, pretrain_epochs=2, n_boot=50, arms=arms, corpus=corpora["without-sod"],
+                                corpus_with_sod=corpora["with-sod"], schedule_check=True)
+    f = out["final"]
+    expected = {(a, fr, n, s) for a in arms if a != "scratch_matched" for fr in (0.5, 1.0) for n in (1, 2) for s in (0, 1)}
+    expected |= {("scratch_matched", 1.0, 2, s) for s in (0, 1)}  # the matched arm: largest fraction, longest schedule only
+    assert set(zip(f["init"], f["fraction"], f["schedule"], f["seed"])) == expected and len(f) == len(expected)
+    n_corpus = 12 * 6
+    m = f[f.init == "scratch_matched"].iloc[0]
+    assert m.epochs == 2 + -(-2 * n_corpus // int(m.n_train))
+    # the gain is the mean over seeds of each seed's difference, exactly the final table's numbers
+    fin = f.set_index(["init", "fraction", "schedule", "seed"])["max_f"]
+    e = out["efficiency"].set_index(["fraction", "schedule"])
+    for fr in (0.5, 1.0):
+        for n in (1, 2):
+            want = np.mean([fin[("pretrained", fr, n, s)] - fin[("scratch", fr, n, s)] for s in (0, 1)])
+            assert e.loc[(fr, n), "max_f_gain"] == pytest.approx(want, abs=1e-9)
+            assert e.loc[(fr, n), "low"] < e.loc[(fr, n), "high"]
+    assert (e["n_seeds"] == 2).all() and (e["protocol"] == "salmetric").all()
+    c = out["controls"]
+    assert sorted(set(c["versus"])) == ["pretrained_with_sod", "random_labels", "scratch_matched"]
+    assert len(c[c.versus == "scratch_matched"]) == 1 and len(c[c.versus == "random_labels"]) == 4
+    # classifiers: one per corpus and seed, gated on the held-out half of the corpus's val split
+    cl = out["classifiers"]
+    assert sorted(cl["model"]) == sorted(f"{n}:seed{s}" for n in ("pretraining_classifier", "pretraining_classifier_with_sod") for s in (0, 1))
+    assert (cl["n_images"] == 12 * 2).all() and (cl["classes"] == 12).all()
+    names = set(out["training"]["model"])
+    assert {"scratch at 100%:seed0", "scratch at 100%:seed0@half", "scratch_matched at 100%:seed1@half",
+            "pretraining_classifier:seed0@half", "pretraining_classifier_with_sod:seed1"} <= names
+    assert not any(n.startswith("random_labels") and "classifier" in n for n in names)  # shuffled labels: no validation curve
+    v = verdicts.pretraining(f, out["efficiency"], classifiers=cl, mode="standard", seeds=[0, 1], controls=c,
+                             **verdicts.training_evidence(out["training"]))
+    assert v.quantity == "pre-trained minus compute-matched scratch max-F with 100% of the training set, 2 epochs (0-1)"
+    assert v.effect == pytest.approx(c[c.versus == "scratch_matched"]["max_f_gain"].iloc[0]) and v.outcome == "inconclusive"
+    assert any(line.startswith("- Does scratch catch up with longer training? The gain over scratch at 100% goes from") for line in v.lines)
+    shown = seed_means(out)
+    assert len(shown["final"]) == (len(arms) - 1) * 2 + 1  # seeds averaged; the matched arm at one fraction
+    assert shown["curves"].groupby("init")["epoch"].max().to_dict() == {**{a: 2 for a in arms}, "scratch_matched": m.epochs}
+    # the corpus's val split: halves that select and gate, disjoint, every class in both
+    tr, sel, gate = corpus_splits(corpora["without-sod"], 32, {"hflip": True})
+    assert len(sel) + len(gate) == 12 * 4 and not set(sel.indices) & set(gate.indices) and tr.preloaded
+    assert sorted(set(tr.labels[i] for i in range(len(tr)))) == list(range(12))
+    sh = shuffled(tr, 0)
+    assert sorted(sh.labels) == sorted(tr.labels) and sh.labels != tr.labels and sh.preloaded
 
 
 @pytest.mark.slow

@@ -142,18 +142,18 @@ def test_category_panel_switches_category_and_split():
 
 def test_learning_panel_shows_the_arms_the_results_hold():
     rows = [{"init": arm, "fraction": f, "epoch": e, "val_max_f": 0.3 + 0.1 * e + 0.01 * k, "train_loss": 1.0 / e}
-            for k, arm in enumerate(["pretrained", "compute-matched", "scratch"]) for f in (0.5, 1.0) for e in (1, 2, 3)]
+            for k, arm in enumerate(["pretrained", "scratch_matched", "scratch"]) for f in (0.5, 1.0) for e in (1, 2, 3)]
     curves = pd.DataFrame(rows)
     final = curves[curves.epoch == 3].assign(n_train=lambda d: (d.fraction * 100).astype(int), max_f=lambda d: d.val_max_f)
     panel = panels.learning_panel(curves, final)
     arms = [k for k in panel.controls if k.startswith("arm: ")]
-    assert arms == ["arm: scratch", "arm: pretrained", "arm: compute-matched"]  # known arms in the study's order
-    assert "arm: random-label" not in panel.controls  # only arms the results hold
+    assert arms == ["arm: scratch", "arm: pretrained", "arm: scratch_matched"]  # known arms in the study's order
+    assert "arm: random_labels" not in panel.controls  # only arms the results hold
     assert len(panel.figure.axes[0].lines) == 6  # 3 arms x 2 fractions
     one = panel.update(fraction=0.5)
     assert len(one.axes[0].lines) == 3 and all("50%" in line.get_label() for line in one.axes[0].lines)
-    fewer = panel.update(**{"arm: compute-matched": False})
-    assert len(fewer.axes[0].lines) == 2 and not any("compute-matched" in line.get_label() for line in fewer.axes[0].lines)
+    fewer = panel.update(**{"arm: scratch_matched": False})
+    assert len(fewer.axes[0].lines) == 2 and not any("scratch_matched" in line.get_label() for line in fewer.axes[0].lines)
     loss = panel.update(metric="train_loss")
     assert loss.axes[0].get_ylabel().startswith("training loss")
 

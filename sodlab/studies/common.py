@@ -20,6 +20,7 @@ from torch.utils.data import DataLoader, Dataset, Subset
 
 from ..analysis import probes
 from ..analysis.categories import dataset_labels, stratified_draw
+from ..analysis.stats import bootstrap_ci, bootstrap_seeds_images_gap
 from ..checkpoint import load
 from ..data import SODFolder
 from ..data import transforms as T
@@ -361,6 +362,25 @@ def collapsed_share(gammas: pd.DataFrame, threshold: float) -> float:
     the largest of their block (a block whose gammas are all zero has collapsed whole)."""
     largest = gammas.groupby("block")["abs_gamma"].transform("max").clip(lower=1e-30)
     return float((gammas["abs_gamma"] / largest < threshold).mean())
+
+
+def seeds_max_f(curves: np.ndarray) -> float:
+    """Mean over seeds of each seed's max-F: ``curves`` (S, N, 3, 256), per-image counts of S
+    seeds' models on the same N images (the statistic of a seeds-and-images bootstrap)."""
+    return float(np.mean([max_f_from_curves(c) for c in curves]))
+
+
+def max_f_gain(a: Sequence[np.ndarray], b: Sequence[np.ndarray], n_boot: int, ci: float, seed: int) -> dict[str, float]:
+    """Max-F of arm ``a`` minus arm ``b``, each a list over seeds of per-image counts (N, 3, 256)
+    on the same test images: the mean over seeds of each seed's difference, with a paired
+    percentile interval from resampling seeds and then images (one seed: images alone)."""
+    x, y = np.stack(a), np.stack(b)
+    if len(x) > 1:
+        g = bootstrap_seeds_images_gap(x, y, n_boot, ci, seed=seed, statistic=seeds_max_f)
+        return {"gap": float(g["gap"]), "low": float(g["low"]), "high": float(g["high"])}
+    paired = np.stack([x[0], y[0]], 1)
+    g = bootstrap_ci(paired, n_boot, ci, seed=seed, statistic=lambda v: max_f_from_curves(v[:, 0]) - max_f_from_curves(v[:, 1]))
+    return {"gap": float(g["estimate"]), "low": float(g["low"]), "high": float(g["high"])}
 
 
 def spread(n: int, k: int, seed: int) -> list[int]:

@@ -1,31 +1,53 @@
-"""Study 5, pre-training: SOD from scratch vs from an encoder pre-trained to classify."""
+"""Study 5, pre-training: SOD from scratch vs from an encoder pre-trained to classify.
+
+The stand-in for ImageNet is the pre-training corpus (`sodlab.data.synthetic.ensure_corpus`):
+a classification task of its own, disjoint from the benchmark (other photographs, other
+shapes). Its ``without-sod`` variant holds none of the benchmark's categories, its
+``with-sod`` variant swaps twelve of its classes for them, so that what pre-training brings
+as such can be told from what knowing the benchmark's categories brings. Without a corpus the
+encoder is pre-trained on the benchmark's own training images and categories (the setting
+before the corpus existed; no ``pretrained_with_sod`` arm then).
+"""
 from __future__ import annotations
 
 import math
 from pathlib import Path
-from typing import Optional, Sequence
+from typing import Any, Mapping, Optional, Sequence
 
 import numpy as np
 import pandas as pd
-from torch.utils.data import Dataset
+import torch
+from torch.utils.data import Dataset, Subset
 
 from ..analysis import categories as cat
-from ..analysis.stats import bootstrap_ci
+from ..data.imagefolder import ImageFolder, ImageTransform, LabelledImages
 from ..device import resolve_device
-from ..errors import ConfigError
-from ..metrics import max_f_from_curves
-from ..models.classifier import transfer_encoder
-from .common import (category_names, classifier_row, cls_model, datasets, flush_denormals, log_frame, score_summary, sod_model,
-                     sod_scores, study_tables, train_or_resume, training_table, validation_rows)
-from .rules import CI_LEVEL
+from ..errors import ConfigError, DataError
+from .common import (PROTOCOL, category_names, classifier_row, datasets, flush_denormals, log_frame, score_summary, seed_mean, max_f_gain, sod_scores,
+                     study_tables, training_table, validation_rows)
+from .rules import CI_LEVEL, HALF_SCHEDULE, half_epochs, seed_name
+from .twins import TwinSpec, classification_train, cls_model, sod_model, sod_readout, train_twin, twin_spec
 
-
-ARMS = ("scratch", "pretrained", "random_labels", "scratch_matched")
+# ``pretrained``: the encoder of a classifier of the (without-sod) corpus; ``pretrained_with_sod``:
+# of the with-sod corpus; ``random_labels``: of the first corpus with its labels shuffled;
+# ``scratch_matched``: scratch trained for as many images as pre-training plus fine-tuning see.
+ARMS = ("scratch", "pretrained", "pretrained_with_sod", "random_labels", "scratch_matched")
+# Each control arm against the pre-trained arm: what the difference isolates.
+CONTROLS = ("pretrained_with_sod", "random_labels", "scratch_matched")
+PRETRAINING_CLASSIFIER = "pretraining_classifier"
+WITH_SOD_CLASSIFIER = "pretraining_classifier_with_sod"
+# The corpus classifier's training flips and turns: none. Its glyphs have an upright and a
+# handedness (b, d, p and q; 6 and 9 are one another turned), so the twins' flips and quarter
+# turns would make classes of one another (measured: 24 classes, 30 epochs, 0.61 top-1 with them).
+CORPUS_AUGMENTATION = {"hflip": False, "vflip": False, "rot90": False}
+# Corpus images held out of pre-training: every other image of each class of the corpus's
+# ``val`` split selects the epoch, the rest is the classifier gate's held-out set.
+GATE_SHARE = 0.5
 
 
 class RelabelledDataset(Dataset):
     """``dataset`` with each item's ``label`` replaced by ``labels[i]`` (the random-label arm's
-    pre-training data: the same images, their labels shuffled)."""
+    pre-training data when it is no `LabelledImages`: the same images, their labels shuffled)."""
 
     def __init__(self, dataset: Dataset, labels: Sequence[int]) -> None:
         if len(labels) != len(dataset):
@@ -46,6 +68,54 @@ def matched_epochs(epochs: int, pretrain_epochs: int, n_pretrain: int, n_train: 
     return int(epochs + math.ceil(pretrain_epochs * n_pretrain / n_train))
 
 
+def shuffled(ds: Dataset, seed: int) -> Dataset:
+    """``ds`` with its labels permuted by ``seed``: a `LabelledImages` stays one (so that it can
+    be decoded into memory once), anything else is wrapped in `RelabelledDataset`."""
+    base, indices = (ds.dataset, list(ds.indices)) if isinstance(ds, Subset) else (ds, None)
+    labels = np.asarray(base.labels if isinstance(base, LabelledImages) else cat.dataset_labels(ds))
+    if isinstance(base, LabelledImages):
+        rows = np.arange(len(base)) if indices is None else np.asarray(indices)
+        new = labels.copy()
+        new[rows] = np.random.default_rng(seed).permutation(labels[rows])
+        out = LabelledImages(base.root, base.image_paths, new, base.class_names, base.transform, sizes=base.sizes)
+        if base.preloaded:
+            out.preload()
+        return out if indices is None else Subset(out, indices)
+    return RelabelledDataset(ds, np.random.default_rng(seed).permutation(labels))
+
+
+def corpus_splits(root: str | Path, image_size: int, augmentation: Mapping[str, bool] = CORPUS_AUGMENTATION, preload: bool = True
+                  ) -> tuple[Dataset, Dataset, Dataset]:
+    """``(train, val, held_out)`` of a pre-training corpus folder (``root/train``, ``root/val``
+    in the ImageFolder layout): the training images with the classifier's training transform
+    (decoded once into memory when ``preload``), and the ``val`` split's images cut in two by
+    `GATE_SHARE` (alternate images of each class), one to select the epoch, one for the gate."""
+    root = Path(root)
+    for part in ("train", "val"):
+        if not (root / part).is_dir():
+            raise DataError(f"{root}: expected a pre-training corpus with train/ and val/ class folders (missing {part}/); "
+                            "make one with `sodlab data synth --corpus pretrain --out DIR` or sodlab.data.synthetic.ensure_corpus")
+    train = ImageFolder(root / "train", ImageTransform(image_size, train=True, **dict(augmentation)))
+    val = ImageFolder(root / "val", ImageTransform(image_size), class_names=train.class_names)
+    labels = np.asarray(val.labels)
+    rank = np.zeros(len(labels), dtype=np.int64)
+    for c in np.unique(labels):
+        where = np.flatnonzero(labels == c)
+        rank[where] = np.arange(len(where))
+    select, gate = np.flatnonzero(rank % 2 == 0), np.flatnonzero(rank % 2 == 1)
+    if not len(gate):
+        raise DataError(f"{root / 'val'}: at least 2 images per class are needed (one selects the epoch, one is held out)")
+    if preload:
+        train.preload()
+    return train, Subset(val, select.tolist()), Subset(val, gate.tolist())
+
+
+def arm_name(init: str, fraction: float, epochs: Optional[int] = None) -> str:
+    """A fine-tuned model's name in ``training``: the arm and the share of the training set, and
+    for a schedule shorter than the study's longest, its epochs."""
+    return f"{init} at {fraction:.0%}" + ("" if epochs is None else f", {int(epochs)} epochs")
+
+
 @flush_denormals
 def pretraining_effect(
     data_root: str | Path,
@@ -53,79 +123,173 @@ def pretraining_effect(
     width: int = 8,
     epochs: int = 3,
     image_size: int = 64,
-    seed: int = 0,
+    seeds: Sequence[int] = (0,),
     device: Optional[str] = "auto",
     work_dir: str | Path = "runs/pretraining",
     pretrain_epochs: Optional[int] = None,
-    batch_size: int = 16,
+    batch_size: Optional[int] = 16,
     n_boot: int = 300,
     progress: bool = False,
     ci: float = CI_LEVEL,
     arms: Sequence[str] = ("scratch", "pretrained"),
+    twins: str | TwinSpec = "res2net-mini",
+    corpus: Optional[str | Path] = None,
+    corpus_with_sod: Optional[str | Path] = None,
+    schedules: Optional[Sequence[int]] = None,
+    schedule_check: bool = False,
 ) -> dict[str, pd.DataFrame]:
-    """SOD from scratch vs from an encoder pre-trained to classify the benchmark's categories
-    (the stand-in for ImageNet), on ``fractions`` of the training set (stratified by category).
+    """SOD from scratch vs from the encoder of a classifier pre-trained on ``corpus`` (a
+    pre-training corpus folder; None: the benchmark's own training images and categories), on
+    ``fractions`` of the training set (stratified by category), for every seed of ``seeds``
+    (each seed its own classifiers, initial weights and data order), with the twins of family
+    ``twins`` (`sodlab.studies.twins`: the saliency model and the classifier share their
+    initial encoder; the pre-trained saliency model's head starts as scratch's).
 
-    ``arms`` (always with ``scratch`` and ``pretrained``) adds the controls: ``random_labels``,
-    an encoder pre-trained the same way on the same images with their labels shuffled (what
-    pre-training gives without the categories' meaning), and ``scratch_matched``, scratch
-    trained for as many images as pre-training plus fine-tuning see together (`matched_epochs`:
-    what the pre-trained model's extra compute alone would give).
+    ``schedules``: the saliency models' epochs, one length or two of which the shorter is half
+    the longer (default ``(epochs,)``); every arm but ``scratch_matched`` is fine-tuned for each,
+    since the claim is that scratch catches up with enough training. The longer is the
+    headline, the shorter also its plateau evidence (named ``<model>@half`` in ``training``).
+    ``arms`` (always with ``scratch`` and ``pretrained``) adds the controls:
+    ``pretrained_with_sod`` (pre-trained on ``corpus_with_sod``, which holds the benchmark's
+    categories), ``random_labels`` (pre-trained on ``corpus`` with its labels shuffled: what
+    pre-training gives without the classes' meaning) and ``scratch_matched`` (scratch trained
+    for as many images as pre-training plus fine-tuning see together, `matched_epochs`, at the
+    largest fraction only: at small fractions the match is hundreds of epochs).
+    ``schedule_check``: a model without a half-length run in ``schedules`` (the classifiers,
+    the compute-matched arm; every model when ``schedules`` has one length) is trained again for half its epochs, for its
+    validation curve alone (the plateau gate's evidence).
 
-    Returns ``pretrain_log``, ``curves`` (training logs by init and fraction), ``final``
-    (max-F/MAE per init and fraction), ``efficiency`` (pretrained minus scratch per
-    fraction with a bootstrap interval over test images at ``level`` = ``ci``), ``controls``
-    (pretrained minus each control arm, per fraction, intervals alike) and ``classifiers`` (the
-    pre-training classifier's test accuracy next to chance).
+    Returns ``pretrain_log``, ``curves`` (fine-tuning logs by init, fraction, epochs, seed),
+    ``final`` (max-F/MAE per init, fraction, epochs and seed), ``efficiency`` (pre-trained
+    minus scratch per fraction and schedule, the mean over seeds, with a paired bootstrap
+    interval over seeds and test images at level ``ci``), ``controls`` (pre-trained minus each
+    control arm, alike), ``training`` (validation curves) and ``classifiers`` (each
+    pre-training classifier's top-1 on held-out corpus images next to chance).
     """
+    spec = twin_spec(twins)
     unknown = [a for a in arms if a not in ARMS]
     if unknown or not {"scratch", "pretrained"} <= set(arms):
         raise ConfigError(f"arms must include 'scratch' and 'pretrained' and be among {ARMS}; got {list(arms)}")
+    if "pretrained_with_sod" in arms and corpus_with_sod is None:
+        raise ConfigError("the 'pretrained_with_sod' arm needs corpus_with_sod (the with-sod pre-training corpus)")
+    seeds = [int(s) for s in seeds]
+    if not seeds or len(set(seeds)) != len(seeds):
+        raise ConfigError(f"seeds must be distinct, at least one, got {seeds}")
+    lengths = sorted({int(n) for n in (schedules or (epochs,))})
+    longest = lengths[-1]
+    if lengths[0] < 1 or len(lengths) > 2 or (len(lengths) == 2 and (lengths[0],) != half_epochs(longest)):
+        raise ConfigError(f"schedules {list(schedules or ())}: one positive number of epochs, or two of which the shorter is half "
+                          f"the longer (it is also the longer one's plateau evidence)")
+    arms = [a for a in ARMS if a in arms]
     dev = resolve_device(device)
-    train, val, test = datasets(data_root, image_size)
-    names = category_names(train)
-    work = Path(work_dir) / f"w{width}_seed{seed}"
-    pre_epochs = pretrain_epochs or epochs
-    cls, pre_log = train_or_resume(cls_model(width, len(names), seed), train, val, work / "pretrain", pre_epochs, batch_size, seed, dev, task="classification", progress=progress)
-    encoders = {"pretrained": cls}
-    if "random_labels" in arms:
-        shuffled = np.random.default_rng(seed).permutation(cat.dataset_labels(train))
-        # no validation: held-out images cannot score shuffled labels, so the last epoch is kept
-        encoders["random_labels"], _ = train_or_resume(cls_model(width, len(names), seed), RelabelledDataset(train, shuffled), None,
-                                                       work / "pretrain_random_labels", pre_epochs, batch_size, seed, dev,
-                                                       task="classification", progress=progress)
-    curves, finals, eff, controls = [], [], [], []
-    training = validation_rows("pretraining_classifier", pre_log)
-    for frac in fractions:
-        sub = cat.fraction_subset(train, frac, seed) if frac < 1 else train
-        scores = {}
-        for init in [a for a in ARMS if a in arms]:
-            model = sod_model(width, seed)
-            if init in encoders:
-                transfer_encoder(encoders[init], model)
-            n_epochs = matched_epochs(epochs, pre_epochs, len(train), len(sub)) if init == "scratch_matched" else epochs
-            trained, lg = train_or_resume(model, sub, val, work / f"{init}_f{frac:g}", n_epochs, batch_size, seed, dev, progress=progress)
-            training += validation_rows(f"{init} at {frac:.0%}", lg)
-            curves.append(log_frame(lg, init=init, fraction=frac))
-            scores[init] = sod_scores(trained, test, dev)
-            finals.append({"init": init, "fraction": frac, "n_train": len(sub), "epochs": n_epochs, **score_summary(scores[init])})
+    train, val, test = datasets(data_root, image_size, augmentation=spec.augmentation())
+    pre_epochs = int(pretrain_epochs or epochs)
 
-        def gain(a: str, b: str) -> dict:
-            # the same images for both arms: a paired bootstrap (rows of the stacked curves resampled whole)
-            paired = np.stack([scores[a]["curves"], scores[b]["curves"]], 1)
-            g = bootstrap_ci(paired, n_boot, ci, seed=seed, statistic=lambda v: max_f_from_curves(v[:, 0]) - max_f_from_curves(v[:, 1]))
-            return {"fraction": frac, "n_train": len(sub), "max_f_gain": g["estimate"], "low": g["low"], "high": g["high"], "level": ci,
-                    "mae_gain": float(scores[b]["mae"].mean() - scores[a]["mae"].mean())}
+    # --- the pre-training sets (the same for every seed)
+    sources: dict[str, tuple[Dataset, Dataset, Dataset]] = {}
+    if corpus is None:
+        sources["pretrained"] = (classification_train(spec, data_root, train, image_size, category_names(train)), val, test)
+    else:
+        sources["pretrained"] = corpus_splits(corpus, image_size, CORPUS_AUGMENTATION)
+    if "pretrained_with_sod" in arms:
+        sources["pretrained_with_sod"] = corpus_splits(corpus_with_sod, image_size, CORPUS_AUGMENTATION)
+    n_pretrain = len(sources["pretrained"][0])
+    # recorded in the classifiers' run configs (the datasets above apply them)
+    pre_flips = {} if corpus is None else dict(CORPUS_AUGMENTATION)
 
-        eff.append(gain("pretrained", "scratch"))
-        for control in ("random_labels", "scratch_matched"):
-            if control in scores:
-                controls.append({"versus": control, **gain("pretrained", control)})
-    return study_tables({"pretrain_log": pre_log, "curves": pd.concat(curves, ignore_index=True), "final": pd.DataFrame(finals), "efficiency": pd.DataFrame(eff),
-            "controls": pd.DataFrame(controls, columns=["versus", "fraction", "n_train", "max_f_gain", "low", "high", "level", "mae_gain"]),
-            "training": training_table(training),
-            "classifiers": pd.DataFrame([classifier_row("pretraining_classifier", cls, test, dev, len(names))])})
+    training: list[dict] = []
+    pre_logs, classifiers, curves, finals = [], [], [], []
+    scores: dict[tuple[str, float, int], list[np.ndarray]] = {}
+
+    def fit(name: str, seed: int, task: str, make: Any, train_ds: Dataset, val_ds: Optional[Dataset], run: Path, n_epochs: int,
+            check: bool, **extra: Any) -> tuple[torch.nn.Module, pd.DataFrame]:
+        # the run the study uses, then (``check``, with schedule_check) the same recipe for half the epochs, for its curve
+        trained, lg = train_twin(spec, task, make(), train_ds, val_ds, run, n_epochs, seed, dev, batch_size=batch_size,
+                                 progress=progress, image_size=image_size, **extra)
+        training.extend(validation_rows(seed_name(name, seed), lg))
+        half = half_epochs(n_epochs) if check and schedule_check and val_ds is not None else None
+        if half:
+            _, half_log = train_twin(spec, task, make(), train_ds, val_ds, run.parent / "half-schedule" / run.name, half[0], seed, dev,
+                                     batch_size=batch_size, progress=progress, image_size=image_size, **extra)
+            training.extend(validation_rows(seed_name(name + HALF_SCHEDULE, seed), half_log))
+        return trained, lg
+
+    for seed in seeds:
+        work = Path(work_dir) / f"{spec.name}_w{width}_seed{seed}"
+        encoders: dict[str, torch.nn.Module] = {}
+        for arm, cls_name in (("pretrained", PRETRAINING_CLASSIFIER), ("pretrained_with_sod", WITH_SOD_CLASSIFIER)):
+            if arm not in sources:
+                continue
+            pre_train, pre_val, pre_test = sources[arm]
+            n_classes = len(category_names(pre_train))
+            encoders[arm], lg = fit(cls_name, seed, "classification", lambda n=n_classes, s=seed: cls_model(spec, width, n, s),
+                                    pre_train, pre_val, work / ("pretrain" if arm == "pretrained" else "pretrain_with_sod"), pre_epochs, True,
+                                    **pre_flips)
+            pre_logs.append(log_frame(lg, classifier=cls_name, seed=seed))
+            classifiers.append(classifier_row(seed_name(cls_name, seed), encoders[arm], pre_test, dev, n_classes, seed=seed))
+        if "random_labels" in arms:
+            pre_train = sources["pretrained"][0]
+            # no validation: held-out images cannot score shuffled labels, so the last epoch is kept
+            encoders["random_labels"], _ = train_twin(spec, "classification", cls_model(spec, width, len(category_names(pre_train)), seed),
+                                                      shuffled(pre_train, seed), None, work / "pretrain_random_labels", pre_epochs, seed,
+                                                      dev, batch_size=batch_size, progress=progress, image_size=image_size, **pre_flips)
+
+        for frac in fractions:
+            sub = cat.fraction_subset(train, frac, seed) if frac < 1 else train
+            for init in arms:
+                matched = init == "scratch_matched"
+                if matched and frac != max(fractions):
+                    continue
+
+                def make(s: int = seed, i: str = init) -> torch.nn.Module:
+                    return sod_model(spec, width, s) if i in ("scratch", "scratch_matched") else sod_readout(encoders[i], s)
+
+                for n in ([longest] if matched else lengths):
+                    n_epochs = matched_epochs(n, pre_epochs, n_pretrain, len(sub)) if matched else n
+                    # the shorter schedule is a condition and the longer one's plateau evidence at once
+                    name = arm_name(init, frac) + ("" if n == longest else HALF_SCHEDULE)
+                    trained, lg = fit(name, seed, "sod", make, sub, val, work / f"{init}_f{frac:g}_e{n}", n_epochs,
+                                      check=n == longest and (matched or len(lengths) == 1))
+                    curves.append(log_frame(lg, init=init, fraction=frac, schedule=n, seed=seed))
+                    s = sod_scores(trained, test, dev)
+                    scores.setdefault((init, frac, n), []).append(s["curves"])
+                    finals.append({"init": init, "fraction": frac, "n_train": len(sub), "schedule": n, "epochs": n_epochs, "seed": seed,
+                                   **score_summary(s)})
+
+    final = pd.DataFrame(finals)
+    n_train = final.groupby("fraction")["n_train"].first()
+    mae = final.groupby(["init", "fraction", "schedule"])["mae"].mean()
+
+    def gain(a: str, b: str, frac: float, n: int) -> dict[str, Any]:
+        g = max_f_gain(scores[(a, frac, n)], scores[(b, frac, n)], n_boot, ci, seeds[0])
+        return {"fraction": frac, "schedule": n, "n_train": int(n_train[frac]), "max_f_gain": g["gap"], "low": g["low"], "high": g["high"],
+                "level": ci, "mae_gain": float(mae[(b, frac, n)] - mae[(a, frac, n)]), "n_seeds": len(seeds), "protocol": PROTOCOL}
+
+    eff = [gain("pretrained", "scratch", f, n) for f in fractions for n in lengths]
+    controls = [{"versus": c, **gain("pretrained", c, f, n)} for c in CONTROLS if c in arms for f in fractions for n in lengths
+                if (c, f, n) in scores]
+    pre_log = pd.concat(pre_logs, ignore_index=True)
+    return study_tables({"pretrain_log": pre_log, "curves": pd.concat(curves, ignore_index=True), "final": final,
+                         "efficiency": pd.DataFrame(eff),
+                         "controls": pd.DataFrame(controls, columns=["versus", "fraction", "schedule", "n_train", "max_f_gain", "low", "high",
+                                                                     "level", "mae_gain", "n_seeds", "protocol"]),
+                         "training": training_table(training), "classifiers": pd.DataFrame(classifiers)})
 
 
-# 2: ``controls``, ``epochs`` in ``final``; 3: protocol columns, scored as sodlab.evaluate scores
-pretraining_effect.cache_version = 3  # type: ignore[attr-defined]
+# 2: ``controls``, ``epochs`` in ``final``; 3: protocol columns, scored as sodlab.evaluate scores;
+# 4: the twins, the corpus, seeds and schedules
+pretraining_effect.cache_version = 4  # type: ignore[attr-defined]
+
+
+def seed_means(res: Mapping[str, pd.DataFrame]) -> dict[str, pd.DataFrame]:
+    """What 05's figures show, from `pretraining_effect`'s tables: the longest schedule's
+    fine-tuning curves (``curves``, by init, fraction and epoch), test scores (``final``, by
+    init and fraction) and gains over scratch (``efficiency``), the first two averaged over the
+    seeds; tables from before schedules and seeds pass through."""
+    out = {}
+    for name, by in (("curves", ["init", "fraction", "epoch"]), ("final", ["init", "fraction"]), ("efficiency", None)):
+        df = res[name]
+        if "schedule" in df:
+            df = df[df["schedule"] == df["schedule"].max()]
+        out[name] = seed_mean(df, by) if by is not None and "seed" in df else df.reset_index(drop=True)
+    return out

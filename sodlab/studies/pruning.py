@@ -9,13 +9,11 @@ import pandas as pd
 from torch.utils.data import Subset
 
 from .. import prune
-from ..analysis.stats import bootstrap_ci, bootstrap_seeds_images_gap
 from ..checkpoint import load
 from ..device import resolve_device
 from ..errors import ConfigError
-from ..metrics import max_f_from_curves
 from ..models.csnet import CSNet
-from .common import (PROTOCOL, bn_gammas, datasets, flush_denormals, log_frame, score_summary, seeded, sod_model, sod_scores,
+from .common import (PROTOCOL, bn_gammas, max_f_gain, datasets, flush_denormals, log_frame, score_summary, seeded, sod_model, sod_scores,
                      spread, study_tables, train_or_resume, training_table, validation_rows)
 from .rules import CI_LEVEL, seed_name
 
@@ -145,11 +143,6 @@ def pruning_work(work_dir: str | Path, seed: int) -> Path:
     return Path(work_dir) / f"seed{int(seed)}"
 
 
-def _seeds_max_f(curves: np.ndarray) -> float:
-    """Mean over seeds of each seed's max-F: ``curves`` (S, N, 3, 256)."""
-    return float(np.mean([max_f_from_curves(c) for c in curves]))
-
-
 def pruning_replicates(
     data_root: str | Path,
     seeds: Sequence[int] = (0,),
@@ -187,12 +180,7 @@ def pruning_replicates(
     for (reg, frac) in [k for k in first["point_curves"] if k[1] is not None]:
         pruned = np.stack([r["point_curves"][(reg, frac)] for r in runs])
         full = np.stack([r["point_curves"][(reg, None)] for r in runs])
-        if len(seeds) > 1:
-            g = bootstrap_seeds_images_gap(pruned, full, n_boot, ci, seed=seeds[0], statistic=_seeds_max_f)
-        else:  # the same images for both: a paired bootstrap over images
-            paired = np.stack([pruned[0], full[0]], 1)
-            b = bootstrap_ci(paired, n_boot, ci, seed=seeds[0], statistic=lambda v: max_f_from_curves(v[:, 0]) - max_f_from_curves(v[:, 1]))
-            g = {"gap": b["estimate"], "low": b["low"], "high": b["high"]}
+        g = max_f_gain(pruned, full, n_boot, ci, seeds[0])
         at = seeds_pruning[(seeds_pruning.regularizer == reg) & np.isclose(seeds_pruning.keep_fraction, frac)]
         stats.append({"regularizer": reg, "keep_fraction": frac, "kept": float(at["param_fraction"].mean()),
                       "metric": "max_f_finetuned" if tuned else "max_f", "protocol": PROTOCOL, "effect": float(g["gap"]),

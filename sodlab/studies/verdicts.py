@@ -34,6 +34,7 @@ NO_VALIDATION_SPLIT = "no validation curves were given (the study's training tab
 
 _CLASSIFIER_NAMES = {"classifier": "the classification twin", "classifier_twin": "the classification twin",
                      "pretraining_classifier": "the pre-training classifier",
+                     "pretraining_classifier_with_sod": "the with-sod corpus's classifier",
                      "sod_encoder_probe": "the SOD encoder's linear class head"}
 
 
@@ -432,38 +433,54 @@ def pretraining(final: pd.DataFrame, efficiency: pd.DataFrame, classifiers: Opti
                 seeds: Sequence[int], validation_curves: Curves = None, selected_on_validation: Optional[bool] = None,
                 controls: Optional[pd.DataFrame] = None) -> Verdict:
     """Tables of `sodlab.studies.pretraining.pretraining_effect`: ``final`` (init, fraction,
-    max_f), ``efficiency`` (per fraction: n_train, max_f_gain with its CI low/high and level,
-    mae_gain), ``classifiers`` (the pre-training classifier) and ``controls`` (pre-trained minus
-    each control arm, optional). The effect is pre-trained minus scratch max-F with the full
-    training set (the largest fraction), rule ``equivalent`` with `PRETRAINING_MARGIN`; when
-    ``controls`` holds the compute-matched scratch arm at that fraction, scratch is that arm
-    (scratch given as many training images as pre-training plus fine-tuning: the claim is that
-    scratch catches up with enough training). The pre-training classifier must pass its gate."""
-    fin = final.set_index(["init", "fraction"])["max_f"]
-    eff = efficiency.sort_values("fraction")
+    max_f; with ``schedule`` and ``seed`` when the study ran several), ``efficiency`` (per
+    fraction and schedule: n_train, max_f_gain with its CI low/high and level, mae_gain),
+    ``classifiers`` (the pre-training classifiers) and ``controls`` (pre-trained minus each
+    control arm, optional). The effect is pre-trained minus scratch max-F with the full
+    training set (the largest fraction) and the longest schedule, rule ``equivalent`` with
+    `PRETRAINING_MARGIN`; when ``controls`` holds the compute-matched scratch arm there, scratch
+    is that arm (scratch given as many training images as pre-training plus fine-tuning: the
+    claim is that scratch catches up with enough training). Every pre-training classifier
+    must pass its gate; every fine-tuned model of the longest schedule its training gates."""
+    fin = final.assign(schedule=final["schedule"] if "schedule" in final else 0).groupby(["init", "fraction", "schedule"])["max_f"].mean()
+    eff = efficiency.assign(schedule=efficiency["schedule"] if "schedule" in efficiency else 0).sort_values(["fraction", "schedule"])
     level = _level(efficiency, "efficiency")
-    top = eff.iloc[-1]
-    lines = [f"- {r.fraction:.0%} of the training set ({r.n_train} images): scratch max-F {fin[('scratch', r.fraction)]:.3f}, "
-             f"pre-trained {fin[('pretrained', r.fraction)]:.3f}; gain {r.max_f_gain:+.3f} ({level:.0%} CI {r.low:+.3f} .. {r.high:+.3f}), "
-             f"MAE gain {r.mae_gain:+.4f}" for r in eff.itertuples()]
-    said = {"random_labels": "pre-trained on shuffled labels", "scratch_matched": "scratch with matched compute"}
+    longest = eff["schedule"].max()
+    top = eff[eff.schedule == longest].iloc[-1]
+    several = eff["schedule"].nunique() > 1
+    when = lambda n: f", {int(n)} epoch{'' if int(n) == 1 else 's'}" if several else ""  # noqa: E731
+    lines = [f"- {r.fraction:.0%} of the training set ({r.n_train} images{when(r.schedule)}): scratch max-F "
+             f"{fin[('scratch', r.fraction, r.schedule)]:.3f}, pre-trained {fin[('pretrained', r.fraction, r.schedule)]:.3f}; "
+             f"gain {r.max_f_gain:+.3f} ({level:.0%} CI {r.low:+.3f} .. {r.high:+.3f}), MAE gain {r.mae_gain:+.4f}"
+             for r in eff.itertuples()]
+    said = {"random_labels": "pre-trained on shuffled labels", "scratch_matched": "scratch with matched compute",
+            "pretrained_with_sod": "pre-trained on the corpus with the SOD categories"}
     ctl = controls if controls is not None and len(controls) else None
     if ctl is not None:
-        for r in ctl.sort_values(["versus", "fraction"]).itertuples():
-            lines.append(f"- Pre-trained minus {said.get(r.versus, r.versus)} ({fin.get((r.versus, r.fraction), float('nan')):.3f}) at "
-                         f"{r.fraction:.0%}: {r.max_f_gain:+.3f} ({r.level:.0%} CI {r.low:+.3f} .. {r.high:+.3f}).")
-    matched = None if ctl is None else ctl[(ctl.versus == "scratch_matched") & np.isclose(ctl.fraction, top.fraction)]
+        ctl = ctl.assign(schedule=ctl["schedule"] if "schedule" in ctl else 0)
+        for r in ctl.sort_values(["versus", "fraction", "schedule"]).itertuples():
+            lines.append(f"- Pre-trained minus {said.get(r.versus, r.versus)} ({fin.get((r.versus, r.fraction, r.schedule), float('nan')):.3f}) "
+                         f"at {r.fraction:.0%}{when(r.schedule)}: {r.max_f_gain:+.3f} ({r.level:.0%} CI {r.low:+.3f} .. {r.high:+.3f}).")
+    matched = None if ctl is None else ctl[(ctl.versus == "scratch_matched") & np.isclose(ctl.fraction, top.fraction)
+                                           & (ctl.schedule == longest)]
     if matched is not None and len(matched):
         head, against = matched.iloc[0], "compute-matched scratch"
     else:
         head, against = top, "scratch"
         lines.append("- Scratch here trained for the fine-tuning's epochs only, not for the pre-training's images too: "
                      "no compute-matched arm.")
+    if several:
+        by_len = eff[np.isclose(eff.fraction, top.fraction)].set_index("schedule")["max_f_gain"]
+        lines.append(f"- Does scratch catch up with longer training? The gain over scratch at {top.fraction:.0%} goes from "
+                     f"{by_len.iloc[0]:+.3f} ({when(by_len.index[0])[2:]}) to {by_len.iloc[-1]:+.3f} ({when(by_len.index[-1])[2:]}).")
     cls_gates, cls_lines = classifier_gates(classifiers, ["pretraining_classifier"])
     arms = list(dict.fromkeys(final["init"])) if "init" in final else ["scratch", "pretrained"]
-    models = ["pretraining_classifier"] + [f"{i} at {f:.0%}" for f in eff.fraction for i in arms]
+    top_fraction = eff.fraction.max()
+    models = ["pretraining_classifier"] + [f"{i} at {f:.0%}" for f in eff.fraction.unique() for i in arms
+                                           if i != "scratch_matched" or np.isclose(f, top_fraction)]
     return judge(study="05_pretraining", claim=PRETRAINING_CLAIM,
-                 quantity=f"pre-trained minus {against} max-F with {top.fraction:.0%} of the training set (0-1)",
+                 quantity=f"pre-trained minus {against} max-F with {top.fraction:.0%} of the training set"
+                          f"{when(longest)} (0-1)",
                  effect=float(head.max_f_gain), ci=(float(head.low), float(head.high)), ci_level=float(head.level) if "level" in head else level,
                  margin=PRETRAINING_MARGIN, rule="equivalent", mode=mode, seeds=seeds, lines=lines + cls_lines,
                  gates=cls_gates + training_gates(models, validation_curves, selected_on_validation))

@@ -36,7 +36,7 @@ from .plots import STYLE, metric_curves
 from .widgets import LivePanel, dropdown, selection_slider
 
 # Arms of the pre-training study in the order they are shown; other arms follow in their own order.
-KNOWN_ARMS = ("scratch", "pretrained", "random-label", "compute-matched")
+KNOWN_ARMS = ("scratch", "pretrained", "pretrained_with_sod", "random_labels", "scratch_matched")  # `sodlab.studies.pretraining.ARMS`
 _CURVE_METRICS = {
     "val_max_f": "validation max F-measure (0-1)",
     "train_task_loss": "training BCE loss without the regulariser (nats/pixel)",
@@ -314,7 +314,7 @@ def ordered_arms(arms: Sequence[str]) -> list[str]:
 
 def learning_panel(curves: pd.DataFrame, final: Optional[pd.DataFrame] = None, arm: str = "init") -> LivePanel:
     """05: toggle the arms (column ``arm`` of ``curves``: whatever the study ran, e.g. scratch,
-    pretrained, random-label, compute-matched) and the training-set fraction on the learning
+    pretrained, random_labels, scratch_matched) and the training-set fraction on the learning
     curves; ``final`` (test scores per arm and fraction, with ``n_train``) adds the data
     efficiency view."""
     arms = ordered_arms(list(curves[arm]))
