@@ -110,10 +110,9 @@ def corpus_splits(root: str | Path, image_size: int, augmentation: Mapping[str, 
     return train, Subset(val, select.tolist()), Subset(val, gate.tolist())
 
 
-def arm_name(init: str, fraction: float, epochs: Optional[int] = None) -> str:
-    """A fine-tuned model's name in ``training``: the arm and the share of the training set, and
-    for a schedule shorter than the study's longest, its epochs."""
-    return f"{init} at {fraction:.0%}" + ("" if epochs is None else f", {int(epochs)} epochs")
+def arm_name(init: str, fraction: float) -> str:
+    """A fine-tuned model's name in ``training``: the arm and the share of the training set."""
+    return f"{init} at {fraction:.0%}"
 
 
 @flush_denormals
@@ -156,8 +155,8 @@ def pretraining_effect(
     for as many images as pre-training plus fine-tuning see together, `matched_epochs`, at the
     largest fraction only: at small fractions the match is hundreds of epochs).
     ``schedule_check``: a model without a half-length run in ``schedules`` (the classifiers,
-    the compute-matched arm; every model when ``schedules`` has one length) is trained again for half its epochs, for its
-    validation curve alone (the plateau gate's evidence).
+    the compute-matched arm; every model when ``schedules`` has one length) is trained again
+    for half its epochs, for its validation curve alone (the plateau gate's evidence).
 
     Returns ``pretrain_log``, ``curves`` (fine-tuning logs by init, fraction, epochs, seed),
     ``final`` (max-F/MAE per init, fraction, epochs and seed), ``efficiency`` (pre-trained
