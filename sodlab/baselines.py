@@ -14,7 +14,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Sequence
+from typing import Any, Sequence
 
 import numpy as np
 from scipy.ndimage import convolve1d
@@ -84,17 +84,23 @@ def baseline_map(name: str, image: np.ndarray, mask: np.ndarray) -> np.ndarray:
 
 
 def baseline_metrics(folder: str | Path, baselines: Sequence[str] = BASELINES,
-                     protocol: str = "standard") -> dict[str, dict[str, float]]:
+                     protocol: str = "standard", per_image: bool = False) -> dict[str, dict[str, Any]]:
     """Scalar metrics (`SODMetrics` under ``protocol``) of each named baseline on an SOD folder
     (images + masks at their own size): ``{"centre bias": {"max_f": ..., "mae": ...}, ...}``.
-    Compare them only with models scored under the same protocol."""
+    Compare them only with models scored under the same protocol. ``per_image`` (salmetric
+    only) adds each baseline's ``"per_image"`` scores (`SODMetrics.per_image`, in the folder's
+    order: the order `sodlab.evaluate` scores the same folder in)."""
     unknown = [b for b in baselines if b not in BASELINES]
     if unknown:
         raise ConfigError(f"unknown baseline(s) {unknown}; choose from {', '.join(BASELINES)}")
     ds = SODFolder(folder)
-    meters = {b: SODMetrics(protocol) for b in baselines}
+    meters = {b: SODMetrics(protocol, per_image=per_image) for b in baselines}
     for i in range(len(ds)):
         image, mask = ds.read(i)
         for b, meter in meters.items():
             meter.step(baseline_map(b, image, mask), mask)
-    return {b: {k: float(v) for k, v in m.get_results().items() if np.isscalar(v)} for b, m in meters.items()}
+    out: dict[str, dict[str, Any]] = {b: {k: float(v) for k, v in m.get_results().items() if np.isscalar(v)} for b, m in meters.items()}
+    if per_image:
+        for b, m in meters.items():
+            out[b]["per_image"] = m.per_image()
+    return out

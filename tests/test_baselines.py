@@ -63,3 +63,16 @@ def test_baseline_metrics_on_a_benchmark(tmp_path):
     assert res["colour oracle"]["max_f"] > res["centre bias"]["max_f"]
     with pytest.raises(ConfigError, match="unknown baseline"):
         baselines.baseline_metrics(tmp_path / "b" / "test", ["oracle"])
+
+
+def test_baseline_metrics_per_image_add_up_to_the_set(tmp_path):
+    from sodlab.metrics import max_f_from_curves
+
+    synthetic.generate(tmp_path / "b", n_train=0, n_test=10, size=48, seed=1, progress=False)
+    res = baselines.baseline_metrics(tmp_path / "b" / "test", ["centre bias", "contrast + centre"], protocol="salmetric", per_image=True)
+    for r in res.values():
+        kept = r["per_image"]
+        assert kept["curves"].shape == (10, 3, 256) and kept["mae"].shape == (10,)
+        assert max_f_from_curves(kept["curves"]) == pytest.approx(r["max_f"], abs=1e-12)
+        assert kept["mae"].mean() == pytest.approx(r["mae"], abs=1e-12)
+    assert "per_image" not in baselines.baseline_metrics(tmp_path / "b" / "test", ["centre bias"], protocol="salmetric")["centre bias"]

@@ -360,6 +360,31 @@ def test_pretraining_control_arms(bench, tmp_path):
     assert RelabelledDataset([{"label": 0, "image": 5}], [3])[0] == {"label": 3, "image": 5}
 
 
+def test_guess_gaps_pair_the_model_and_each_guess_image_by_image(bench, tmp_path):
+    """01's verdict: per guess, model minus guess max-F under SalMetric, the same numbers as
+    `evaluate` and `baseline_metrics` give for the whole set, with an interval over images."""
+    from sodlab.baselines import baseline_metrics
+    from sodlab.studies.common import sod_model, train_or_resume
+
+    train, val, _ = datasets(bench, 64)
+    model, _ = train_or_resume(sod_model(4, 0), train, val, tmp_path / "run", 1, 16, 0, torch.device("cpu"))
+    g = ex.guess_gaps(model, bench / "test", size=64, device="cpu", n_boot=100).set_index("guess")
+    whole = sodlab.evaluate(model, bench / "test", protocol="salmetric", size=64, device="cpu", progress=False)
+    guesses = baseline_metrics(bench / "test", ["centre bias", "contrast + centre"], protocol="salmetric")
+    assert list(g.index) == ["centre bias", "contrast + centre"] and (g["protocol"] == "salmetric").all() and (g["n_images"] == 40).all()
+    for name in g.index:
+        assert g.loc[name, "model_max_f"] == pytest.approx(whole["max_f"], abs=1e-9)
+        assert g.loc[name, "guess_max_f"] == pytest.approx(guesses[name]["max_f"], abs=1e-9)
+        assert g.loc[name, "gap"] == pytest.approx(whole["max_f"] - guesses[name]["max_f"], abs=1e-9)
+        assert g.loc[name, "low"] < g.loc[name, "high"]
+    v = verdicts.quickstart({"max_f": 0.9, "mae": 0.05}, {"max_f": 0.5, "mae": 0.3}, contrast={"max_f": 0.6, "mae": 0.2},
+                            gaps=g.reset_index(), source="x", params=1, gmacs=0.1, size=64, n_images=40, mode="standard", seeds=[0],
+                            validation_curves={"model": [0.7, 0.79, 0.8, 0.8]}, selected_on_validation=True)
+    top = g["guess_max_f"].idxmax()
+    assert v.effect == pytest.approx(g.loc[top, "gap"]) and v.ci == (g.loc[top, "low"], g.loc[top, "high"])
+    assert v.outcome in ("refuted", "inconclusive") and v.lines[-1].startswith("- Under salmetric (the studies' protocol), image by image")
+
+
 @pytest.fixture(scope="module")
 def corpora(tmp_path_factory):
     from sodlab.data import synthetic

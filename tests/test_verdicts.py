@@ -318,6 +318,34 @@ def test_pretraining_judges_against_compute_matched_scratch_when_it_ran():
     assert v.effect == 0.05 and any("no compute-matched arm" in line for line in v.lines)
 
 
+def test_pretraining_reads_the_longest_schedule_and_averages_seeds():
+    """Two schedules and two seeds: the headline is the matched arm at the longest schedule (not
+    the short one's), the arms' scores are seed means, and the catch-up line reads both schedules."""
+    final = pd.DataFrame([{"init": i, "fraction": 1.0, "schedule": n, "seed": s, "max_f": base + 0.01 * s}
+                          for i, base in (("scratch", 0.70), ("pretrained", 0.76), ("scratch_matched", 0.75)) for n in (8, 16) for s in (0, 1)
+                          if i != "scratch_matched" or n == 16])
+    eff = pd.DataFrame([{"fraction": 1.0, "schedule": n, "n_train": 1800, "max_f_gain": g, "low": g - 0.01, "high": g + 0.01,
+                         "mae_gain": 0.0, "level": 0.9} for n, g in ((8, 0.08), (16, 0.06))])
+    controls = pd.DataFrame([{"versus": "scratch_matched", "fraction": 1.0, "schedule": 16, "n_train": 1800, "max_f_gain": 0.01,
+                              "low": 0.0, "high": 0.015, "level": 0.9, "mae_gain": 0.0}])
+    curves = {f"{m}:seed{s}": FLAT for s in (0, 1) for m in ("pretraining_classifier", "scratch at 100%", "pretrained at 100%",
+                                                            "scratch_matched at 100%")}
+    v = verdicts.pretraining(final, eff, classifiers=_classifiers(0.93, model="pretraining_classifier:seed0"), mode="standard",
+                             seeds=[0, 1], validation_curves=curves, controls=controls, **GOOD)
+    assert (v.outcome, v.effect, v.ci) == ("supported", 0.01, (0.0, 0.015))
+    assert v.quantity == "pre-trained minus compute-matched scratch max-F with 100% of the training set, 16 epochs (0-1)"
+    assert v.lines[1] == ("- 100% of the training set (1800 images, 16 epochs): scratch max-F 0.705, pre-trained 0.765; "
+                          "gain +0.060 (90% CI +0.050 .. +0.070), MAE gain +0.0000")
+    assert "- Pre-trained minus scratch with matched compute (0.755) at 100%, 16 epochs: +0.010 (90% CI +0.000 .. +0.015)." in v.lines
+    assert ("- Does scratch catch up with longer training? The gain over scratch at 100% goes from +0.080 (8 epochs) "
+            "to +0.060 (16 epochs).") in v.lines
+    # a climbing matched arm of one seed leaves it inconclusive
+    v = verdicts.pretraining(final, eff, classifiers=_classifiers(0.93, model="pretraining_classifier:seed0"), mode="standard",
+                             seeds=[0, 1], validation_curves={**curves, "scratch_matched at 100%:seed1": [0.5, 0.6, 0.7, 0.8]},
+                             controls=controls, **GOOD)
+    assert v.outcome == "inconclusive" and v.reason == "failed gate: plateau"
+
+
 # ------------------------------------------------------------------------ 6: redundancy
 def _redundancy_tables(sod_small, cls_small, er_sod=0.3, er_cls=0.5, dead_sod=0.4, dead_cls=0.1, floors=None, sod_wide=0.8):
     sweep = pd.DataFrame([{"task": t, "width": w, "metric": m, "value": v, "params": w * 1000}

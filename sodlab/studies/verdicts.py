@@ -92,13 +92,16 @@ QUICKSTART_MARGIN = 0.05
 
 def quickstart(metrics: Mapping[str, float], centre: Mapping[str, float], source: str, params: int, gmacs: float,
                size: int, n_images: int, *, mode: str, seeds: Sequence[int], validation_curves: Curves = None,
-               selected_on_validation: Optional[bool] = None, contrast: Optional[Mapping[str, float]] = None) -> Verdict:
+               selected_on_validation: Optional[bool] = None, contrast: Optional[Mapping[str, float]] = None,
+               gaps: Optional[pd.DataFrame] = None) -> Verdict:
     """``metrics``/``centre``/``contrast``: scalar metrics (max_f, mae, ...) of the model, of the
     centre-bias guess and of the contrast + centre baseline (`sodlab.baselines`) on the same
     test images. Rule ``greater``: the model's max-F minus the stronger guess's exceeds
     `QUICKSTART_MARGIN`; the control is the contrast baseline, which a model that learned only
-    "odd colour near the middle" would not beat. `sodlab.evaluate` scores the set as a whole,
-    so there is no interval and the outcome stays inconclusive."""
+    "odd colour near the middle" would not beat. ``gaps`` (`sodlab.studies.quickstart.guess_gaps`:
+    per guess, the gap under SalMetric with a paired interval over the test images) gives the
+    effect and its interval, against the guess that scores higher there; without it the set
+    is scored as a whole, so there is no interval and the outcome stays inconclusive."""
     guesses = {"centre bias": centre, **({"contrast + centre": contrast} if contrast is not None else {})}
     strongest = max(guesses, key=lambda k: guesses[k]["max_f"])
     gain = metrics["max_f"] - guesses[strongest]["max_f"]
@@ -108,9 +111,16 @@ def quickstart(metrics: Mapping[str, float], centre: Mapping[str, float], source
         f"MAE {metrics['mae']:.4f}; " + "; ".join(f"{k}: max-F {g['max_f']:.3f}, MAE {g['mae']:.4f}" for k, g in guesses.items())
         + f"; gain over the stronger guess ({strongest}) {gain:+.3f}.",
     ]
+    ci, level = None, CI_LEVEL
+    if gaps is not None and len(gaps):
+        top = gaps.loc[gaps["guess_max_f"].idxmax()]
+        strongest, gain, ci, level = str(top.guess), float(top.gap), (float(top.low), float(top.high)), float(top.level)
+        lines.append(f"- Under {top.protocol} (the studies' protocol), image by image: model max-F {top.model_max_f:.3f}; "
+                     + "; ".join(f"minus {r.guess} ({r.guess_max_f:.3f}) {r.gap:+.3f} ({r.level:.0%} CI {r.low:+.3f} .. {r.high:+.3f})"
+                                 for r in gaps.itertuples()) + ".")
     return judge(study="01_quickstart", claim=QUICKSTART_CLAIM,
                  quantity="model max-F minus the stronger model-free guess's max-F (0-1)",
-                 effect=gain, ci=None, margin=QUICKSTART_MARGIN, rule="greater", mode=mode, seeds=seeds,
+                 effect=gain, ci=ci, ci_level=level, margin=QUICKSTART_MARGIN, rule="greater", mode=mode, seeds=seeds,
                  gates=training_gates(["model"], validation_curves, selected_on_validation), lines=lines,
                  no_interval="the evaluation scores the test set as a whole, with no per-image scores to bootstrap")
 
