@@ -18,9 +18,9 @@ from ..checkpoint import load
 from ..data.transforms import IMAGENET_MEAN, IMAGENET_STD
 from ..errors import ConfigError, DataError
 from .common import (PROTOCOL, category_names, classifier_row, collect, datasets, eval_view, flush_denormals, score_summary, slug, sod_scores,
-                     study_tables, training_table, validation_rows)
-from .rules import CI_LEVEL, HALF_SCHEDULE, half_epochs, seed_name
-from .twins import TwinSpec, classification_train, cls_model, sod_model, train_twin, twin_spec
+                     study_tables, training_table)
+from .rules import CI_LEVEL, seed_name
+from .twins import TwinSpec, classification_train, cls_model, sod_model, train_checked, twin_spec
 
 
 @flush_denormals
@@ -92,15 +92,8 @@ def category_sensitivity(
 
     def fit(name: str, task: str, make: Any, train_ds: Dataset, val_ds: Dataset, run: str, n_epochs: int) -> tuple[torch.nn.Module, Any]:
         # the run the study uses, then (schedule_check) the same recipe for half the epochs, for its curve
-        model, log = train_twin(spec, task, make(), train_ds, val_ds, work / run, n_epochs, seed, dev, batch_size=batch_size,
-                                progress=progress, image_size=image_size)
-        training.extend(validation_rows(name, log))
-        half = half_epochs(n_epochs) if schedule_check else None  # None: no check, and the gate lacks its evidence
-        if half:
-            _, half_log = train_twin(spec, task, make(), train_ds, val_ds, work / "half-schedule" / run, half[0], seed, dev,
-                                     batch_size=batch_size, progress=progress, image_size=image_size)
-            training.extend(validation_rows(name + HALF_SCHEDULE, half_log))
-        return model, log
+        return train_checked(spec, task, make, train_ds, val_ds, work / run, n_epochs, seed, dev, name, training, schedule_check,
+                             batch_size=batch_size, progress=progress, image_size=image_size)
 
     def new_sod() -> torch.nn.Module:
         return sod_model(spec, width, seed)

@@ -20,13 +20,14 @@ import torch
 from torch.utils.data import Dataset, Subset
 
 from ..analysis import categories as cat
+from ..analysis.categories import stratified_draw
 from ..data.imagefolder import ImageFolder, ImageTransform, LabelledImages
 from ..device import resolve_device
 from ..errors import ConfigError, DataError
-from .common import (PROTOCOL, category_names, classifier_row, datasets, flush_denormals, log_frame, score_summary, seed_mean, max_f_gain, sod_scores,
-                     study_tables, training_table, validation_rows)
+from .common import (PROTOCOL, VAL_SEED, category_names, classifier_row, datasets, flush_denormals, log_frame, max_f_gain, score_summary,
+                     seed_mean, sod_scores, study_tables, training_table)
 from .rules import CI_LEVEL, HALF_SCHEDULE, half_epochs, seed_name
-from .twins import TwinSpec, classification_train, cls_model, sod_model, sod_readout, train_twin, twin_spec
+from .twins import TwinSpec, classification_train, cls_model, sod_model, sod_readout, train_checked, train_twin, twin_spec
 
 # ``pretrained``: the encoder of a classifier of the (without-sod) corpus; ``pretrained_with_sod``:
 # of the with-sod corpus; ``random_labels``: of the first corpus with its labels shuffled;
@@ -40,8 +41,8 @@ WITH_SOD_CLASSIFIER = "pretraining_classifier_with_sod"
 # handedness (b, d, p and q; 6 and 9 are one another turned), so the twins' flips and quarter
 # turns would make classes of one another (measured: 24 classes, 30 epochs, 0.61 top-1 with them).
 CORPUS_AUGMENTATION = {"hflip": False, "vflip": False, "rot90": False}
-# Corpus images held out of pre-training: every other image of each class of the corpus's
-# ``val`` split selects the epoch, the rest is the classifier gate's held-out set.
+# The share of each class of the corpus's ``val`` split held out for the classifier gate; the
+# rest selects the epoch.
 GATE_SHARE = 0.5
 
 
@@ -88,8 +89,8 @@ def corpus_splits(root: str | Path, image_size: int, augmentation: Mapping[str, 
                   ) -> tuple[Dataset, Dataset, Dataset]:
     """``(train, val, held_out)`` of a pre-training corpus folder (``root/train``, ``root/val``
     in the ImageFolder layout): the training images with the classifier's training transform
-    (decoded once into memory when ``preload``), and the ``val`` split's images cut in two by
-    `GATE_SHARE` (alternate images of each class), one to select the epoch, one for the gate."""
+    (decoded once into memory when ``preload``), and the ``val`` split's images cut in two, class
+    by class (`GATE_SHARE` of each held out), one to select the epoch, one for the gate."""
     root = Path(root)
     for part in ("train", "val"):
         if not (root / part).is_dir():
@@ -97,14 +98,13 @@ def corpus_splits(root: str | Path, image_size: int, augmentation: Mapping[str, 
                             "make one with `sodlab data synth --corpus pretrain --out DIR` or sodlab.data.synthetic.ensure_corpus")
     train = ImageFolder(root / "train", ImageTransform(image_size, train=True, **dict(augmentation)))
     val = ImageFolder(root / "val", ImageTransform(image_size), class_names=train.class_names)
-    labels = np.asarray(val.labels)
-    rank = np.zeros(len(labels), dtype=np.int64)
-    for c in np.unique(labels):
-        where = np.flatnonzero(labels == c)
-        rank[where] = np.arange(len(where))
-    select, gate = np.flatnonzero(rank % 2 == 0), np.flatnonzero(rank % 2 == 1)
-    if not len(gate):
-        raise DataError(f"{root / 'val'}: at least 2 images per class are needed (one selects the epoch, one is held out)")
+    counts = np.bincount(val.labels, minlength=len(val.class_names))
+    if counts.min() < 2:
+        raise DataError(f"{root / 'val'}: at least 2 images per class are needed (one selects the epoch, one is held out); "
+                        f"class {val.class_names[int(counts.argmin())]} has {int(counts.min())}")
+    # drawn as `datasets` draws a benchmark's validation split: by class, seeded, each class in both halves
+    select = stratified_draw(val.labels, 1 - GATE_SHARE, VAL_SEED, leave_one=True)
+    gate = np.setdiff1d(np.arange(len(val)), select)
     if preload:
         train.preload()
     return train, Subset(val, select.tolist()), Subset(val, gate.tolist())
@@ -202,16 +202,8 @@ def pretraining_effect(
 
     def fit(name: str, seed: int, task: str, make: Any, train_ds: Dataset, val_ds: Optional[Dataset], run: Path, n_epochs: int,
             check: bool, **extra: Any) -> tuple[torch.nn.Module, pd.DataFrame]:
-        # the run the study uses, then (``check``, with schedule_check) the same recipe for half the epochs, for its curve
-        trained, lg = train_twin(spec, task, make(), train_ds, val_ds, run, n_epochs, seed, dev, batch_size=batch_size,
-                                 progress=progress, image_size=image_size, **extra)
-        training.extend(validation_rows(seed_name(name, seed), lg))
-        half = half_epochs(n_epochs) if check and schedule_check and val_ds is not None else None
-        if half:
-            _, half_log = train_twin(spec, task, make(), train_ds, val_ds, run.parent / "half-schedule" / run.name, half[0], seed, dev,
-                                     batch_size=batch_size, progress=progress, image_size=image_size, **extra)
-            training.extend(validation_rows(seed_name(name + HALF_SCHEDULE, seed), half_log))
-        return trained, lg
+        return train_checked(spec, task, make, train_ds, val_ds, run, n_epochs, seed, dev, seed_name(name, seed), training,
+                             check and schedule_check, batch_size=batch_size, progress=progress, image_size=image_size, **extra)
 
     for seed in seeds:
         work = Path(work_dir) / f"{spec.name}_w{width}_seed{seed}"

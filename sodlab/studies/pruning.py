@@ -13,7 +13,7 @@ from ..checkpoint import load
 from ..device import resolve_device
 from ..errors import ConfigError
 from ..models.csnet import CSNet
-from .common import (PROTOCOL, bn_gammas, max_f_gain, datasets, flush_denormals, log_frame, score_summary, seeded, sod_model, sod_scores,
+from .common import (PROTOCOL, bn_gammas, datasets, flush_denormals, log_frame, max_f_gain, score_summary, seeded, sod_model, sod_scores,
                      spread, study_tables, train_or_resume, training_table, validation_rows)
 from .rules import CI_LEVEL, seed_name
 

@@ -25,10 +25,11 @@ def guess_gaps(model: nn.Module, folder: str | Path, size: Optional[int] = None,
     ``low``, ``high``, ``level``, ``n_images``, ``protocol``)."""
     mine = evaluate(model, folder, protocol=PROTOCOL, size=size, device=device, progress=False, per_image=True)["per_image"]
     theirs = baseline_metrics(folder, guesses, protocol=PROTOCOL, per_image=True)
+    model_max_f = max_f_from_curves(mine["curves"])
     rows = []
     for g in guesses:
         gap = max_f_gain([mine["curves"]], [theirs[g]["per_image"]["curves"]], n_boot, ci, seed)
-        rows.append({"guess": g, "model_max_f": max_f_from_curves(mine["curves"]), "guess_max_f": theirs[g]["max_f"],
+        rows.append({"guess": g, "model_max_f": model_max_f, "guess_max_f": theirs[g]["max_f"],
                      "gap": gap["gap"], "low": gap["low"], "high": gap["high"], "level": ci, "n_images": len(mine["mae"]),
                      "protocol": PROTOCOL})
     return pd.DataFrame(rows)

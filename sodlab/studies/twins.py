@@ -20,7 +20,7 @@ import dataclasses
 import hashlib
 import json
 from pathlib import Path
-from typing import Any, Optional, Sequence
+from typing import Any, Callable, Optional, Sequence
 
 import numpy as np
 import torch
@@ -35,7 +35,8 @@ from ..models.csnet import CSNet
 from ..models.registry import create_model
 from ..models.transfer import transfer_backbone
 from ..train import load_recipe
-from .common import seeded, train_or_resume
+from .common import seeded, train_or_resume, validation_rows
+from .rules import HALF_SCHEDULE, half_epochs
 
 # The twins' shared augmentation when the family asks for it: the classifier's (shapes have no
 # upright), applied to image and mask together for saliency.
@@ -216,6 +217,26 @@ def train_twin(spec: str | TwinSpec, task: str, model: nn.Module, train: Dataset
     size = over.pop("batch_size", None)
     return train_or_resume(model, train, val, run_dir, epochs, size, seed, device, task=task, recipe=spec.recipe(task),
                            progress=progress, **over)
+
+
+def train_checked(spec: str | TwinSpec, task: str, make: Callable[[], nn.Module], train: Dataset, val: Optional[Dataset],
+                  run_dir: Path, epochs: int, seed: int, device: torch.device, name: str, rows: list[dict[str, Any]],
+                  check: bool, batch_size: Optional[int] = None, progress: bool = False, image_size: Optional[int] = None,
+                  **overrides: Any) -> tuple[nn.Module, Any]:
+    """`train_twin` of a model from ``make`` into ``run_dir``, its validation curve appended to
+    ``rows`` under ``name`` (`validation_rows`); with ``check`` (and a validation split) the
+    same recipe again for half the epochs into ``half-schedule/`` beside ``run_dir``, for its
+    curve alone, appended as ``name`` + `HALF_SCHEDULE`: the plateau gate's evidence
+    (`sodlab.studies.rules.plateau_gate`). Returns the model and log of the run itself."""
+    kw = dict(batch_size=batch_size, progress=progress, image_size=image_size, **overrides)
+    model, log = train_twin(spec, task, make(), train, val, Path(run_dir), epochs, seed, device, **kw)
+    rows.extend(validation_rows(name, log))
+    half = half_epochs(epochs) if check and val is not None else None  # None: no check, and the gate lacks its evidence
+    if half:
+        _, half_log = train_twin(spec, task, make(), train, val, Path(run_dir).parent / "half-schedule" / Path(run_dir).name, half[0],
+                                 seed, device, **kw)
+        rows.extend(validation_rows(name + HALF_SCHEDULE, half_log))
+    return model, log
 
 
 def twin_runs(spec: str | TwinSpec, data_root: str | Path, train: Dataset, width: int, seed: int, epochs: int, cls_epochs: int,

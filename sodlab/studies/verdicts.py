@@ -23,6 +23,7 @@ import pandas as pd
 
 from ..errors import ConfigError, DataError
 from .common import collapsed_share, seed_mean
+from .pretraining import arm_name
 from .redundancy import PLATEAU_SHARE, params_to_reach, task_scores
 from .rules import (CI_LEVEL, CLASSIFIER_MIN_TOP1, HALF_SCHEDULE, SEED_SEPARATOR, Gate, Verdict, classifier_gate, judge,  # noqa: F401
                     plateau_gate, selection_gate)
@@ -485,9 +486,8 @@ def pretraining(final: pd.DataFrame, efficiency: pd.DataFrame, classifiers: Opti
                      f"{by_len.iloc[0]:+.3f} ({when(by_len.index[0])[2:]}) to {by_len.iloc[-1]:+.3f} ({when(by_len.index[-1])[2:]}).")
     cls_gates, cls_lines = classifier_gates(classifiers, ["pretraining_classifier"])
     arms = list(dict.fromkeys(final["init"])) if "init" in final else ["scratch", "pretrained"]
-    top_fraction = eff.fraction.max()
-    models = ["pretraining_classifier"] + [f"{i} at {f:.0%}" for f in eff.fraction.unique() for i in arms
-                                           if i != "scratch_matched" or np.isclose(f, top_fraction)]
+    models = ["pretraining_classifier"] + [arm_name(i, f) for f in eff.fraction.unique() for i in arms
+                                           if i != "scratch_matched" or np.isclose(f, top.fraction)]
     return judge(study="05_pretraining", claim=PRETRAINING_CLAIM,
                  quantity=f"pre-trained minus {against} max-F with {top.fraction:.0%} of the training set"
                           f"{when(longest)} (0-1)",
