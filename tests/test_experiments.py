@@ -779,3 +779,135 @@ def test_category_replicates_pool_the_splits(bench240, tmp_path):
     assert "doubling the schedule of" in plateau.note  # the first split's check speaks for both seeds
     with pytest.raises(ConfigError, match=r"category splits must be distinct seeds, at least one, got \[0, 0\]"):
         ex.category_replicates(bench240, splits=(0, 0), work_dir=tmp_path)
+
+
+# ------------------------------------------------------------------------ 05's ImageNet arm (full mode)
+@pytest.fixture(scope="module")
+def tiny_bench(tmp_path_factory):
+    """A handful of 32 px images: CSF+Res2Net-50 trains one step an epoch on them."""
+    from sodlab.data import synthetic
+
+    root = tmp_path_factory.mktemp("tiny") / "b"
+    synthetic.generate(root, n_train=24, n_test=4, size=32, seed=0, progress=False)  # 12 train, 12 val
+    return root
+
+
+@pytest.fixture(scope="module")
+def imagenet_file(tmp_path_factory):
+    """A stand-in for the authors' ``res2net50_v1b_26w_4s-*.pth``: a plain state dict of a
+    randomly initialised Res2Net-50 v1b 26w x 4s with its 1000-class ``fc``, saved without BN
+    batch counters as old PyTorch wrote it; the BN statistics are moved off their initial
+    values so that a copy of them can be told from a fresh model's."""
+    from sodlab.models.res2net import res2net50_v1b_26w_4s
+
+    torch.manual_seed(123)
+    sd = {k: v for k, v in res2net50_v1b_26w_4s().state_dict().items() if not k.endswith("num_batches_tracked")}
+    for k in sd:
+        if k.endswith(("running_mean", "running_var")):
+            sd[k] = torch.rand_like(sd[k]) + 0.5
+    sd["fc.weight"], sd["fc.bias"] = torch.randn(1000, 2048), torch.zeros(1000)
+    path = tmp_path_factory.mktemp("imagenet") / "res2net50_v1b_26w_4s-fake.pth"
+    torch.save(sd, path)
+    return path, sd
+
+
+@pytest.mark.slow
+def test_pretraining_from_imagenet_weights(tiny_bench, imagenet_file, tmp_path, monkeypatch):
+    """Full mode's arm: CSF+Res2Net-50 from the user's ImageNet file against the same model from
+    scratch (same seed, same head), BatchNorm trained alike; no classifier, and a verdict that
+    says the classifier gate cannot be judged without the user's ImageNet top-1."""
+    from sodlab.studies import pretraining
+    from sodlab.studies.cache import load_result, save_result
+    from sodlab.studies.twins import encoder_digest
+
+    path, sd = imagenet_file
+    started = {}
+    real = pretraining.train_checked
+
+    def spy(spec, task, make, *args, **kw):  # what each arm starts from, then the study's own training
+        started[args[6].split(" at ")[0]] = make()  # args: train, val, run_dir, epochs, seed, device, name
+        return real(spec, task, make, *args, **kw)
+
+    monkeypatch.setattr(pretraining, "train_checked", spy)
+    out = ex.pretraining_effect(tiny_bench, fractions=(1.0,), schedules=(1,), image_size=32, seeds=(0,), device="cpu",
+                                work_dir=tmp_path, n_boot=20, arms=("scratch", "pretrained"), imagenet_weights=path)
+    pre, scratch = started["pretrained"], started["scratch"]
+    ours = pre.backbone.state_dict()
+    assert sd.keys() - ours.keys() == {"fc.weight", "fc.bias"}
+    for k in ours.keys() & sd.keys():  # the pre-trained arm starts exactly on the file's weights and statistics
+        assert torch.equal(ours[k], sd[k]), k
+    fresh = scratch.backbone.state_dict()
+    assert not torch.equal(fresh["conv1.0.weight"], sd["conv1.0.weight"]) and not torch.equal(fresh["bn1.running_var"], sd["bn1.running_var"])
+    heads = [m.head.state_dict() for m in (pre, scratch)]
+    assert all(torch.equal(heads[0][k], heads[1][k]) for k in heads[0])  # one head, one seed: only the encoder differs
+    # BatchNorm alike: not frozen in either arm, in train mode and learning when training
+    for m in (pre, scratch):
+        assert (m.backbone.config.freeze_bn, m.backbone.config.frozen_stages) == (False, -1)
+        bns = [b for b in m.train().modules() if isinstance(b, nn.BatchNorm2d)]
+        assert bns and all(b.training and b.weight.requires_grad for b in bns)
+    assert type(pre).__name__ == type(scratch).__name__ == "CSFRes2Net"
+    # the tables: two arms, no classifier trained, the weights recorded in their place
+    f = out["final"]
+    assert sorted(f["init"]) == ["pretrained", "scratch"] and f["max_f"].between(0, 1).all()
+    assert out["controls"].empty and out["pretrain_log"].empty
+    c = out["classifiers"]
+    assert len(c) == 1 and c.iloc[0]["model"] == "imagenet_weights" and c.iloc[0]["weights"] == path.name
+    assert c.iloc[0]["accuracy"] is None and c.iloc[0]["digest"] == encoder_digest(pre)
+    assert sorted(out["training"]["model"].unique()) == ["pretrained at 100%:seed0", "scratch at 100%:seed0"]
+    assert (tmp_path / "res2net50_seed0" / f"pretrained-{encoder_digest(pre)}_f1_e1" / "best.pt").is_file()
+    # the verdict, also from the result cache's copy: the gate says what is missing, and nothing crashes
+    save_result(tmp_path / "cache.json", out)
+    for res in (out, load_result(tmp_path / "cache.json")):
+        v = verdicts.pretraining(res["final"], res["efficiency"], classifiers=res["classifiers"], mode="standard", seeds=[0],
+                                 controls=res["controls"], **verdicts.training_evidence(res["training"]))
+        gate = next(g for g in v.gates if g.name.startswith("classifier top-1"))
+        assert gate.name == f"classifier top-1: ImageNet weights {path.name}" and gate.value is None and not gate.passed
+        assert v.outcome == "inconclusive" and gate.name in v.reason
+        assert any("no ImageNet top-1 given (imagenet_top1)" in line for line in v.lines)
+        assert any("ImageNet pre-training's compute cannot be matched" in line for line in v.lines)
+
+
+def test_pretraining_imagenet_arm_refuses_what_it_cannot_run(tiny_bench, imagenet_file, tmp_path):
+    from sodlab.studies.pretraining import imagenet_design
+
+    path, _ = imagenet_file
+    run = dict(work_dir=tmp_path, device="cpu", image_size=32)
+    for arm in ("pretrained_with_sod", "random_labels", "scratch_matched"):
+        with pytest.raises(ConfigError, match=rf"arms \['{arm}'\] cannot run with imagenet_weights"):
+            ex.pretraining_effect(tiny_bench, arms=("scratch", "pretrained", arm), imagenet_weights=path, **run)
+    with pytest.raises(ConfigError, match=r"corpus, pretrain_epochs: not with imagenet_weights"):
+        ex.pretraining_effect(tiny_bench, corpus=tmp_path, pretrain_epochs=3, imagenet_weights=path, **run)
+    with pytest.raises(ConfigError, match=r"twins 'res2net-mini': with imagenet_weights the saliency model is csf-res2net50"):
+        ex.pretraining_effect(tiny_bench, twins="res2net-mini", imagenet_weights=path, **run)
+    with pytest.raises(ConfigError, match=r"imagenet_top1 1.5: the file's ImageNet val top-1 as a share in \[0, 1\]"):
+        ex.pretraining_effect(tiny_bench, imagenet_weights=path, imagenet_top1=1.5, **run)
+    with pytest.raises(ConfigError, match=r"imagenet_top1 is the top-1 of the imagenet_weights file; it needs imagenet_weights"):
+        ex.pretraining_effect(tiny_bench, imagenet_top1=0.8, **run)
+    # 05's notebook: the ImageNet arm in full mode only, the file as a Path so that the cache key sees it change
+    with pytest.raises(ConfigError, match=r"imagenet_weights is 05's full-mode arm .* got mode 'standard'"):
+        imagenet_design("standard", str(path))
+    assert imagenet_design("full", str(path), 0.8) == {"imagenet_weights": path, "imagenet_top1": 0.8, "arms": ("scratch", "pretrained")}
+
+
+def test_pretraining_imagenet_weights_file_errors_name_the_file(tiny_bench, tmp_path):
+    """A missing, garbage, foreign or code-carrying file fails before any training, naming the
+    argument and the file; the file is never unpickled beyond tensors."""
+    from sodlab.errors import CheckpointError, UnsafePickleError
+    from sodlab.models.res2net_family import res2net_mini_config
+    from sodlab.models.res2net import Res2Net
+
+    missing = tmp_path / "missing.pth"
+    garbage = tmp_path / "garbage.pth"
+    garbage.write_bytes(b"not a checkpoint at all")
+    mini = tmp_path / "mini.pth"
+    torch.save(Res2Net(res2net_mini_config()).state_dict(), mini)
+    code = tmp_path / "code.pth"
+    torch.save({"state_dict": {"conv1.0.weight": torch.zeros(1)}, "hook": Path("x")}, code)
+    cases = [(missing, CheckpointError, "no such PyTorch checkpoint file"),
+             (garbage, CheckpointError, "not a readable PyTorch checkpoint"),
+             (mini, CheckpointError, "Res2Net ImageNet weights"),
+             (code, UnsafePickleError, "refusing to load")]
+    for path, error, what in cases:
+        with pytest.raises(error, match=rf"^imagenet_weights: {path}.*{what}"):
+            ex.pretraining_effect(tiny_bench, imagenet_weights=path, work_dir=tmp_path / "runs", device="cpu", image_size=32)
+    assert not (tmp_path / "runs").exists()  # nothing trained

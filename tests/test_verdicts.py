@@ -346,6 +346,34 @@ def test_pretraining_reads_the_longest_schedule_and_averages_seeds():
     assert v.outcome == "inconclusive" and v.reason == "failed gate: plateau"
 
 
+def test_pretraining_from_imagenet_weights_gates_on_the_users_top1():
+    """05's full-mode arm: no classifier trained, so no 'pretraining_classifier' curve is asked
+    for; the gate is the user's ImageNet top-1 of the file at 0.75 (0.90 is beyond any
+    ImageNet-1k Res2Net-50), not evaluable without it."""
+    from sodlab.studies.pretraining import imagenet_row
+
+    curves = {m: FLAT for m in ("scratch at 10%", "pretrained at 10%", "scratch at 100%", "pretrained at 100%")}
+    tables = _pretraining_tables(0.0, -0.015, 0.01)
+
+    def verdict(top1):
+        cl = pd.DataFrame([imagenet_row("/w/res2net50_v1b_26w_4s-3cf99910.pth", "abc", top1)])
+        return verdicts.pretraining(*tables, classifiers=cl, mode="standard", seeds=[0], validation_curves=curves, **GOOD)
+
+    name = "classifier top-1: ImageNet weights res2net50_v1b_26w_4s-3cf99910.pth"
+    v = verdict(0.80)
+    assert v.outcome == "supported" and _gates(v) == {name: True, "plateau": True, "selection on validation": True}
+    gate = v.gates[0]
+    assert (gate.value, gate.threshold) == (0.80, verdicts.IMAGENET_MIN_TOP1) and "not checked by sodlab" in gate.note
+    assert ("- Pre-trained encoder: the user's ImageNet weights res2net50_v1b_26w_4s-3cf99910.pth, no classifier trained here; "
+            "ImageNet val top-1 0.800 on 1000 classes as measured by the user (not checked here).") in v.lines
+    assert any("ImageNet pre-training's compute cannot be matched" in line for line in v.lines)
+    v = verdict(0.60)
+    assert v.outcome == "inconclusive" and v.reason == f"failed gate: {name}"
+    v = verdict(None)
+    assert v.outcome == "inconclusive" and v.reason == f"failed gate: {name}" and v.gates[0].value is None
+    assert "not evaluable" in v.gates[0].describe() and any("no ImageNet top-1 given (imagenet_top1)" in line for line in v.lines)
+
+
 # ------------------------------------------------------------------------ 6: redundancy
 def _redundancy_tables(sod_small, cls_small, er_sod=0.3, er_cls=0.5, dead_sod=0.4, dead_cls=0.1, floors=None, sod_wide=0.8):
     sweep = pd.DataFrame([{"task": t, "width": w, "metric": m, "value": v, "params": w * 1000}

@@ -7,10 +7,17 @@ shapes). Its ``without-sod`` variant holds none of the benchmark's categories, i
 as such can be told from what knowing the benchmark's categories brings. Without a corpus the
 encoder is pre-trained on the benchmark's own training images and categories (the setting
 before the corpus existed; no ``pretrained_with_sod`` arm then).
+
+Full mode may take the real thing instead (``imagenet_weights``): a user's ImageNet file of
+Res2Net-50 v1b 26w x 4s is the pre-trained arm's encoder, and CSF+Res2Net (``csf-res2net50``)
+is the saliency model of both arms, scratch the same architecture from the same seed without
+the file's weights. No classifier is trained then; the arms that need a corpus and the
+compute-matched scratch arm (ImageNet's compute cannot be matched here) are refused.
 """
 from __future__ import annotations
 
 import math
+import numbers
 from pathlib import Path
 from typing import Any, Mapping, Optional, Sequence
 
@@ -20,14 +27,18 @@ import torch
 from torch.utils.data import Dataset, Subset
 
 from ..analysis import categories as cat
+from ..analysis import probes
 from ..analysis.categories import stratified_draw
 from ..data.imagefolder import ImageFolder, ImageTransform, LabelledImages
 from ..device import resolve_device
-from ..errors import ConfigError, DataError
+from ..errors import CheckpointError, ConfigError, DataError
+from ..models.registry import create_model
+from ..models.res2net import Res2Net, load_imagenet_weights, res2net50_v1b_26w_4s
 from .common import (PROTOCOL, VAL_SEED, category_names, classifier_row, datasets, flush_denormals, log_frame, max_f_gain, score_summary,
-                     seed_mean, sod_scores, study_tables, training_table)
+                     seed_mean, seeded, sod_scores, study_tables, training_table)
 from .rules import CI_LEVEL, HALF_SCHEDULE, half_epochs, seed_name
-from .twins import TwinSpec, classification_train, cls_model, sod_model, sod_readout, train_checked, train_twin, twin_spec
+from .twins import (TwinSpec, classification_train, cls_model, modules_digest, sod_model, sod_readout, train_checked, train_twin,
+                    twin_spec)
 
 # ``pretrained``: the encoder of a classifier of the (without-sod) corpus; ``pretrained_with_sod``:
 # of the with-sod corpus; ``random_labels``: of the first corpus with its labels shuffled;
@@ -44,6 +55,26 @@ CORPUS_AUGMENTATION = {"hflip": False, "vflip": False, "rot90": False}
 # The share of each class of the corpus's ``val`` split held out for the classifier gate; the
 # rest selects the epoch.
 GATE_SHARE = 0.5
+
+# --- the ImageNet arm (``imagenet_weights``)
+# The ``classifiers`` row that stands for the user's ImageNet weights (no classifier is trained).
+IMAGENET_CLASSIFIER = "imagenet_weights"
+IMAGENET_CLASSES = 1000
+# The arms that cannot run from ImageNet weights: the two corpus controls have no ImageNet
+# counterpart here, and ImageNet's compute (1.28 million images, ~100 epochs) cannot be matched.
+IMAGENET_REFUSED = ("pretrained_with_sod", "random_labels", "scratch_matched")
+# BatchNorm alike in both arms: trained, in train mode, its statistics updated. The authors
+# fine-tune with frozen BN (`csf-res2net-paper`: ``freeze_bn=true``), which makes sense only
+# over pre-trained statistics: frozen in the scratch arm, BN would keep its random
+# initialisation's running statistics (mean 0, variance 1) and unit scale for ever, and the
+# comparison would measure that handicap, not pre-training.
+IMAGENET_BN = {"freeze_bn": False, "frozen_stages": -1}
+# The saliency model and the recipe of both arms: CSF+Res2Net with the authors' optimisation
+# at 10 images a step (Adam 5e-5, weight decay 5e-4, lr x0.1 after epoch 16), both arms alike;
+# left-right flips only (photographs have an upright). ``cls_model`` names the classifier the
+# ImageNet file was trained as; nothing trains it here.
+IMAGENET_TWINS = TwinSpec("res2net50", "csf-res2net50", "res2net50", "csf-res2net-batched", "classify-quick",
+                          ("backbone.layer2", "backbone.layer3", "backbone.layer4"), turns=False)
 
 
 class RelabelledDataset(Dataset):
@@ -110,6 +141,69 @@ def corpus_splits(root: str | Path, image_size: int, augmentation: Mapping[str, 
     return train, Subset(val, select.tolist()), Subset(val, gate.tolist())
 
 
+def imagenet_encoder(path: str | Path) -> Res2Net:
+    """A Res2Net-50 v1b 26w x 4s backbone (BatchNorm as `IMAGENET_BN`) holding the ImageNet
+    weights file ``path`` (`load_imagenet_weights`: read with ``weights_only=True``, every key
+    and shape checked); any problem is a `CheckpointError` naming the argument and the file."""
+    try:
+        return load_imagenet_weights(res2net50_v1b_26w_4s(**IMAGENET_BN), path)
+    except CheckpointError as exc:  # the same kind (an unsafe pickle stays one), with the argument named
+        raise type(exc)(f"imagenet_weights: {exc}") from exc
+
+
+def imagenet_sod_model(spec: TwinSpec, seed: int, encoder: Optional[Res2Net] = None) -> torch.nn.Module:
+    """The ImageNet arms' saliency model (``spec.sod_model``, BatchNorm as `IMAGENET_BN`)
+    initialised from ``seed``; with ``encoder`` its backbone's weights and statistics copied
+    from it. The head is the same in both arms: only the encoder's start differs."""
+    model = seeded(lambda: create_model(spec.sod_model, **IMAGENET_BN), seed)
+    if encoder is not None:
+        model.backbone.load_state_dict(encoder.state_dict())
+    return model
+
+
+def imagenet_row(path: str | Path, digest: str, top1: Optional[float]) -> dict[str, Any]:
+    """The ``classifiers`` row of the ImageNet arm: the weights file (name and `encoder_digest`)
+    and ``top1``, the user's own measurement of it on ImageNet val (None: not given; sodlab
+    measures nothing on ImageNet, so the verdict's classifier gate is then not evaluable)."""
+    return {"model": IMAGENET_CLASSIFIER, "weights": Path(path).name, "digest": digest, "classes": IMAGENET_CLASSES,
+            "n_images": None, "accuracy": None if top1 is None else float(top1), "chance": 1.0 / IMAGENET_CLASSES,
+            "above_chance": None if top1 is None else probes.chance_normalised(top1, IMAGENET_CLASSES),
+            "measured_by": None if top1 is None else "user"}
+
+
+def imagenet_design(mode: str, imagenet_weights: str | Path, imagenet_top1: Optional[float] = None) -> dict[str, Any]:
+    """05's arguments of `pretraining_effect` for the ImageNet arm, in full mode only (the
+    other modes' sizes are for the CPU-sized twins): the weights as a `Path` (so that a
+    cached result is keyed by the file's size and time too), the user's top-1, and the two
+    arms that can run from ImageNet weights."""
+    if mode != "full":
+        raise ConfigError(f"imagenet_weights is 05's full-mode arm (CSF+Res2Net-50 at full mode's sizes); got mode {mode!r}: "
+                          "run with mode='full', or leave imagenet_weights None for the corpus design")
+    return {"imagenet_weights": Path(imagenet_weights).expanduser(), "imagenet_top1": imagenet_top1, "arms": ("scratch", "pretrained")}
+
+
+def imagenet_checks(twins: Optional[str | TwinSpec], arms: Sequence[str], corpus: Optional[str | Path],
+                    corpus_with_sod: Optional[str | Path], pretrain_epochs: Optional[int], top1: Optional[float]) -> TwinSpec:
+    """The family of `pretraining_effect`'s ImageNet arm (`IMAGENET_TWINS` unless ``twins``
+    is a `TwinSpec` of the same saliency model), after refusing what does not go with
+    ``imagenet_weights``: the arms of `IMAGENET_REFUSED`, a corpus, pre-training epochs, and a
+    top-1 outside [0, 1]."""
+    refused = [a for a in arms if a in IMAGENET_REFUSED]
+    if refused:
+        raise ConfigError(f"arms {refused} cannot run with imagenet_weights: the corpus controls have no ImageNet counterpart and "
+                          "ImageNet's compute cannot be matched here; use arms=('scratch', 'pretrained')")
+    given = [n for n, v in (("corpus", corpus), ("corpus_with_sod", corpus_with_sod), ("pretrain_epochs", pretrain_epochs)) if v is not None]
+    if given:
+        raise ConfigError(f"{', '.join(given)}: not with imagenet_weights (the pre-trained encoder is the file's, no classifier is trained)")
+    if top1 is not None and (isinstance(top1, bool) or not isinstance(top1, numbers.Real) or not 0.0 <= float(top1) <= 1.0):
+        raise ConfigError(f"imagenet_top1 {top1!r}: the file's ImageNet val top-1 as a share in [0, 1] (e.g. 0.80)")
+    spec = IMAGENET_TWINS if twins is None else twin_spec(twins)
+    if spec.sod_model != IMAGENET_TWINS.sod_model:
+        raise ConfigError(f"twins {spec.name!r}: with imagenet_weights the saliency model is {IMAGENET_TWINS.sod_model} "
+                          "(leave twins None, or give a TwinSpec of that model)")
+    return spec
+
+
 def arm_name(init: str, fraction: float) -> str:
     """A fine-tuned model's name in ``training``: the arm and the share of the training set."""
     return f"{init} at {fraction:.0%}"
@@ -131,18 +225,30 @@ def pretraining_effect(
     progress: bool = False,
     ci: float = CI_LEVEL,
     arms: Sequence[str] = ("scratch", "pretrained"),
-    twins: str | TwinSpec = "res2net-mini",
+    twins: Optional[str | TwinSpec] = None,
     corpus: Optional[str | Path] = None,
     corpus_with_sod: Optional[str | Path] = None,
     schedules: Optional[Sequence[int]] = None,
     schedule_check: bool = False,
+    imagenet_weights: Optional[str | Path] = None,
+    imagenet_top1: Optional[float] = None,
 ) -> dict[str, pd.DataFrame]:
     """SOD from scratch vs from the encoder of a classifier pre-trained on ``corpus`` (a
     pre-training corpus folder; None: the benchmark's own training images and categories), on
     ``fractions`` of the training set (stratified by category), for every seed of ``seeds``
     (each seed its own classifiers, initial weights and data order), with the twins of family
-    ``twins`` (`sodlab.studies.twins`: the saliency model and the classifier share their
-    initial encoder; the pre-trained saliency model's head starts as scratch's).
+    ``twins`` (`sodlab.studies.twins`, default ``"res2net-mini"``: the saliency model and the
+    classifier share their initial encoder; the pre-trained saliency model's head starts as
+    scratch's).
+
+    ``imagenet_weights`` (full mode's arm): a Res2Net-50 v1b 26w x 4s ImageNet file
+    (`load_imagenet_weights`; e.g. the authors' ``res2net50_v1b_26w_4s-3cf99910.pth``) is the
+    pre-trained arm's encoder instead of a classifier trained here, and both arms are
+    `IMAGENET_TWINS`' ``csf-res2net50`` (or ``twins``, a `TwinSpec` of that model: another
+    recipe), BatchNorm trained alike in both (`IMAGENET_BN`), the same head from the same seed.
+    ``width``, ``corpus`` and the arms of `IMAGENET_REFUSED` do not apply. ``imagenet_top1``:
+    the user's own measured ImageNet val top-1 of that file, recorded in ``classifiers`` as the
+    classifier gate's value (sodlab cannot check it; None leaves the gate not evaluable).
 
     ``schedules``: the saliency models' epochs, one length or two of which the shorter is half
     the longer (default ``(epochs,)``); every arm but ``scratch_matched`` is fine-tuned for each,
@@ -163,12 +269,18 @@ def pretraining_effect(
     minus scratch per fraction and schedule, the mean over seeds, with a paired bootstrap
     interval over seeds and test images at level ``ci``), ``controls`` (pre-trained minus each
     control arm, alike), ``training`` (validation curves) and ``classifiers`` (each
-    pre-training classifier's top-1 on held-out corpus images next to chance).
+    pre-training classifier's top-1 on held-out corpus images next to chance; with
+    ``imagenet_weights``, `imagenet_row`).
     """
-    spec = twin_spec(twins)
     unknown = [a for a in arms if a not in ARMS]
     if unknown or not {"scratch", "pretrained"} <= set(arms):
         raise ConfigError(f"arms must include 'scratch' and 'pretrained' and be among {ARMS}; got {list(arms)}")
+    if imagenet_weights is not None:
+        spec = imagenet_checks(twins, arms, corpus, corpus_with_sod, pretrain_epochs, imagenet_top1)
+    elif imagenet_top1 is not None:
+        raise ConfigError("imagenet_top1 is the top-1 of the imagenet_weights file; it needs imagenet_weights")
+    else:
+        spec = twin_spec("res2net-mini" if twins is None else twins)
     if "pretrained_with_sod" in arms and corpus_with_sod is None:
         raise ConfigError("the 'pretrained_with_sod' arm needs corpus_with_sod (the with-sod pre-training corpus)")
     seeds = [int(s) for s in seeds]
@@ -180,19 +292,21 @@ def pretraining_effect(
         raise ConfigError(f"schedules {list(schedules or ())}: one positive number of epochs, or two of which the shorter is half "
                           f"the longer (it is also the longer one's plateau evidence)")
     arms = [a for a in ARMS if a in arms]
+    # read and checked before any training: a wrong file fails now, not after the scratch runs
+    encoder = None if imagenet_weights is None else imagenet_encoder(imagenet_weights)
+    digest = None if encoder is None else modules_digest([encoder])
     dev = resolve_device(device)
     train, val, test = datasets(data_root, image_size, augmentation=spec.augmentation())
     pre_epochs = int(pretrain_epochs or epochs)
 
     # --- the pre-training sets (the same for every seed)
     sources: dict[str, tuple[Dataset, Dataset, Dataset]] = {}
-    if corpus is None:
-        sources["pretrained"] = (classification_train(spec, data_root, train, image_size, category_names(train)), val, test)
-    else:
-        sources["pretrained"] = corpus_splits(corpus, image_size, CORPUS_AUGMENTATION)
+    if encoder is None:  # else pre-trained elsewhere, on ImageNet
+        sources["pretrained"] = (corpus_splits(corpus, image_size, CORPUS_AUGMENTATION) if corpus is not None else
+                                 (classification_train(spec, data_root, train, image_size, category_names(train)), val, test))
     if "pretrained_with_sod" in arms:
         sources["pretrained_with_sod"] = corpus_splits(corpus_with_sod, image_size, CORPUS_AUGMENTATION)
-    n_pretrain = len(sources["pretrained"][0])
+    n_pretrain = len(sources["pretrained"][0]) if "pretrained" in sources else 0
     # recorded in the classifiers' run configs (the datasets above apply them)
     pre_flips = {} if corpus is None else dict(CORPUS_AUGMENTATION)
 
@@ -205,8 +319,11 @@ def pretraining_effect(
         return train_checked(spec, task, make, train_ds, val_ds, run, n_epochs, seed, dev, seed_name(name, seed), training,
                              check and schedule_check, batch_size=batch_size, progress=progress, image_size=image_size, **extra)
 
+    if encoder is not None:
+        classifiers.append(imagenet_row(imagenet_weights, digest, imagenet_top1))
     for seed in seeds:
-        work = Path(work_dir) / f"{spec.name}_w{width}_seed{seed}"
+        # the ImageNet arm's model has no width; its pre-trained runs are keyed by the weights
+        work = Path(work_dir) / (f"{spec.name}_seed{seed}" if encoder is not None else f"{spec.name}_w{width}_seed{seed}")
         encoders: dict[str, torch.nn.Module] = {}
         for arm, cls_name in (("pretrained", PRETRAINING_CLASSIFIER), ("pretrained_with_sod", WITH_SOD_CLASSIFIER)):
             if arm not in sources:
@@ -233,13 +350,17 @@ def pretraining_effect(
                     continue
 
                 def make(s: int = seed, i: str = init) -> torch.nn.Module:
+                    if encoder is not None:
+                        return imagenet_sod_model(spec, s, encoder if i == "pretrained" else None)
                     return sod_model(spec, width, s) if i in ("scratch", "scratch_matched") else sod_readout(encoders[i], s)
 
+                # another weights file is another run, never a finished one resumed
+                run = f"{init}-{digest}" if encoder is not None and init == "pretrained" else init
                 for n in ([longest] if matched else lengths):
                     n_epochs = matched_epochs(n, pre_epochs, n_pretrain, len(sub)) if matched else n
                     # the shorter schedule is a condition and the longer one's plateau evidence at once
                     name = arm_name(init, frac) + ("" if n == longest else HALF_SCHEDULE)
-                    trained, lg = fit(name, seed, "sod", make, sub, val, work / f"{init}_f{frac:g}_e{n}", n_epochs,
+                    trained, lg = fit(name, seed, "sod", make, sub, val, work / f"{run}_f{frac:g}_e{n}", n_epochs,
                                       check=n == longest and (matched or len(lengths) == 1))
                     curves.append(log_frame(lg, init=init, fraction=frac, schedule=n, seed=seed))
                     s = sod_scores(trained, test, dev)
@@ -259,7 +380,7 @@ def pretraining_effect(
     eff = [gain("pretrained", "scratch", f, n) for f in fractions for n in lengths]
     controls = [{"versus": c, **gain("pretrained", c, f, n)} for c in CONTROLS if c in arms for f in fractions for n in lengths
                 if (c, f, n) in scores]
-    pre_log = pd.concat(pre_logs, ignore_index=True)
+    pre_log = pd.concat(pre_logs, ignore_index=True) if pre_logs else pd.DataFrame(columns=["classifier", "seed"])
     return study_tables({"pretrain_log": pre_log, "curves": pd.concat(curves, ignore_index=True), "final": final,
                          "efficiency": pd.DataFrame(eff),
                          "controls": pd.DataFrame(controls, columns=["versus", "fraction", "schedule", "n_train", "max_f_gain", "low", "high",

@@ -134,8 +134,13 @@ def encoder_digest(model: nn.Module) -> str:
     """A short hash of the encoder's weights and BatchNorm statistics: what a run trained on
     top of a frozen copy of it is keyed by, so that another encoder (a classifier trained longer,
     say) never reuses a head trained on this one."""
+    return modules_digest(encoder_modules(model))
+
+
+def modules_digest(modules: Sequence[nn.Module]) -> str:
+    """`encoder_digest` of the given modules (weights and BatchNorm statistics, in key order)."""
     h = hashlib.sha1()
-    for m in encoder_modules(model):
+    for m in modules:
         for k, v in sorted(m.state_dict().items()):
             h.update(k.encode())
             h.update(v.detach().cpu().contiguous().numpy().tobytes())

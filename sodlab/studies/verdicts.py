@@ -23,10 +23,10 @@ import pandas as pd
 
 from ..errors import ConfigError, DataError
 from .common import collapsed_share, seed_mean
-from .pretraining import arm_name
+from .pretraining import IMAGENET_CLASSES, IMAGENET_CLASSIFIER, arm_name
 from .redundancy import PLATEAU_SHARE, params_to_reach, task_scores
-from .rules import (CI_LEVEL, CLASSIFIER_MIN_TOP1, HALF_SCHEDULE, SEED_SEPARATOR, Gate, Verdict, classifier_gate, judge,  # noqa: F401
-                    plateau_gate, selection_gate)
+from .rules import (CI_LEVEL, CLASSIFIER_MIN_TOP1, HALF_SCHEDULE, IMAGENET_MIN_TOP1, SEED_SEPARATOR, Gate, Verdict,  # noqa: F401
+                    classifier_gate, judge, plateau_gate, selection_gate)
 
 Curves = Optional[Mapping[str, Sequence[float]]]
 
@@ -440,6 +440,24 @@ PRETRAINING_CLAIM = "Classification pre-training is not necessary for SOD: from 
 PRETRAINING_MARGIN = 0.02
 
 
+def imagenet_gate(row: pd.Series) -> tuple[Gate, str]:
+    """The classifier gate of 05's ImageNet arm and its Markdown line, from the ``classifiers``
+    row of the user's weights (`sodlab.studies.pretraining.imagenet_row`): its value is the top-1
+    the user measured on ImageNet val (`IMAGENET_MIN_TOP1`; sodlab cannot check it and says so),
+    not evaluable when none was given. No classifier was trained, so it has no plateau gate."""
+    top1 = None if pd.isna(row.get("accuracy")) else float(row["accuracy"])
+    weights = row.get("weights", "the weights file")
+    if top1 is None:
+        note = "no ImageNet top-1 given (imagenet_top1): the weights' competence is unknown here"
+        line = (f"- Pre-trained encoder: the user's ImageNet weights {weights}, no classifier trained here; no ImageNet top-1 "
+                "given (imagenet_top1), so the classifier gate is not evaluable.")
+    else:
+        note = "the user's own ImageNet val measurement, not checked by sodlab"
+        line = (f"- Pre-trained encoder: the user's ImageNet weights {weights}, no classifier trained here; ImageNet val top-1 "
+                f"{top1:.3f} on {int(row.get('classes', IMAGENET_CLASSES))} classes as measured by the user (not checked here).")
+    return classifier_gate(f"ImageNet weights {weights}", top1, note, threshold=IMAGENET_MIN_TOP1), line
+
+
 def pretraining(final: pd.DataFrame, efficiency: pd.DataFrame, classifiers: Optional[pd.DataFrame] = None, *, mode: str,
                 seeds: Sequence[int], validation_curves: Curves = None, selected_on_validation: Optional[bool] = None,
                 controls: Optional[pd.DataFrame] = None) -> Verdict:
@@ -452,7 +470,9 @@ def pretraining(final: pd.DataFrame, efficiency: pd.DataFrame, classifiers: Opti
     `PRETRAINING_MARGIN`; when ``controls`` holds the compute-matched scratch arm there, scratch
     is that arm (scratch given as many training images as pre-training plus fine-tuning: the
     claim is that scratch catches up with enough training). Every pre-training classifier
-    must pass its gate; every fine-tuned model of the longest schedule its training gates."""
+    must pass its gate; every fine-tuned model of the longest schedule its training gates.
+    When ``classifiers`` holds the user's ImageNet weights (`IMAGENET_CLASSIFIER`), their gate
+    is `imagenet_gate` instead: no classifier was trained, so none has curves to judge."""
     fin = final.assign(schedule=final["schedule"] if "schedule" in final else 0).groupby(["init", "fraction", "schedule"])["max_f"].mean()
     eff = efficiency.assign(schedule=efficiency["schedule"] if "schedule" in efficiency else 0).sort_values(["fraction", "schedule"])
     level = _level(efficiency, "efficiency")
@@ -474,20 +494,27 @@ def pretraining(final: pd.DataFrame, efficiency: pd.DataFrame, classifiers: Opti
                          f"at {r.fraction:.0%}{when(r.schedule)}: {r.max_f_gain:+.3f} ({r.level:.0%} CI {r.low:+.3f} .. {r.high:+.3f}).")
     matched = None if ctl is None else ctl[(ctl.versus == "scratch_matched") & np.isclose(ctl.fraction, top.fraction)
                                            & (ctl.schedule == longest)]
+    imagenet = None if classifiers is None or "model" not in classifiers else classifiers[classifiers.model == IMAGENET_CLASSIFIER]
+    imagenet = imagenet if imagenet is not None and len(imagenet) else None
     if matched is not None and len(matched):
         head, against = matched.iloc[0], "compute-matched scratch"
     else:
         head, against = top, "scratch"
-        lines.append("- Scratch here trained for the fine-tuning's epochs only, not for the pre-training's images too: "
-                     "no compute-matched arm.")
+        lines.append("- Scratch here trained for the fine-tuning's epochs only" + (
+            ": ImageNet pre-training's compute cannot be matched in this design, so no compute-matched arm." if imagenet is not None
+            else ", not for the pre-training's images too: no compute-matched arm."))
     if several:
         by_len = eff[np.isclose(eff.fraction, top.fraction)].set_index("schedule")["max_f_gain"]
         lines.append(f"- Does scratch catch up with longer training? The gain over scratch at {top.fraction:.0%} goes from "
                      f"{by_len.iloc[0]:+.3f} ({when(by_len.index[0])[2:]}) to {by_len.iloc[-1]:+.3f} ({when(by_len.index[-1])[2:]}).")
-    cls_gates, cls_lines = classifier_gates(classifiers, ["pretraining_classifier"])
     arms = list(dict.fromkeys(final["init"])) if "init" in final else ["scratch", "pretrained"]
-    models = ["pretraining_classifier"] + [arm_name(i, f) for f in eff.fraction.unique() for i in arms
-                                           if i != "scratch_matched" or np.isclose(f, top.fraction)]
+    models = [arm_name(i, f) for f in eff.fraction.unique() for i in arms if i != "scratch_matched" or np.isclose(f, top.fraction)]
+    if imagenet is not None:  # the user's ImageNet weights: gated on their top-1, and trained here is no classifier
+        gate, line = imagenet_gate(imagenet.iloc[0])
+        cls_gates, cls_lines = [gate], [line]
+    else:
+        cls_gates, cls_lines = classifier_gates(classifiers, ["pretraining_classifier"])
+        models = ["pretraining_classifier"] + models
     return judge(study="05_pretraining", claim=PRETRAINING_CLAIM,
                  quantity=f"pre-trained minus {against} max-F with {top.fraction:.0%} of the training set"
                           f"{when(longest)} (0-1)",
