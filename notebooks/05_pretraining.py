@@ -39,6 +39,16 @@
 # (With a user-provided DUTS-TR folder, `data_root` switches the notebook to real data; the
 # category labels it needs come from a `categories.csv`, see `data/README.md`.)
 #
+# **Full mode with ImageNet.** Given `imagenet_weights` (a Res2Net-50 v1b 26w x 4s ImageNet
+# file, e.g. the authors' `res2net50_v1b_26w_4s-3cf99910.pth`) and your DUTS in `data_root`,
+# full mode compares the real thing instead: CSF+Res2Net (`csf-res2net50`) fine-tuned from the
+# file against the same model from scratch (same seed, same head, same recipe), BatchNorm
+# trained in both arms alike (frozen, as the authors fine-tune, it would keep the scratch
+# arm's random statistics). Nothing is pre-trained here, so the corpus controls and the
+# compute-matched arm do not run, and the classifier gate reads `imagenet_top1`: the file's
+# ImageNet val top-1 as you measured it (without it the gate cannot be judged and the outcome
+# stays inconclusive).
+#
 # **New here?** Salient object detection (SOD) outputs a map: for every pixel, how much it
 # belongs to the object that stands out (0-1). Classification outputs one category name per
 # image; the figure below shows both on the same images. Most SOD models start from an encoder
@@ -53,6 +63,8 @@ data_root = None
 device = "auto"
 results_dir = None
 seeds = None  # None: the mode's seeds; e.g. (0, 1) runs only those (a later run with more seeds reuses their models)
+imagenet_weights = None  # full mode: a Res2Net-50 v1b 26w x 4s ImageNet file; None: the corpus design
+imagenet_top1 = None  # that file's ImageNet val top-1 as you measured it (e.g. 0.80): the classifier gate's value
 
 # %%
 import matplotlib.pyplot as plt
@@ -81,19 +93,22 @@ S
 
 # %% [markdown]
 # The two corpus variants, generated once into `data/` (the same images for the classes they
-# share).
+# share); with `imagenet_weights`, the file instead.
 
 # %%
-corpora = {variant: ensure_corpus(variant, **S["corpus"], progress=False) for variant in ("without-sod", "with-sod")}
-corpora
+if imagenet_weights is None:
+    corpora = {variant: ensure_corpus(variant, **S["corpus"], progress=False) for variant in ("without-sod", "with-sod")}
+    design = dict(width=S["width"], pretrain_epochs=S["pretrain_epochs"], twins="res2net-mini", corpus=corpora["without-sod"],
+                  corpus_with_sod=corpora["with-sod"], arms=("scratch", "pretrained", "pretrained_with_sod", "random_labels", "scratch_matched"))
+else:
+    design = pretraining.imagenet_design(mode, imagenet_weights, imagenet_top1)
+design
 
 # %%
 print(study.device_note())
 res = study.cached(
-    ex.pretraining_effect, study.data_root, fractions=S["fractions"], width=S["width"], schedules=S["schedules"],
-    image_size=S["image_size"], seeds=S["seeds"], device=study.device, work_dir=study.work_dir, pretrain_epochs=S["pretrain_epochs"],
-    n_boot=S["n_boot"], arms=("scratch", "pretrained", "pretrained_with_sod", "random_labels", "scratch_matched"),
-    twins="res2net-mini", corpus=corpora["without-sod"], corpus_with_sod=corpora["with-sod"], schedule_check=True,
+    ex.pretraining_effect, study.data_root, fractions=S["fractions"], schedules=S["schedules"], image_size=S["image_size"],
+    seeds=S["seeds"], device=study.device, work_dir=study.work_dir, n_boot=S["n_boot"], schedule_check=True, **design,
 )
 for name, df in res.items():
     study.save_table(df, name)
@@ -163,8 +178,9 @@ viz.learning_panel(curves, shown["final"])
 # shuffled labels comes from pre-training as such, not from knowing classes) and minus
 # pre-training on the corpus with the SOD categories (what knowing the benchmark's categories
 # adds).
-# Gates first: every pre-training classifier at 0.90 top-1 on held-out corpus images;
-# every trained model at a plateau (gain under 0.005 over the last quarter of its
+# Gates first: every pre-training classifier at 0.90 top-1 on held-out corpus images (with
+# `imagenet_weights`: the file's ImageNet top-1 you gave, at least 0.75, since no ImageNet-1k
+# Res2Net-50 reaches 0.90; none given, the gate is not evaluable); every trained model at a plateau (gain under 0.005 over the last quarter of its
 # epochs on a validation split) and selected on that split, not the test split; a failed or
 # unevaluable gate leaves the outcome inconclusive. Quick mode never concludes.
 
