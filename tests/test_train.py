@@ -448,3 +448,23 @@ def test_cli_resume_may_lower_the_learning_rate(tmp_path, bench):
     assert main(train_args(bench, out, "--set", "schedule=constant", "--set", "epochs=2", "--resume", "--set", "lr=0.0003")) == 0
     log = pd.read_csv(out / "log.csv")
     assert list(log["epoch"]) == [1, 2] and list(log["lr"]) == pytest.approx([3e-3, 3e-4], rel=1e-12)
+
+
+def test_bce_iou_loss_adds_each_images_soft_iou_to_the_bce():
+    from sodlab.train.loss import soft_iou_loss, task_loss
+    logits = torch.tensor([[[[2.0, -1.0], [0.0, 3.0]]], [[[-2.0, -2.0], [1.0, 0.5]]]])
+    target = torch.tensor([[[[1.0, 0.0], [0.0, 1.0]]], [[[0.0, 0.0], [1.0, 0.0]]]])
+    p = torch.sigmoid(logits).flatten(1)
+    t = target.flatten(1)
+    # by hand: per image (I + 1) / (U + 1) with U = sum(p) + sum(t) - I, then 1 - that, averaged
+    inter = (p * t).sum(1)
+    by_hand = (1 - (inter + 1) / (p.sum(1) + t.sum(1) - inter + 1)).mean()
+    assert float(soft_iou_loss(logits, target)) == pytest.approx(float(by_hand), rel=1e-6)
+    assert float(soft_iou_loss(torch.full((1, 1, 4, 4), 40.0), torch.ones(1, 1, 4, 4))) == pytest.approx(0.0, abs=1e-6)
+    bce = task_loss(logits, target, TrainConfig(task="sod", loss="bce"))
+    both = task_loss(logits, target, TrainConfig(task="sod", loss="bce+iou"))
+    assert float(both - bce) == pytest.approx(float(by_hand), rel=1e-5)
+    with pytest.raises(ConfigError, match="'bce\\+iou' is a saliency loss; task 'classification' takes 'ce'"):
+        TrainConfig(task="classification", loss="bce+iou")
+    with pytest.raises(ConfigError, match="train config key 'loss': use one of 'auto', 'bce', 'bce\\+iou', 'ce'"):
+        TrainConfig(task="sod", loss="dice")

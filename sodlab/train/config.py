@@ -18,6 +18,8 @@ TASKS = {"sod": "sod", "saliency": "sod", "classification": "classification"}
 # runs, not what an epoch computes, except ``lr``, which a user lowers after a NaN loss
 # (the optimizer and schedule are rescaled on resume; see `optim.rescale_lr`).
 SCHEDULES = ("step", "cosine", "onecycle", "constant")
+SALIENCY_LOSSES = ("bce", "bce+iou")
+LOSSES = ("auto", *SALIENCY_LOSSES, "ce")
 RESUMABLE_CHANGES = ("epochs", "num_workers", "val_batch_size", "val_every", "fused", "preload", "lr")
 
 
@@ -27,7 +29,8 @@ class TrainConfig:
 
     Task and loss: ``task`` ``"sod"`` (alias ``"saliency"``: targets ``mask``, BCE with
     logits) or ``"classification"`` (targets ``label``, cross-entropy); ``loss`` ``"auto"``
-    picks that; ``bce_reduction`` ``"mean"`` over pixels or ``"sum"`` over the pixels of
+    picks that, ``"bce+iou"`` adds a soft IoU term per image to saliency's BCE
+    (`loss.soft_iou_loss`); ``bce_reduction`` ``"mean"`` over pixels or ``"sum"`` over the pixels of
     each image, averaged over images (the authors' CSF+Res2Net).
 
     Optimisation: ``optimizer`` ``"adam"`` (coupled L2 ``weight_decay``, as the authors),
@@ -120,8 +123,10 @@ class TrainConfig:
                 # epochs 0 would write a run folder and train nothing
                 raise bad(key, f"must be a positive integer (at least 1), got {v!r}")
             setattr(self, key, int(v))
-        if self.loss not in ("auto", "bce", "ce"):
-            raise bad("loss", f"use 'auto', 'bce' or 'ce', got {self.loss!r}")
+        if self.loss not in LOSSES:
+            raise bad("loss", f"use one of {', '.join(repr(k) for k in LOSSES)}, got {self.loss!r}")
+        if self.loss in SALIENCY_LOSSES and self.resolved_task != "sod":
+            raise bad("loss", f"{self.loss!r} is a saliency loss; task {self.task!r} takes 'ce'")
         if self.bce_reduction not in ("mean", "sum"):
             raise bad("bce_reduction", f"use 'mean' or 'sum', got {self.bce_reduction!r}")
         if self.optimizer not in ("adam", "adamw", "sgd"):

@@ -21,7 +21,7 @@ def task_loss(out: Any, target: Tensor, config: TrainConfig) -> Tensor:
     total = None
     for o in outs:
         o = at_least_float32(o)
-        if kind == "bce":
+        if kind in ("bce", "bce+iou"):
             t = target.to(o.dtype)
             if t.dim() == o.dim() - 1:
                 t = t.unsqueeze(1)
@@ -31,12 +31,25 @@ def task_loss(out: Any, target: Tensor, config: TrainConfig) -> Tensor:
                 l = F.binary_cross_entropy_with_logits(o, t)
             else:
                 l = F.binary_cross_entropy_with_logits(o, t, reduction="sum") / o.shape[0]
+            if kind == "bce+iou":
+                l = l + soft_iou_loss(o, t)
         else:
             if (target < 0).any():
                 raise DataError("classification needs a category label for every training image (found -1: no categories.csv?)")
             l = F.cross_entropy(o, target.long(), label_smoothing=config.label_smoothing)
         total = l if total is None else total + l
     return total
+
+
+def soft_iou_loss(logits: Tensor, target: Tensor) -> Tensor:
+    """1 - the soft intersection over union of sigmoid(``logits``) and ``target``, per image,
+    averaged over the batch. BCE weighs every pixel alike; this term weighs each image's object
+    as a whole, so that small objects count as much as large ones."""
+    p = torch.sigmoid(logits).flatten(1)
+    t = target.flatten(1)
+    inter = (p * t).sum(1)
+    union = (p + t - p * t).sum(1)
+    return (1.0 - (inter + 1.0) / (union + 1.0)).mean()
 
 
 def first(out: Any) -> Tensor:
