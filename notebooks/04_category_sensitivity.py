@@ -29,8 +29,8 @@
 # replicates stay), a leave-one-category-out (LOO) matrix: one SOD model per held-out
 # category, scored on every category. Held-out categories never appear in training images,
 # not even as distractors (the benchmark's distractors are never category shapes). With the
-# first split, every model is also trained for half its epochs: the plateau gate asks what
-# doubling the schedule gained.
+# first split, every model is also trained without the last quarter of its epochs: the plateau
+# gate asks what that quarter gained.
 #
 # **Positive control.** Would this protocol see category sensitivity if there were any? The
 # same protocol (same split size, seed and recipe) runs on a generated world where only the
@@ -169,8 +169,8 @@ viz.category_panel(ex.scores_by_split(res), examples)
 # band is no evidence either way).
 # Gates first: the positive control must find its planted gap (interval above +0.02); every
 # split's classification twin at 0.90 top-1 on held-out images;
-# every trained model at a plateau (doubling its schedule gained under 0.005 on a validation
-# split, the first split's half-length runs speaking for every seed) and selected on that
+# every trained model at a plateau (the last quarter of its epochs gained under 0.005 on a
+# validation split, against a run without that quarter, the first split's speaking for every seed) and selected on that
 # split, not the test split; a failed or
 # unevaluable gate leaves the outcome inconclusive. Quick mode never concludes.
 

@@ -180,9 +180,9 @@ viz.redundancy_panel(main, res["layers"], res["cka_twins"], res["spectra"])
 # tables (layers, spectra, CKA, gammas) are the first seed's.
 # Gates first: the widest classifier of every seed at 0.90 top-1 on held-out images; each
 # task's widest model at least 0.05 above its floor (seeds' mean);
-# every trained model of every seed at a plateau on a validation split (gain under 0.005: what
-# doubling its schedule gained, for the first seed's twins trained again for half their
-# epochs; the last quarter's gain otherwise) and selected on that split, not the test split; a failed or
+# every trained model of every seed at a plateau on a validation split (gain under 0.005 over the
+# last quarter of its epochs: for the first seed's twins, against the same recipe trained
+# without that quarter; the run's own last quarter otherwise) and selected on that split, not the test split; a failed or
 # unevaluable gate leaves the outcome inconclusive. Quick mode never concludes.
 
 # %%

@@ -285,7 +285,7 @@ def test_category_sensitivity(bench240, tmp_path):
     assert c.classes == 6 and c.n_images == int(out["sod_per_category"].query("seen")["n_images"].sum())
     # every model, the leave-one-out ones included, validated on held-out training images of its own categories
     t = out["training"]
-    # one epoch has no half: the schedule check trains nothing more (no "@half" curves) and the gate lacks its evidence
+    # one epoch leaves no shorter run: the schedule check trains nothing more (no "@check" curves) and the gate lacks its evidence
     assert sorted(t["model"].unique()) == sorted(["sod", "classifier"] + [f"without {h}" for h in loo["held_out"].unique()])
     assert t.groupby("model")["selected"].sum().eq(1).all()
     assert set(t[t.model == "classifier"]["metric"]) == {"val_top1"}
@@ -397,7 +397,8 @@ def corpora(tmp_path_factory):
 @pytest.mark.slow
 def test_pretraining_on_corpora_with_seeds_and_schedules(bench, corpora, tmp_path):
     """The standard design in small: pre-training on the corpus (and on its with-sod variant),
-    two seeds, two schedules whose shorter is the longer's plateau evidence, every control."""
+    two seeds, two schedules (the shorter a condition, the longer checked by a run without its
+    last quarter), every control."""
     from sodlab.studies.pretraining import ARMS, corpus_splits, seed_means, shuffled
 
     arms = ARMS
@@ -428,8 +429,13 @@ def test_pretraining_on_corpora_with_seeds_and_schedules(bench, corpora, tmp_pat
     assert sorted(cl["model"]) == sorted(f"{n}:seed{s}" for n in ("pretraining_classifier", "pretraining_classifier_with_sod") for s in (0, 1))
     assert (cl["n_images"] == 12 * 2).all() and (cl["classes"] == 12).all()
     names = set(out["training"]["model"])
-    assert {"scratch at 100%:seed0", "scratch at 100%:seed0@half", "scratch_matched at 100%:seed1@half",
-            "pretraining_classifier:seed0@half", "pretraining_classifier_with_sod:seed1"} <= names
+    assert {"scratch at 100%:seed0", "scratch at 100%:seed0@half", "scratch_matched at 100%:seed0@check", "pretrained at 50%:seed0@check",
+            "pretraining_classifier:seed0@check", "pretraining_classifier_with_sod:seed1"} <= names
+    # the schedule check: the first seed's longest runs only, without their last quarter (2 epochs: 1)
+    assert not any(n.endswith("@check") and ":seed1" in n for n in names) and not any("at 100%:seed0@half@" in n for n in names)
+    t = out["training"]
+    assert t[t.model == "scratch at 100%:seed0@check"]["epoch"].max() == 1
+    assert t[t.model == "pretraining_classifier:seed0@check"]["epoch"].max() == 1  # pretrain_epochs 2
     assert not any(n.startswith("random_labels") and "classifier" in n for n in names)  # shuffled labels: no validation curve
     v = verdicts.pretraining(f, out["efficiency"], classifiers=cl, mode="standard", seeds=[0, 1], controls=c,
                              **verdicts.training_evidence(out["training"]))
@@ -493,8 +499,8 @@ def test_redundancy_study(bench, tmp_path):
         assert f.ci is None and f.reason.startswith("no interval: a seed's widest model is not above its floor")
     assert "the lowest of 2 seeds" in next(g for g in f.gates if g.name.startswith("classifier top-1")).note
     models = set(out["training"]["model"])
-    assert {"sod width 4:seed0", "classification width 6:seed1", "sod width 6:seed0@half", "classification width 4:seed0@half"} <= models
-    assert not any(m.endswith("seed1@half") for m in models)
+    assert {"sod width 4:seed0", "classification width 6:seed1", "sod width 6:seed0@check", "classification width 4:seed0@check"} <= models
+    assert not any(m.endswith("seed1@check") for m in models)
     # CKA baselines at the largest width: the twins' row repeats cka_twins; a second seed is another model
     b = out["cka_baselines"]
     assert set(b.width) == {6} and set(b.comparison) == {"twins", "sod_trained_vs_init", "classification_trained_vs_init",
@@ -505,7 +511,7 @@ def test_redundancy_study(bench, tmp_path):
     assert (b[b.comparison == "sod_seed_vs_seed"]["cka"] < 1 - 1e-6).any()
     assert "CKA, mean over layers at width 6: twins" in text and "SOD seed vs seed" in text
     assert all((tmp_path / f"res2net-mini_seed{s}" / f"w{w_}" / m).is_dir() for s in (0, 1) for w_ in (4, 6) for m in ("sod", "classifier"))
-    assert (tmp_path / "res2net-mini_seed0" / "w6_half" / "sod").is_dir() and not (tmp_path / "res2net-mini_seed1" / "w6_half").exists()
+    assert (tmp_path / "res2net-mini_seed0" / "w6_check" / "sod").is_dir() and not (tmp_path / "res2net-mini_seed1" / "w6_check").exists()
     assert list(layers.layer.unique()) == ["backbone.maxpool", "backbone.layer1", "backbone.layer2", "backbone.layer3", "backbone.layer4"]
     with pytest.raises(ConfigError, match=r"seeds must be distinct and at least one, got \[0, 0\]"):
         ex.redundancy_study(bench, widths=(4,), seeds=(0, 0), work_dir=tmp_path)
@@ -609,8 +615,8 @@ def test_mechanisms_study(bench, tmp_path, family):
 def test_mechanisms_study_pools_seeds_and_checks_the_schedule(bench, tmp_path):
     """Two seeds: one pair of twins each, every table with a seed column, one pooled
     overlap_stats row per encoder and method whose effect is the mean of the seeds'; the first
-    seed's models are trained again for half their epochs (heads on the same frozen encoders),
-    their curves named <model>:seed0@half, which the plateau gate reads."""
+    seed's models are trained again without the last quarter of their epochs (heads on the same
+    frozen encoders), their curves named <model>:seed0@check, which the plateau gate reads."""
     kw = dict(n_images=8, work_dir=tmp_path, layers=("stage4",), twins="csnet", model_store=tmp_path / "store", width=4, epochs=2,
               image_size=64, device="cpu", n_boot=50, n_perm=50)
     out = ex.mechanisms_study(bench, seeds=(0, 1), schedule_check=True, transfer=False, **kw)
@@ -623,18 +629,18 @@ def test_mechanisms_study_pools_seeds_and_checks_the_schedule(bench, tmp_path):
     assert st.loc[("sod_encoder", "ablation"), "excess_jaccard"] == pytest.approx(per_seed.mean())
     assert per_seed.loc[0] != per_seed.loc[1]  # another seed is another pair of twins
     models = set(out["training"]["model"])
-    assert {"sod:seed0", "sod:seed1", "classifier_twin:seed1", "sod:seed0@half", "classifier_twin:seed0@half",
-            "saliency head on the classification encoder:seed0@half"} <= models and "sod:seed1@half" not in models
-    half = out["training"].query("model == 'sod:seed0@half'")
-    assert list(half.epoch) == [1]  # half of 2 epochs
-    # two seeds' twins and the first seed's half-schedule twins in the store: six runs
+    assert {"sod:seed0", "sod:seed1", "classifier_twin:seed1", "sod:seed0@check", "classifier_twin:seed0@check",
+            "saliency head on the classification encoder:seed0@check"} <= models and "sod:seed1@check" not in models
+    check = out["training"].query("model == 'sod:seed0@check'")
+    assert list(check.epoch) == [1]  # 2 epochs less their last quarter
+    # two seeds' twins and the first seed's checking twins in the store: six runs
     assert len(list((tmp_path / "store").iterdir())) == 6
     f = verdicts.mechanisms(o, out["cross_ablation"], out["gradcam"], classifiers=out["classifiers"], mode="standard", seeds=[0, 1],
                             overlap_stats=out["overlap_stats"], readouts=out["readouts"], encoder="sod_encoder",
                             **verdicts.training_evidence(out["training"]))
     text = "\n".join(f.lines)
     assert f.effect == pytest.approx(per_seed.mean()) and f"seed 0 {per_seed.loc[0]:+.3f}, seed 1 {per_seed.loc[1]:+.3f}" in text
-    assert next(g for g in f.gates if g.name == "plateau").value is not None  # seeded replicates found, half runs not models
+    assert next(g for g in f.gates if g.name == "plateau").value is not None  # seeded replicates found, check runs not models
     assert "the lowest of 2 seeds" in next(g for g in f.gates if g.name.startswith("classifier top-1")).note
     # a second call finds every model trained: nothing new in the store, the same tables
     again = ex.mechanisms_study(bench, seeds=(0, 1), schedule_check=True, transfer=False, **kw)
@@ -764,11 +770,11 @@ def test_category_replicates_pool_the_splits(bench240, tmp_path):
     assert not out["splits"].pivot(index="split", columns="category", values="seen").duplicated().any()  # two different splits
     assert list(out["classifiers"]["model"]) == ["classifier:seed0", "classifier:seed1"]
     held = out["loo"].held_out.iloc[0]
-    # every split's models by seed; the schedule check (half the epochs) with the first split only
+    # every split's models by seed; the schedule check (without the last quarter) with the first split only
     assert set(out["training"]["model"]) == {"sod:seed0", "classifier:seed0", "sod:seed1", "classifier:seed1", f"without {held}:seed0",
-                                             "sod:seed0@half", "classifier:seed0@half", f"without {held}:seed0@half"}
+                                             "sod:seed0@check", "classifier:seed0@check", f"without {held}:seed0@check"}
     t = out["training"]
-    assert t.groupby("model")["epoch"].max().to_dict()["sod:seed0@half"] == 1 and t.query("model == 'sod:seed1'")["epoch"].max() == 2
+    assert t.groupby("model")["epoch"].max().to_dict()["sod:seed0@check"] == 1 and t.query("model == 'sod:seed1'")["epoch"].max() == 2
     s = out["summary"].set_index(["task", "group", "metric"])
     ss = out["splits_summary"].set_index(["split", "task", "group", "metric"])["value"]
     assert s.loc[("sod", "seen", "max_f"), "value"] == pytest.approx((ss[(0, "sod", "seen", "max_f")] + ss[(1, "sod", "seen", "max_f")]) / 2)
@@ -776,7 +782,7 @@ def test_category_replicates_pool_the_splits(bench240, tmp_path):
                                       **verdicts.training_evidence(out["training"]))
     assert "means over 2 category splits" in v.lines[0] and "classifier:seed1" in " ".join(g.name for g in v.gates)
     plateau = next(g for g in v.gates if g.name == "plateau")
-    assert "doubling the schedule of" in plateau.note  # the first split's check speaks for both seeds
+    assert "last quarter of the schedule of" in plateau.note  # the first split's check speaks for both seeds
     with pytest.raises(ConfigError, match=r"category splits must be distinct seeds, at least one, got \[0, 0\]"):
         ex.category_replicates(bench240, splits=(0, 0), work_dir=tmp_path)
 

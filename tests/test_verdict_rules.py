@@ -110,40 +110,45 @@ def test_plateau_gate_takes_the_worst_model_and_never_passes_without_curves():
     assert g.value is None and "at least 2 epochs" in g.note
 
 
-def test_plateau_gate_judges_an_annealed_schedule_by_doubling_it():
-    # a one-cycle curve climbs through its last quarter (+0.036) although twice the epochs gained little
-    annealed, half = [0.5, 0.8, 0.9175, 0.9533], [0.6, 0.85, 0.9492]
+def test_plateau_gate_judges_an_annealed_schedule_by_its_last_quarter_against_a_shorter_run():
+    # a one-cycle curve climbs through its last quarter (+0.036) although the epochs of that quarter gained little
+    annealed, shorter = [0.5, 0.8, 0.9175, 0.9533], [0.6, 0.85, 0.9492]
     g = rules.plateau_gate({"cls": annealed}, ["cls"], "why")
     assert not g.passed and g.value == pytest.approx(0.9533 - 0.9175)
-    g = rules.plateau_gate({"cls": annealed, "cls@half": half}, ["cls"], "why")
+    g = rules.plateau_gate({"cls": annealed, "cls@check": shorter}, ["cls"], "why")
     assert g.passed and g.value == pytest.approx(0.9533 - 0.9492)
-    assert g.note == "largest gain: cls (doubling the schedule of cls)"
-    # doubling that still gains fails, and the best epoch of each run is compared
-    g = rules.plateau_gate({"cls": annealed, "cls@half": [0.5, 0.905, 0.9]}, ["cls"], "why")
+    assert g.note == "largest gain: cls (last quarter of the schedule of cls)"
+    # a last quarter that still gains fails, and the best epoch of each run is compared
+    g = rules.plateau_gate({"cls": annealed, "cls@check": [0.5, 0.905, 0.9]}, ["cls"], "why")
     assert not g.passed and g.value == pytest.approx(0.9533 - 0.905)
+    # a short condition (@half) is no check: the run's own last quarter is judged
+    g = rules.plateau_gate({"cls": annealed, "cls@half": shorter}, ["cls"], "why")
+    assert not g.passed and g.value == pytest.approx(0.9533 - 0.9175) and g.note == "largest gain: cls (last-quarter gain)"
 
 
 def test_plateau_gate_finds_seeded_replicates_and_one_schedule_check_speaks_for_them():
     name = rules.seed_name
-    assert name("sod", 2) == "sod:seed2" and rules.model_role("sod:seed2@half") == "sod"
-    assert name("sod@half", 0) == "sod:seed0@half"  # the seed goes before a schedule check's suffix
-    # a schedule check halves every run's epochs; a one-epoch run has no half
-    assert rules.half_epochs(16, 80, 10) == (8, 40, 5) and rules.half_epochs(3) == (1,)
-    assert rules.half_epochs(1) is None and rules.half_epochs(16, 1) is None
+    assert name("sod", 2) == "sod:seed2" and rules.model_role("sod:seed2@check") == "sod" and rules.model_role("sod:seed2@half") == "sod"
+    assert name("sod@check", 0) == "sod:seed0@check" and name("sod@half", 1) == "sod:seed1@half"  # the seed goes before the suffix
+    # a schedule check drops the last quarter (rounded up, as plateau_gain counts it); a one-epoch run has none left
+    assert rules.check_epochs(16, 80, 10) == (12, 60, 7) and rules.check_epochs(3) == (2,) and rules.check_epochs(2) == (1,)
+    assert rules.check_epochs(1) is None and rules.check_epochs(16, 1) is None
+    assert rules.half_epochs(16, 80, 10) == (8, 40, 5) and rules.half_epochs(1) is None
     flat, climbing = [0.7, 0.8, 0.801, 0.802], [0.6, 0.7, 0.75, 0.80]
     curves = {name("sod", 0): flat, name("sod", 1): climbing}
     g = rules.plateau_gate(curves, ["sod"], "why")
     assert not g.passed and g.note == "largest gain: sod:seed1 (last-quarter gain)"
-    # seed 0's run twice as long as its half: the recipe's schedule is long enough for every seed
-    g = rules.plateau_gate({**curves, name("sod", 0) + "@half": [0.6, 0.799]}, ["sod"], "why")
+    # seed 0's run against its check: the recipe's schedule is long enough for every seed
+    g = rules.plateau_gate({**curves, name("sod", 0) + "@check": [0.6, 0.7, 0.799]}, ["sod"], "why")
     assert g.passed and g.value == pytest.approx(0.802 - 0.799)
     g = rules.plateau_gate(curves, ["cls"], "why")
     assert g.value is None and g.note == "why: no validation curve for cls"
 
 
-def test_training_gates_take_schedule_checks_as_evidence_not_as_models():
+def test_training_gates_take_schedule_checks_as_evidence_and_short_conditions_as_neither():
     from sodlab.studies import verdicts as v
-    curves = {"sod:seed0": [0.5, 0.8, 0.9175, 0.9533], "sod:seed0@half": [0.6, 0.9492], "head": [0.1, 0.5, 0.5, 0.501]}
+    curves = {"sod:seed0": [0.5, 0.8, 0.9175, 0.9533], "sod:seed0@check": [0.6, 0.7, 0.9492], "head": [0.1, 0.5, 0.5, 0.501],
+              "sod at 10%:seed0@half": [0.1, 0.5]}
     plateau, selection = v.training_gates(["sod"], curves, True)
     assert plateau.passed and plateau.value == pytest.approx(0.9533 - 0.9492) and selection.passed
     plateau, _ = v.training_gates(["sod"], {**curves, "head": [0.1, 0.2, 0.3, 0.4]}, True)

@@ -65,9 +65,9 @@ def category_sensitivity(
     seen ones, the seen-minus-unseen max-F with its interval) must find a gap there; its rows
     are task ``control_sod`` in ``summary`` and ``gaps``.
 
-    ``schedule_check``: every model is trained again for half its epochs, for its validation
-    curve alone (``<model>@half`` in ``training``: the plateau gate's evidence, see
-    `sodlab.studies.rules.plateau_gate`).
+    ``schedule_check``: every model is trained again without the last quarter of its epochs,
+    for its validation curve alone (``<model>@check`` in ``training``: the plateau gate's
+    evidence, see `sodlab.studies.rules.plateau_gate`).
 
     Returns ``split``, ``sod_per_category``, ``sod_images`` (per test image: label, seen, unseen,
     mae) with ``sod_curves`` (its per-image F-measure counts) and ``ncm_images`` (per test image
@@ -91,7 +91,7 @@ def category_sensitivity(
     training: list[dict] = []
 
     def fit(name: str, task: str, make: Any, train_ds: Dataset, val_ds: Dataset, run: str, n_epochs: int) -> tuple[torch.nn.Module, Any]:
-        # the run the study uses, then (schedule_check) the same recipe for half the epochs, for its curve
+        # the run the study uses, then (schedule_check) the same recipe without its last quarter, for its curve
         return train_checked(spec, task, make, train_ds, val_ds, work / run, n_epochs, seed, dev, name, training, schedule_check,
                              batch_size=batch_size, progress=progress, image_size=image_size)
 
@@ -179,7 +179,7 @@ def category_sensitivity(
 
 
 # 4: a protocol column in every table of saliency scores, scored as sodlab.evaluate scores
-category_sensitivity.cache_version = 4  # type: ignore[attr-defined]  # 3: the twins family, schedule check
+category_sensitivity.cache_version = 5  # type: ignore[attr-defined]  # 3: the twins family, schedule check; 5: the last quarter's
 
 
 def category_replicates(
@@ -195,7 +195,7 @@ def category_replicates(
     """`category_sensitivity` once per category split: split ``s`` draws its seen categories
     and seeds its models with ``s``, so the replicates are new splits and new seeds at once.
     The leave-one-out matrix, the positive control (``control_root``) and the schedule check
-    (``schedule_check``: its half-length runs speak for every seed of their model, see
+    (``schedule_check``: its shorter runs speak for every seed of their model, see
     `sodlab.studies.rules.plateau_gate`) run with the first split only: when time is short,
     conditions go, replicates stay.
 
@@ -257,7 +257,7 @@ def category_replicates(
     return study_tables(out)
 
 
-category_replicates.cache_version = 3  # type: ignore[attr-defined]  # 2: models named by seed, schedule check; 3: protocols
+category_replicates.cache_version = 4  # type: ignore[attr-defined]  # 2: models named by seed, schedule check; 3: protocols; 4: @check
 
 
 def replicate_name(model: str, split: int) -> str:

@@ -19,7 +19,7 @@ from ..device import resolve_device
 from ..errors import ConfigError
 from .common import (PROTOCOL, category_names, classifier_row, collect, datasets, eval_view, flush_denormals, score_summary, sod_scores, spread,
                      study_tables, training_table, validation_rows)
-from .rules import CI_LEVEL, HALF_SCHEDULE, half_epochs, seed_name
+from .rules import CI_LEVEL, SCHEDULE_CHECK, check_epochs, seed_name
 from .transfer import saliency_heads, transfer_matrix, with_data_statistics
 from .twins import TwinSpec, class_readout, classification_train, cls_model, sod_model, train_twin, twin_runs, twin_spec
 
@@ -90,8 +90,9 @@ def mechanisms_study(
     (`sodlab.studies.transfer.transfer_matrix`): each encoder (saliency, classification,
     untrained) frozen and read out for each task by a new head (a second saliency head, on the
     untrained encoder, is trained for it). ``schedule_check``: the first seed's models are also
-    trained for half their epochs (in the store beside them), and their validation curves join
-    ``training`` as ``<model>@half``: the plateau gate's evidence for an annealed schedule
+    trained without the last quarter of their epochs (in the store beside them), and their
+    validation curves join ``training`` as ``<model>@check``: the plateau gate's evidence for an
+    annealed schedule
     (`sodlab.studies.rules.plateau_gate`).
 
     Returns ``readouts``, ``transfer`` (when asked), ``importance``, ``overlap``,
@@ -187,17 +188,18 @@ class _Context:
 def _twins_and_readouts(ctx: _Context, seed: int, training: list[dict], transfer: bool, schedule_check: bool):
     """One seed's twins, the saliency heads on the frozen classification (and, for the
     transfer matrix, untrained) encoder and the SOD encoder's linear class probe; appends
-    their validation curves to ``training``. With ``schedule_check`` each is trained again for
-    half its epochs (the heads on the same frozen encoders), for its curve alone."""
+    their validation curves to ``training``. With ``schedule_check`` each is trained again
+    without the last quarter of its epochs (`check_epochs`; the heads on the same frozen
+    encoders), for its curve alone."""
     spec, dev, n_cls = ctx.spec, ctx.device, len(ctx.names)
     work = _work(ctx.work_dir, spec.name, ctx.width, seed)
     untrained = with_data_statistics(sod_model(spec, ctx.width, seed), ctx.train_eval, dev) if transfer else None
     found: dict[int, tuple] = {}
     full = (ctx.epochs, ctx.cls_epochs, ctx.head_epochs)
-    half = half_epochs(*full) if schedule_check else None  # None: no check, and the gate lacks its evidence
-    for divisor, (epochs, cls_epochs, head_epochs) in ((1, full), (2, half)) if half else ((1, full),):
-        # without a shared store the twins live in the work folder: the half schedule's beside them
-        local = work if divisor == 1 else work / "half-schedule"
+    shorter = check_epochs(*full) if schedule_check else None  # None: no check, and the gate lacks its evidence
+    for checking, (epochs, cls_epochs, head_epochs) in ((False, full), (True, shorter)) if shorter else ((False, full),):
+        # without a shared store the twins live in the work folder: the check's beside them
+        local = work / "schedule-check" if checking else work
         runs = twin_runs(spec, ctx.data_root, ctx.train, ctx.width, seed, epochs, cls_epochs, ctx.batch_size, local, ctx.model_store,
                          image_size=ctx.image_size)
         sod, sod_log = train_twin(spec, "sod", sod_model(spec, ctx.width, seed), ctx.train, ctx.val, runs["sod"], epochs, seed, dev,
@@ -209,15 +211,15 @@ def _twins_and_readouts(ctx: _Context, seed: int, training: list[dict], transfer
         sod.eval(), cls.eval()
         # the saliency read-out of the classifier's encoder: a saliency head trained on it, frozen
         # (and, for the transfer matrix, one on the untrained encoder)
-        encoder = found[1][1] if divisor > 1 else cls
+        encoder = found[False][1] if checking else cls
         sources = {"classification": encoder, **({"untrained": class_readout(untrained, n_cls)} if transfer else {})}
         heads, head_rows = saliency_heads(sources, ctx.train, ctx.val, work, head_epochs, ctx.batch_size, seed, dev,
                                           progress=ctx.progress, twins=spec, image_size=ctx.image_size)
-        suffix = HALF_SCHEDULE if divisor > 1 else ""
+        suffix = SCHEDULE_CHECK if checking else ""
         rows = validation_rows("sod", sod_log) + validation_rows("classifier_twin", cls_log) + head_rows
         training += [{**r, "model": seed_name(r["model"], seed) + suffix} for r in rows]
-        found[divisor] = (sod, cls, heads)
-    sod, cls, heads = found[1]
+        found[checking] = (sod, cls, heads)
+    sod, cls, heads = found[False]
     # the class read-out of the SOD encoder: a closed-form linear head on pooled features
     feats = collect(sod, ctx.train_eval, dev, what="embed")
     probe = class_readout(sod, n_cls).to(dev).eval()
@@ -322,4 +324,4 @@ def _work(work_dir: str | Path, family: str, width: int, seed: int) -> Path:
 
 
 # 2: overlap_stats; 3: transfer; 4: twins; 5: the classification encoder, readouts; 6: seeds, schedule checks
-mechanisms_study.cache_version = 7  # type: ignore[attr-defined]
+mechanisms_study.cache_version = 8  # type: ignore[attr-defined]  # 8: the schedule check is the last quarter's

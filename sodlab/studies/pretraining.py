@@ -253,16 +253,17 @@ def pretraining_effect(
     ``schedules``: the saliency models' epochs, one length or two of which the shorter is half
     the longer (default ``(epochs,)``); every arm but ``scratch_matched`` is fine-tuned for each,
     since the claim is that scratch catches up with enough training. The longer is the
-    headline, the shorter also its plateau evidence (named ``<model>@half`` in ``training``).
+    headline; the shorter is a condition, short on purpose (named ``<model>@half`` in
+    ``training``, which the plateau gate does not judge).
     ``arms`` (always with ``scratch`` and ``pretrained``) adds the controls:
     ``pretrained_with_sod`` (pre-trained on ``corpus_with_sod``, which holds the benchmark's
     categories), ``random_labels`` (pre-trained on ``corpus`` with its labels shuffled: what
     pre-training gives without the classes' meaning) and ``scratch_matched`` (scratch trained
     for as many images as pre-training plus fine-tuning see together, `matched_epochs`, at the
     largest fraction only: at small fractions the match is hundreds of epochs).
-    ``schedule_check``: a model without a half-length run in ``schedules`` (the classifiers,
-    the compute-matched arm; every model when ``schedules`` has one length) is trained again
-    for half its epochs, for its validation curve alone (the plateau gate's evidence).
+    ``schedule_check``: the first seed's models of the longest schedule (classifiers included)
+    are trained again without the last quarter of their epochs, for their validation curves
+    alone (``<model>@check``: the plateau gate's evidence for every seed of that model).
 
     Returns ``pretrain_log``, ``curves`` (fine-tuning logs by init, fraction, epochs, seed),
     ``final`` (max-F/MAE per init, fraction, epochs and seed), ``efficiency`` (pre-trained
@@ -290,7 +291,7 @@ def pretraining_effect(
     longest = lengths[-1]
     if lengths[0] < 1 or len(lengths) > 2 or (len(lengths) == 2 and (lengths[0],) != half_epochs(longest)):
         raise ConfigError(f"schedules {list(schedules or ())}: one positive number of epochs, or two of which the shorter is half "
-                          f"the longer (it is also the longer one's plateau evidence)")
+                          f"the longer")
     arms = [a for a in ARMS if a in arms]
     # read and checked before any training: a wrong file fails now, not after the scratch runs
     encoder = None if imagenet_weights is None else imagenet_encoder(imagenet_weights)
@@ -317,7 +318,7 @@ def pretraining_effect(
     def fit(name: str, seed: int, task: str, make: Any, train_ds: Dataset, val_ds: Optional[Dataset], run: Path, n_epochs: int,
             check: bool, **extra: Any) -> tuple[torch.nn.Module, pd.DataFrame]:
         return train_checked(spec, task, make, train_ds, val_ds, run, n_epochs, seed, dev, seed_name(name, seed), training,
-                             check and schedule_check, batch_size=batch_size, progress=progress, image_size=image_size, **extra)
+                             check and schedule_check and seed == seeds[0], batch_size=batch_size, progress=progress, image_size=image_size, **extra)
 
     if encoder is not None:
         classifiers.append(imagenet_row(imagenet_weights, digest, imagenet_top1))
@@ -358,10 +359,9 @@ def pretraining_effect(
                 run = f"{init}-{digest}" if encoder is not None and init == "pretrained" else init
                 for n in ([longest] if matched else lengths):
                     n_epochs = matched_epochs(n, pre_epochs, n_pretrain, len(sub)) if matched else n
-                    # the shorter schedule is a condition and the longer one's plateau evidence at once
                     name = arm_name(init, frac) + ("" if n == longest else HALF_SCHEDULE)
                     trained, lg = fit(name, seed, "sod", make, sub, val, work / f"{run}_f{frac:g}_e{n}", n_epochs,
-                                      check=n == longest and (matched or len(lengths) == 1))
+                                      check=n == longest)
                     curves.append(log_frame(lg, init=init, fraction=frac, schedule=n, seed=seed))
                     s = sod_scores(trained, test, dev)
                     scores.setdefault((init, frac, n), []).append(s["curves"])
@@ -389,8 +389,8 @@ def pretraining_effect(
 
 
 # 2: ``controls``, ``epochs`` in ``final``; 3: protocol columns, scored as sodlab.evaluate scores;
-# 4: the twins, the corpus, seeds and schedules
-pretraining_effect.cache_version = 4  # type: ignore[attr-defined]
+# 4: the twins, the corpus, seeds and schedules; 5: the schedule check is the last quarter's, first seed only
+pretraining_effect.cache_version = 5  # type: ignore[attr-defined]
 
 
 def seed_means(res: Mapping[str, pd.DataFrame]) -> dict[str, pd.DataFrame]:

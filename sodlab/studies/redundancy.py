@@ -17,7 +17,7 @@ from ..errors import ConfigError
 from ..metrics import max_f_from_curves
 from .common import (PROTOCOL, bn_gammas, category_names, class_correct, classifier_row, collapsed_share, datasets, flush_denormals, score_summary,
                      sod_scores, spread, study_tables, training_table, validation_rows, with_statistics_of)
-from .rules import CI_LEVEL, HALF_SCHEDULE, half_epochs, seed_name
+from .rules import CI_LEVEL, SCHEDULE_CHECK, check_epochs, seed_name
 from .twins import classification_train, cls_model, encoder_parameters, sod_model, train_twin, twin_runs, twin_spec
 
 
@@ -71,8 +71,8 @@ def redundancy_study(
     (that difference's mean over the seeds with a two-level bootstrap interval over seeds and
     test images, `bootstrap_retention`), ``classifiers`` (each seed's and width's classifier:
     test accuracy next to chance) and ``training`` (validation curves, named `seed_name`;
-    with ``schedule_check`` the first seed's twins are trained again for half their epochs,
-    ``<model>@half``, the plateau gate's evidence for an annealed schedule).
+    with ``schedule_check`` the first seed's twins are trained again without the last quarter
+    of their epochs, ``<model>@check``, the plateau gate's evidence for an annealed schedule).
 
     Of the first seed's models: ``layers`` (effective rank, components for 90% variance,
     channel correlation per layer, task and width), ``spectra`` (PCA spectra at the largest
@@ -107,8 +107,8 @@ def redundancy_study(
     widest = max(widths)
     first_acts: dict[str, dict] = {}
 
-    def twins(width: int, s: int, n_epochs: int, n_cls_epochs: int, half: bool = False) -> tuple:
-        local = Path(work_dir) / f"{spec.name}_seed{s}" / (f"w{width}" + ("_half" if half else ""))
+    def twins(width: int, s: int, n_epochs: int, n_cls_epochs: int, checking: bool = False) -> tuple:
+        local = Path(work_dir) / f"{spec.name}_seed{s}" / (f"w{width}" + ("_check" if checking else ""))
         runs = twin_runs(spec, data_root, train, width, s, n_epochs, n_cls_epochs, batch_size, local, model_store, image_size=image_size,
                          regularizer=regularizer)
         sod, sod_log = train_twin(spec, "sod", sod_model(spec, width, s), train, val, runs["sod"], n_epochs, s, dev, batch_size=batch_size,
@@ -123,10 +123,10 @@ def redundancy_study(
         for width in widths:
             sod, sod_log, cls, cls_log = twins(width, seed, epochs, cls_epochs)
             rows = validation_rows(f"sod width {width}", sod_log) + validation_rows(f"classification width {width}", cls_log)
-            half = half_epochs(epochs, cls_epochs) if schedule_check and first else None  # None: no check
-            if half:
-                _, hs_log, _, hc_log = twins(width, seed, *half, half=True)
-                rows += [{**r, "model": r["model"] + HALF_SCHEDULE} for r in
+            shorter = check_epochs(epochs, cls_epochs) if schedule_check and first else None  # None: no check
+            if shorter:
+                _, hs_log, _, hc_log = twins(width, seed, *shorter, checking=True)
+                rows += [{**r, "model": r["model"] + SCHEDULE_CHECK} for r in
                          validation_rows(f"sod width {width}", hs_log) + validation_rows(f"classification width {width}", hc_log)]
             training += [{**r, "model": seed_name(r["model"], seed)} for r in rows]
             sod_s = sod_scores(sod, test, dev)
@@ -262,7 +262,7 @@ def bootstrap_retention(per_seed: Sequence[Mapping[str, Mapping[int, np.ndarray]
 
 
 # 2: the width sweep gained each task's ``floor``; 3: ``cka_baselines``; 4: twins; 5: seeds, retention, schedule checks
-redundancy_study.cache_version = 6  # type: ignore[attr-defined]
+redundancy_study.cache_version = 7  # type: ignore[attr-defined]  # 7: the schedule check is the last quarter's
 
 
 def task_scores(sweep: pd.DataFrame) -> pd.DataFrame:

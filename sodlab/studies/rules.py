@@ -69,9 +69,14 @@ CLASSIFIER_MIN_TOP1 = 0.90  # a classifier compared with SOD must have learned i
 # with other preprocessing than its own).
 IMAGENET_MIN_TOP1 = 0.75
 PLATEAU_MAX_GAIN = 0.005  # validation-score gain over the last quarter of the epochs, below which a model has plateaued
-# A validation curve named ``<model>@half`` is the same recipe trained for half the epochs: a
-# schedule check of ``<model>`` (`plateau_gate`), not a model of the study.
+# A validation curve named ``<model>@check`` is the same recipe trained for the epochs before
+# its last quarter (`check_epochs`): a schedule check of ``<model>`` (`plateau_gate`), not a
+# model of the study.
+SCHEDULE_CHECK = "@check"
+# A curve named ``<model>@half`` is the same recipe trained for half the epochs as a condition of
+# a study (05's shorter fine-tuning schedule): short on purpose, so no model the gates judge.
 HALF_SCHEDULE = "@half"
+SCHEDULE_SUFFIXES = (SCHEDULE_CHECK, HALF_SCHEDULE)
 # Replicates of one model trained from several seeds are named ``<model>:seed<k>``.
 SEED_SEPARATOR = ":seed"
 
@@ -221,36 +226,52 @@ def plateau_gain(curve: Sequence[float]) -> float:
     return values[-1] - values[-1 - quarter]
 
 
+def schedule_suffix(name: str) -> str:
+    """The `SCHEDULE_SUFFIXES` member ``name`` ends in, or ``""``."""
+    return next((x for x in SCHEDULE_SUFFIXES if name.endswith(x)), "")
+
+
 def seed_name(model: str, seed: int) -> str:
     """A replicate's name in a study's ``training`` table: ``model`` trained from ``seed``
-    (placed before a schedule check's `HALF_SCHEDULE` suffix when ``model`` ends in one)."""
-    base, half = (model[: -len(HALF_SCHEDULE)], HALF_SCHEDULE) if model.endswith(HALF_SCHEDULE) else (model, "")
-    return f"{base}{SEED_SEPARATOR}{int(seed)}{half}"
+    (placed before a schedule suffix, `SCHEDULE_CHECK` or `HALF_SCHEDULE`, when ``model`` ends
+    in one)."""
+    suffix = schedule_suffix(model)
+    return f"{model[: len(model) - len(suffix)]}{SEED_SEPARATOR}{int(seed)}{suffix}"
 
 
 def model_role(name: str) -> str:
     """The model a curve name stands for, without its seed and schedule suffixes."""
-    return name.split(HALF_SCHEDULE)[0].split(SEED_SEPARATOR)[0]
+    suffix = schedule_suffix(name)
+    return name[: len(name) - len(suffix)].split(SEED_SEPARATOR)[0]
 
 
 def half_epochs(*epochs: int) -> Optional[tuple[int, ...]]:
-    """The epochs of a schedule check of runs trained for ``epochs`` (each halved, rounded
-    down), or None when one of them has no half: a one-epoch run's "half" is the same run, and
-    a check trained from it would pass the plateau gate at a gain of exactly 0."""
+    """Each of ``epochs`` halved (rounded down), or None when one of them has no half."""
     if min(epochs) < 2:
         return None
     return tuple(int(n) // 2 for n in epochs)
 
 
-def schedule_gain(curve: Sequence[float], half: Sequence[float]) -> float:
-    """What doubling the schedule gained: the best validation score of a run minus the best
-    of the same recipe trained for half its epochs (each run's selected checkpoint)."""
-    full, halved = [float(v) for v in curve], [float(v) for v in half]
-    if not full or not halved:
+def check_epochs(*epochs: int) -> Optional[tuple[int, ...]]:
+    """The epochs of a schedule check of runs trained for ``epochs``: each without its last
+    quarter (``n - ceil(n / 4)``, the point `plateau_gain` measures from: 16 -> 12, 80 -> 60),
+    or None when one of them has none left (a one-epoch run, whose check would be itself and
+    pass the plateau gate at a gain of exactly 0)."""
+    if min(epochs) < 2:
+        return None
+    return tuple(int(n) - math.ceil(int(n) / 4) for n in epochs)
+
+
+def schedule_gain(curve: Sequence[float], check: Sequence[float]) -> float:
+    """What the last quarter of a run's epochs gained: its best validation score minus the best
+    of the same recipe trained for the epochs before that quarter (`check_epochs`; each run's
+    selected checkpoint)."""
+    full, shorter = [float(v) for v in curve], [float(v) for v in check]
+    if not full or not shorter:
         raise ValueError("a schedule check needs two non-empty validation curves")
-    if not all(math.isfinite(v) for v in full + halved):
-        raise ValueError(f"validation curves have non-finite values: {full}, {halved}")
-    return max(full) - max(halved)
+    if not all(math.isfinite(v) for v in full + shorter):
+        raise ValueError(f"validation curves have non-finite values: {full}, {shorter}")
+    return max(full) - max(shorter)
 
 
 def plateau_gate(curves: Optional[Mapping[str, Sequence[float]]], models: Sequence[str], missing: str) -> Gate:
@@ -260,16 +281,19 @@ def plateau_gate(curves: Optional[Mapping[str, Sequence[float]]], models: Sequen
     is found as itself or as its seeded replicates (`seed_name`), each of which is judged.
 
     The gain is the last quarter's (`plateau_gain`) unless ``curves`` hold a schedule check
-    of the model (``<name>@half``, `HALF_SCHEDULE`; for one replicate it speaks for every seed
+    of the model (``<name>@check``, `SCHEDULE_CHECK`; for one replicate it speaks for every seed
     of that model, since the recipe and data, not the seed, decide how long training takes):
-    then it is what doubling the schedule gained (`schedule_gain`). Why: a schedule that anneals
-    its learning rate to zero (one-cycle, cosine) climbs through its last quarter at any length,
-    since that climb is the annealing; whether more training helps is what a run twice as long
-    answers. Adopted after 07's standard classifier climbed +0.058 and +0.036 over the last
-    quarter of 40- and 80-epoch schedules while 40 to 80 epochs gained +0.004."""
+    then it is what the last quarter of the epochs gained over a run of the same recipe without
+    it (`schedule_gain`). Why: a schedule that anneals its learning rate to zero (one-cycle,
+    cosine) climbs through its last quarter at any length, since that climb is the annealing,
+    and a run's own last quarter is not what a shorter run of the recipe reaches. (Until
+    2026-12 the check was half the epochs: what doubling the schedule gained, a stricter
+    quantity than the issue's last quarter at the same threshold; it is the issue's now.)
+    ``@half`` curves (`HALF_SCHEDULE`) are a study's short conditions, neither checks nor judged.
+    """
     curves = dict(curves or {})
-    checks = {k[: -len(HALF_SCHEDULE)]: v for k, v in curves.items() if k.endswith(HALF_SCHEDULE)}
-    runs = {k: v for k, v in curves.items() if not k.endswith(HALF_SCHEDULE)}
+    checks = {k[: -len(SCHEDULE_CHECK)]: v for k, v in curves.items() if k.endswith(SCHEDULE_CHECK)}
+    runs = {k: v for k, v in curves.items() if not schedule_suffix(k)}
     found = {m: [k for k in runs if k == m or k.startswith(m + SEED_SEPARATOR)] for m in models}
     absent = [m for m, names in found.items() if not names]
     if absent:
@@ -281,7 +305,7 @@ def plateau_gate(curves: Optional[Mapping[str, Sequence[float]]], models: Sequen
             for name in names:
                 checked = role_check.get(model_role(name))
                 if checked is not None:
-                    gains[name], how[name] = schedule_gain(runs[checked], checks[checked]), f"doubling the schedule of {checked}"
+                    gains[name], how[name] = schedule_gain(runs[checked], checks[checked]), f"last quarter of the schedule of {checked}"
                 else:
                     gains[name], how[name] = plateau_gain(runs[name]), "last-quarter gain"
     except ValueError as e:

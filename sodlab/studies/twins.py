@@ -36,7 +36,7 @@ from ..models.registry import create_model
 from ..models.transfer import transfer_backbone
 from ..train import load_recipe
 from .common import seeded, train_or_resume, validation_rows
-from .rules import HALF_SCHEDULE, half_epochs
+from .rules import SCHEDULE_CHECK, check_epochs
 
 # The twins' shared augmentation when the family asks for it: the classifier's (shapes have no
 # upright), applied to image and mask together for saliency.
@@ -230,17 +230,18 @@ def train_checked(spec: str | TwinSpec, task: str, make: Callable[[], nn.Module]
                   **overrides: Any) -> tuple[nn.Module, Any]:
     """`train_twin` of a model from ``make`` into ``run_dir``, its validation curve appended to
     ``rows`` under ``name`` (`validation_rows`); with ``check`` (and a validation split) the
-    same recipe again for half the epochs into ``half-schedule/`` beside ``run_dir``, for its
-    curve alone, appended as ``name`` + `HALF_SCHEDULE`: the plateau gate's evidence
+    same recipe again without the last quarter of its epochs (`check_epochs`) into
+    ``schedule-check/`` beside ``run_dir``, for its curve alone, appended as ``name`` +
+    `SCHEDULE_CHECK`: the plateau gate's evidence
     (`sodlab.studies.rules.plateau_gate`). Returns the model and log of the run itself."""
     kw = dict(batch_size=batch_size, progress=progress, image_size=image_size, **overrides)
     model, log = train_twin(spec, task, make(), train, val, Path(run_dir), epochs, seed, device, **kw)
     rows.extend(validation_rows(name, log))
-    half = half_epochs(epochs) if check and val is not None else None  # None: no check, and the gate lacks its evidence
-    if half:
-        _, half_log = train_twin(spec, task, make(), train, val, Path(run_dir).parent / "half-schedule" / Path(run_dir).name, half[0],
-                                 seed, device, **kw)
-        rows.extend(validation_rows(name + HALF_SCHEDULE, half_log))
+    shorter = check_epochs(epochs) if check and val is not None else None  # None: no check, and the gate lacks its evidence
+    if shorter:
+        _, check_log = train_twin(spec, task, make(), train, val, Path(run_dir).parent / "schedule-check" / Path(run_dir).name,
+                                  shorter[0], seed, device, **kw)
+        rows.extend(validation_rows(name + SCHEDULE_CHECK, check_log))
     return model, log
 
 

@@ -25,8 +25,8 @@ from ..errors import ConfigError, DataError
 from .common import collapsed_share, seed_mean
 from .pretraining import IMAGENET_CLASSES, IMAGENET_CLASSIFIER, arm_name
 from .redundancy import PLATEAU_SHARE, params_to_reach, task_scores
-from .rules import (CI_LEVEL, CLASSIFIER_MIN_TOP1, HALF_SCHEDULE, IMAGENET_MIN_TOP1, SEED_SEPARATOR, Gate, Verdict,  # noqa: F401
-                    classifier_gate, judge, plateau_gate, selection_gate)
+from .rules import (CI_LEVEL, CLASSIFIER_MIN_TOP1, HALF_SCHEDULE, IMAGENET_MIN_TOP1, SCHEDULE_CHECK, SEED_SEPARATOR, Gate,  # noqa: F401
+                    Verdict, classifier_gate, judge, plateau_gate, schedule_suffix, selection_gate)
 
 Curves = Optional[Mapping[str, Sequence[float]]]
 
@@ -65,8 +65,9 @@ def classifier_gates(classifiers: Optional[pd.DataFrame], expected: Sequence[str
 def training_gates(models: Sequence[str], validation_curves: Curves, selected_on_validation: Optional[bool]) -> list[Gate]:
     """The plateau and selection gates for the trained ``models`` and for every other model
     that has a validation curve (a study's side models must be competent too; a schedule check,
-    ``<model>@half``, is evidence about its model, not a model)."""
-    others = [k for k in (validation_curves or {}) if not k.endswith(HALF_SCHEDULE)
+    ``<model>@check``, is evidence about its model, and a ``<model>@half`` condition is short on
+    purpose: neither is a model judged here)."""
+    others = [k for k in (validation_curves or {}) if not schedule_suffix(k)
               and not any(k.startswith(m + SEED_SEPARATOR) for m in models)]
     models = list(dict.fromkeys([*models, *others]))
     return [plateau_gate(validation_curves, models, NO_VALIDATION_SPLIT),
