@@ -1,6 +1,7 @@
-"""Preloaded classification data: images decoded once into memory, and whole batches cropped,
+"""Preloaded data. Classification: images decoded once into memory, and whole batches cropped,
 flipped, turned and resized at once (`sodlab.data.batched`), with the per-image transform's
-random draws and its values to float rounding."""
+random draws and its values to float rounding. Saliency: images and masks decoded once, items
+the same to the bit, read from memory."""
 from __future__ import annotations
 
 import logging
@@ -11,15 +12,18 @@ import pytest
 import torch
 import torch.nn.functional as F
 from PIL import Image
-from torch.utils.data import DataLoader
+from torch.utils.data import DataLoader, Subset
 
 import sodlab
 from sodlab.cli import main
-from sodlab.data import ImageFolder
+from sodlab.data import ImageFolder, SODFolder
+from sodlab.data import transforms as T
 from sodlab.data.batched import Geometry, crop_flip_turn_resize, interpolation_matrices
 from sodlab.data.imagefolder import ImageTransform, labelled_images
-from sodlab.errors import ConfigError
-from sodlab.train import TrainConfig
+from sodlab.errors import ConfigError, ImageReadError
+from sodlab.studies import twins
+from sodlab.studies.common import datasets, eval_view
+from sodlab.train import TrainConfig, folder_dataset
 from sodlab.train.config import RESUMABLE_CHANGES
 
 ROUNDING = 2e-6  # float32 sums in another order
@@ -143,9 +147,7 @@ def test_preload_keeps_large_data_on_disk_and_mixed_sizes_item_by_item(tmp_path,
     assert all(torch.equal(it["image"], disk[i]) for it, i in zip(items, [2, 0, 1]))
 
 
-def test_preload_is_a_classification_setting_and_a_resumable_change(tmp_path, bench, capsys):
-    with pytest.raises(ConfigError, match=r"key 'preload': applies to classification only"):
-        TrainConfig(preload=True)
+def test_preload_is_a_resumable_change(tmp_path, bench, capsys):
     with pytest.raises(ConfigError, match=r"key 'preload': must be true or false, got 'yes'"):
         TrainConfig(task="classification", preload="yes")
     assert "preload" in RESUMABLE_CHANGES
@@ -157,3 +159,103 @@ def test_preload_is_a_classification_setting_and_a_resumable_change(tmp_path, be
     assert main(args + ["--epochs", "2", "--set", "preload=false", "--resume"]) == 0
     log = (run / "log.csv").read_text().splitlines()
     assert len(log) == 3 and sodlab.load(run / "best.pt").task == "classification"
+
+
+# --- saliency ------------------------------------------------------------------------------------
+@pytest.mark.parametrize("split", ["train", "test"])
+def test_sod_preloaded_items_equal_the_read_ones(bench, split):
+    def folder(train: bool) -> SODFolder:
+        tf = T.train_transform(24, vflip=True, rot90=True) if train else T.eval_transform(24)
+        return SODFolder(bench / split, transform=tf)
+
+    for train in (True, False):
+        disk, mem = folder(train), folder(train)
+        assert mem.preload() and mem.preloaded and not disk.preloaded
+        picks = list(range(len(disk) - 1, 0, -2))  # through a Subset, as the studies hold the training split
+        for a, b in zip(loaded_batches(Subset(disk, picks), 5), loaded_batches(Subset(mem, picks), 5)):
+            assert a["stem"] == b["stem"] and torch.equal(a["label"], b["label"]) and a["category"] == b["category"]
+            assert [tuple(map(int, s)) for s in a["orig_size"]] == [tuple(map(int, s)) for s in b["orig_size"]]
+            # the same arrays through the same transform with the same draws: identical
+            assert torch.equal(a["image"], b["image"]) and torch.equal(a["mask"], b["mask"])
+    mem = folder(False)
+    mem.preload()
+    image, mask = mem.read(0)
+    image[:], mask[:] = 0, False  # a caller's copies: the preloaded pixels stay
+    ref_image, ref_mask = folder(False).read(0)
+    assert np.array_equal(mem.read(0)[0], ref_image) and np.array_equal(mem.read(0)[1], ref_mask) and ref_mask.dtype == bool
+
+
+def test_sod_preload_keeps_large_data_on_disk_and_holds_mixed_sizes(tmp_path, caplog):
+    for i, (h, w) in enumerate([(10, 12), (12, 10), (10, 12)]):
+        rng = np.random.default_rng(i)
+        for sub, arr in (("images", rng.integers(0, 256, (h, w, 3), dtype=np.uint8)), ("GT", (rng.random((h, w)) > 0.5).astype(np.uint8) * 255)):
+            (tmp_path / sub).mkdir(exist_ok=True)
+            Image.fromarray(arr).save(tmp_path / sub / f"{i}.png")
+    ds = SODFolder(tmp_path, transform=T.train_transform(8, rot90=True))
+    with caplog.at_level(logging.WARNING):
+        assert not ds.preload(max_bytes=4 * 360 - 1)  # 4 bytes a pixel: 360 pixels
+    assert "not preloading 3 image/mask pairs: they need 0.0 GiB of memory" in caplog.text and not ds.preloaded
+    torch.manual_seed(0)
+    disk = [ds[i] for i in range(3)]
+    assert ds.preload(max_bytes=4 * 360) and ds.preloaded
+    torch.manual_seed(0)
+    items = [ds[i] for i in (0, 1, -1)]  # several sizes: kept one by one
+    assert [it["stem"] for it in items] == ["0", "1", "2"] and items[1]["orig_size"] == (12, 10)
+    assert all(torch.equal(it["image"], d["image"]) and torch.equal(it["mask"], d["mask"]) for it, d in zip(items, disk))
+    with pytest.raises(IndexError, match="index 3 out of range for 3 items"):
+        ds[3]
+
+
+def test_sod_preload_names_an_unreadable_file(tmp_path):
+    from sodlab.data import synthetic
+
+    root = Path(synthetic.generate(tmp_path / "b", n_train=4, n_test=2, size=32, seed=0, progress=False)) / "train"
+    ds = SODFolder(root, transform=T.eval_transform(16))
+    bad = ds.image_paths[2]
+    data = bad.read_bytes()
+    bad.write_bytes(data[:len(data) // 2])  # listed while whole; its pixels are cut off now
+    with pytest.raises(ImageReadError) as on_read:
+        ds.read(2)  # not preloaded: from the file
+    with pytest.raises(ImageReadError) as on_preload:
+        ds.preload()
+    assert str(on_preload.value) == str(on_read.value) and str(bad) in str(on_preload.value)
+    assert not ds.preloaded
+
+
+def test_sod_preload_in_the_trainer_and_the_studies(bench):
+    cfg = TrainConfig(image_size=32, preload=True, vflip=True)
+    ds = folder_dataset(bench / "train", cfg, train=True)
+    assert isinstance(ds, SODFolder) and ds.preloaded and ds.transform.vflip
+    assert not folder_dataset(bench / "train", cfg.replace(preload=False), train=True).preloaded
+    spec = twins.twin_spec("res2net-mini")
+    train, val, test = datasets(bench, 32, augmentation=spec.augmentation())
+    assert train.dataset.preloaded and test.preloaded
+    # validation is an evaluation view of the training folder: its decoded pixels, not a second copy
+    assert isinstance(val.dataset.transform, T.EvalTransform) and val.dataset.preloaded
+    assert val.dataset.preloaded_images()[0] is train.dataset.preloaded_images()[0]
+    cold = datasets(bench, 32, augmentation=spec.augmentation(), preload=False)
+    assert not cold[0].dataset.preloaded and not cold[1].dataset.preloaded and not cold[2].preloaded
+    assert list(train.indices) == list(cold[0].indices) and list(val.indices) == list(cold[1].indices)
+    for a, b in ((val, cold[1]), (test, cold[2])):
+        assert len(a) == len(b) and all(torch.equal(a[i]["image"], b[i]["image"]) and a[i]["stem"] == b[i]["stem"] for i in (0, -1))
+    view = eval_view(train, bench, 32)
+    assert view.dataset.preloaded_images()[0] is train.dataset.preloaded_images()[0] and list(view.indices) == list(train.indices)
+    cls = twins.classification_train(spec, bench, train, 32)  # the classifier's images: the same memory
+    assert cls.dataset._pixels is train.dataset.preloaded_images()[0]
+    assert np.array_equal(cls.dataset.read(5), twins.classification_train(spec, bench, cold[0], 32).dataset.read(5))
+
+
+def test_sod_training_is_the_same_with_preload(bench, tmp_path):
+    from sodlab import create_model
+    from sodlab.train import fit
+
+    cfg = TrainConfig(image_size=32, batch_size=8, epochs=1, vflip=True, rot90=True, fused=False)
+    runs = {}
+    for preload in (False, True):
+        torch.manual_seed(0)  # one initialisation for both
+        model = create_model("csnet", width=4)
+        log = fit(model, bench / "train", bench / "test", cfg.replace(preload=preload), tmp_path / str(preload), device="cpu")
+        runs[preload] = (model.state_dict(), log)
+    (a, log_a), (b, log_b) = runs[False], runs[True]
+    assert all(torch.equal(a[k], b[k]) for k in a)  # the same batches to the bit: the same weights
+    assert log_a["train_loss"].tolist() == log_b["train_loss"].tolist() and log_a["val_max_f"].tolist() == log_b["val_max_f"].tolist()

@@ -16,18 +16,16 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 from torch.utils.data import Dataset
-from tqdm.auto import tqdm
 
 from ..errors import DataError, ImageReadError
 from .batched import Geometry, crop_flip_turn_resize
 from .folder import CATEGORIES_FILE, IMAGE_DIRS, MASK_DIRS, IMAGE_SUFFIXES, SODFolder
 from .io import image_size, read_image
+from .preload import PRELOAD_MAX_BYTES, checked_index, decode_all, stacked
 from .transforms import _image_tensor, normalize
 
 log = logging.getLogger(__name__)
 _MAX_LISTED = 20
-# `LabelledImages.preload` keeps images on disk beyond this (decoded: 3 bytes per pixel).
-PRELOAD_MAX_BYTES = 2 * 2**30
 
 ImageOnlyTransform = Callable[[np.ndarray], Tensor]
 
@@ -94,18 +92,12 @@ class LabelledImages(Dataset):
             return True
         if self.sizes is None:
             self.sizes = [image_size(p) for p in self.image_paths]
-        need = sum(3 * h * w for h, w in self.sizes)
-        if need > max_bytes:
-            log.warning("%s: not preloading %d images: they need %.1f GiB of memory, over the %.1f GiB allowed",
-                        self.root, len(self), need / 2**30, max_bytes / 2**30)
+        arrays = decode_all(self.root, len(self), sum(3 * h * w for h, w in self.sizes), max_bytes,
+                            lambda i: read_image(self.image_paths[i]), progress)
+        if arrays is None:
             return False
-        arrays = [read_image(p) for p in tqdm(self.image_paths, desc=f"preloading {self.root.name}", leave=False,
-                                               disable=not progress)]
-        if len({a.shape for a in arrays}) == 1:
-            self._pixels = torch.from_numpy(np.stack(arrays))
-        else:
-            self._arrays = arrays
-        log.debug("%s: %d images preloaded (%.1f MiB)", self.root, len(arrays), need / 2**20)
+        self._pixels = stacked(arrays)
+        self._arrays = arrays if self._pixels is None else None
         return True
 
     def read(self, index: int) -> np.ndarray:
@@ -121,13 +113,8 @@ class LabelledImages(Dataset):
         return {"image": image, "label": label, "category": self.class_names[label] if label >= 0 else "",
                 "stem": self.stems[index], "orig_size": orig_size}
 
-    def _index(self, index: int) -> int:
-        if not -len(self) <= index < len(self):
-            raise IndexError(f"index {index} out of range for {len(self)} items")
-        return index % len(self)
-
     def __getitem__(self, index: int) -> dict[str, Any]:
-        index = self._index(index)
+        index = checked_index(index, len(self))
         image = self.read(index)
         x = self.transform(image) if self.transform is not None else _image_tensor(image)
         return self._item(index, x, tuple(image.shape[:2]))
@@ -137,7 +124,7 @@ class LabelledImages(Dataset):
         images of one size go through `ImageTransform.batch` together, the rest one by one."""
         if self._pixels is None or not isinstance(self.transform, ImageTransform):
             return [self[i] for i in indices]
-        idx = [self._index(int(i)) for i in indices]
+        idx = [checked_index(int(i), len(self)) for i in indices]
         x = self.transform.batch(self._pixels[torch.tensor(idx, dtype=torch.int64)])
         size = tuple(self._pixels.shape[1:3])
         return [self._item(i, x[k], size) for k, i in enumerate(idx)]
@@ -201,14 +188,17 @@ class ImageFolder(LabelledImages):
 
 def labelled_images(ds: SODFolder, transform: Optional[ImageOnlyTransform] = None) -> LabelledImages:
     """The images of ``ds`` labelled by its ``categories.csv`` (masks are not read). Items
-    without a category are a `DataError` naming them: every image needs a label."""
+    without a category are a `DataError` naming them: every image needs a label. When ``ds``
+    is preloaded, so are they: its decoded images are shared, not decoded again."""
     if not ds.category_names:
         raise DataError(f"{ds.root}: no {CATEGORIES_FILE}, so its images have no class labels")
     missing = [ds.stems[i] for i, v in enumerate(ds.labels) if v < 0]
     if missing:
         more = f" ... and {len(missing) - _MAX_LISTED} more" if len(missing) > _MAX_LISTED else ""
         raise DataError(f"{ds.root / CATEGORIES_FILE}: {len(missing)} image(s) have no category: {', '.join(missing[:_MAX_LISTED])}{more}")
-    return LabelledImages(ds.root, ds.image_paths, ds.labels, ds.category_names, transform, sizes=ds.sizes)
+    out = LabelledImages(ds.root, ds.image_paths, ds.labels, ds.category_names, transform, sizes=ds.sizes)
+    out._pixels, out._arrays = ds.preloaded_images()
+    return out
 
 
 class ImageTransform:

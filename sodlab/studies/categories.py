@@ -349,7 +349,7 @@ def category_examples(
     ``categories`` (N names), ``splits`` (names, `split_label`) and ``pred_<i>`` (N, H, W)
     for the i-th split. Reads the models `category_sensitivity` trained into ``work_dir`` (each at its best validation epoch, as the study used it)."""
     dev = resolve_device(device)
-    _, _, test = datasets(data_root, image_size)
+    _, _, test = datasets(data_root, image_size, preload=False)  # a few test images read
     names = category_names(test)
     work = category_work(work_dir, twins, n_seen, seed)
     runs = [(split_label(), work / "sod")] + [(split_label(h), work / f"loo_{slug(h)}") for h in names]

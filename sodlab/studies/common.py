@@ -94,7 +94,7 @@ VAL_SEED = 2020
 
 
 def datasets(data_root: str | Path, image_size: int, val_fraction: float = VAL_FRACTION,
-             augmentation: Optional[Mapping[str, bool]] = None) -> tuple[Dataset, Dataset, Dataset]:
+             augmentation: Optional[Mapping[str, bool]] = None, preload: bool = True) -> tuple[Dataset, Dataset, Dataset]:
     """``(train, val, test)`` of a benchmark root (``root/train``, ``root/test``).
     ``augmentation``: the training transform's ``hflip``/``vflip``/``rot90`` (default: left-right
     flips only; the twins' family gives its own, `sodlab.studies.twins.TwinSpec.augmentation`).
@@ -103,6 +103,11 @@ def datasets(data_root: str | Path, image_size: int, val_fraction: float = VAL_F
     ``root/val`` folder when the benchmark has one, else ``val_fraction`` of the training
     images (stratified by category, drawn by `VAL_SEED`) with the evaluation transform, which
     ``train`` then leaves out. All three share the training split's label indices.
+
+    ``preload``: decode every folder's images and masks into memory first
+    (`SODFolder.preload`; ``val`` shares the training folder's), so that epochs read no file;
+    the items, and so every trained model, stay the same to the bit. A benchmark too large for
+    memory (`sodlab.data.preload.PRELOAD_MAX_BYTES`) stays on disk, with a warning.
     """
     root = Path(data_root)
     for part in ("train", "test"):
@@ -111,20 +116,36 @@ def datasets(data_root: str | Path, image_size: int, val_fraction: float = VAL_F
     train = SODFolder(root / "train", transform=T.train_transform(image_size, **dict(augmentation or {})))
     names = train.category_names or None
     test = SODFolder(root / "test", transform=T.eval_transform(image_size), category_names=names)
-    if (root / "val").is_dir():
-        return train, SODFolder(root / "val", transform=T.eval_transform(image_size), category_names=names), test
+    val_folder = SODFolder(root / "val", transform=T.eval_transform(image_size), category_names=names) if (root / "val").is_dir() else None
+    if preload:
+        for folder in (train, test, val_folder):
+            if folder is not None:
+                folder.preload()
+    if val_folder is not None:
+        return train, val_folder, test
     held = stratified_draw(dataset_labels(train), val_fraction, VAL_SEED, leave_one=True)
     if not len(held):
         raise DataError(f"{root / 'train'}: too few images to hold out a validation split")
     rest = np.setdiff1d(np.arange(len(train)), held)
-    val = Subset(SODFolder(root / "train", transform=T.eval_transform(image_size), category_names=names), held.tolist())
+    val = Subset(train.with_transform(T.eval_transform(image_size)), held.tolist())
     return Subset(train, rest.tolist()), val, test
+
+
+def folder_of(ds: Dataset, root: str | Path) -> Optional[SODFolder]:
+    """``ds`` when it is the `SODFolder` of ``root`` (whose decoded pixels, when preloaded, a
+    view of the same images can share instead of reading the folder again), else None."""
+    return ds if isinstance(ds, SODFolder) and ds.root.resolve() == Path(root).resolve() else None
 
 
 def eval_view(dataset: Dataset, data_root: str | Path, image_size: int) -> Dataset:
     """The training images with the evaluation transform (for features and probes)."""
     parent = dataset.dataset if isinstance(dataset, Subset) else dataset
-    base = SODFolder(Path(data_root) / "train", transform=T.eval_transform(image_size), category_names=getattr(parent, "category_names", None) or None)
+    train_root = Path(data_root) / "train"
+    own = folder_of(parent, train_root)
+    if own is not None:
+        base = own.with_transform(T.eval_transform(image_size))
+    else:
+        base = SODFolder(train_root, transform=T.eval_transform(image_size), category_names=getattr(parent, "category_names", None) or None)
     if isinstance(dataset, Subset):
         return Subset(base, list(dataset.indices))
     return base

@@ -313,7 +313,7 @@ def mechanisms_runs(data_root: str | Path, twins: str = "res2net-mini", width: i
     """The run folders (``"sod"``, ``"classification"``, each with ``best.pt``) where
     `mechanisms_study` with these arguments keeps its twins."""
     spec = twin_spec(twins)
-    train, _, _ = datasets(data_root, image_size, augmentation=spec.augmentation())
+    train, _, _ = datasets(data_root, image_size, augmentation=spec.augmentation(), preload=False)  # its indices alone
     return twin_runs(spec, data_root, train, width, seed, epochs, epochs if cls_epochs is None else cls_epochs, batch_size,
                      _work(work_dir, spec.name, width, seed), model_store, image_size=image_size)
 

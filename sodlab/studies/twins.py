@@ -35,7 +35,7 @@ from ..models.csnet import CSNet
 from ..models.registry import create_model
 from ..models.transfer import transfer_backbone
 from ..train import load_recipe
-from .common import seeded, train_or_resume, validation_rows
+from .common import folder_of, seeded, train_or_resume, validation_rows
 from .rules import SCHEDULE_CHECK, check_epochs
 
 # The twins' shared augmentation when the family asks for it: the classifier's (shapes have no
@@ -164,7 +164,9 @@ def recipe_overrides(spec: str | TwinSpec, task: str, epochs: int, batch_size: O
         out["image_size"] = int(image_size)
     if spec.name == "csnet" and batch_size is not None:
         out["batch_size"] = int(batch_size)
-    out["preload"] = False  # the study builds its datasets itself (`classification_train`)
+    # the study builds (and preloads) its datasets itself (`datasets`, `classification_train`);
+    # the value is part of `run_key`, so it stays what the stored runs were keyed with
+    out["preload"] = False
     return out
 
 
@@ -173,14 +175,17 @@ def classification_train(spec: str | TwinSpec, data_root: str | Path, train: Dat
     """The classifier's training images: the same images as ``train`` (a `SODFolder` of
     ``data_root/train`` or a `Subset` of it) with the classification transform (crop, the
     family's flips and turns) and, for the Res2Net family, decoded once into memory and
-    augmented a batch at a time (`LabelledImages.preload`). ``categories`` fixes label indices
-    (default: the folder's own). The CSNet family trains on ``train`` itself, as before."""
+    augmented a batch at a time (`LabelledImages.preload`; the images ``train``'s folder holds
+    in memory already, when preloaded, are not decoded again). ``categories`` fixes label
+    indices (default: the folder's own). The CSNet family trains on ``train`` itself, as before."""
     spec = twin_spec(spec)
     if spec.name == "csnet":
         return train
     parent, indices = base_items(train)
     names = list(categories or getattr(parent, "category_names", None) or [])
-    folder = SODFolder(Path(data_root) / "train", category_names=names or None)
+    folder = folder_of(parent, Path(data_root) / "train")
+    if folder is None or folder.category_names != names:
+        folder = SODFolder(Path(data_root) / "train", category_names=names or None)
     ds = labelled_images(folder, ImageTransform(image_size, train=True, **spec.augmentation()))
     if preload:
         ds.preload()

@@ -51,10 +51,11 @@ class TrainConfig:
     Data (used when `fit` is given folders rather than datasets): ``image_size``,
     ``hflip``, ``vflip`` and ``rot90`` (random multiples of 90 degrees; for saliency image and
     mask turn together, see `sodlab.data.imagefolder.ImageTransform` and
-    `sodlab.data.transforms.TrainTransform`); ``preload`` (classification)
-    decodes every image into memory before the first epoch and augments whole batches at
-    once (`LabelledImages.preload`): the same augmentation and values up to float rounding,
-    so a run resumes with it on or off. ``batch_size`` is the global batch (see the module docstring);
+    `sodlab.data.transforms.TrainTransform`); ``preload`` decodes every image into memory
+    before the first epoch: classification then augments whole batches at once
+    (`LabelledImages.preload`: the same augmentation, values up to float rounding), saliency
+    reads images and masks from memory item by item (`SODFolder.preload`: the same batches to
+    the bit); either way a run resumes with it on or off. ``batch_size`` is the global batch (see the module docstring);
     ``val_batch_size`` defaults to ``2 * batch_size``; ``drop_last`` drops an incomplete
     last training batch.
 
@@ -147,8 +148,6 @@ class TrainConfig:
         if isinstance(ls, bool) or not isinstance(ls, (int, float)) or not 0.0 <= ls < 1.0:
             raise bad("label_smoothing", f"must be a number in [0, 1), got {ls!r}")
         self.label_smoothing = float(ls)
-        if self.preload and self.resolved_task != "classification":
-            raise bad("preload", "applies to classification only (saliency data is read from disk each epoch)")
         if self.label_smoothing and self.resolved_loss != "ce":
             raise bad("label_smoothing", "applies to the cross-entropy of classification only")
         if len(self.betas) != 2:

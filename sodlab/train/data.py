@@ -28,7 +28,8 @@ def folder_dataset(root: str | Path, config: TrainConfig, train: bool, category_
     Saliency: a `SODFolder` (flips per ``config.hflip``/``vflip``). Classification: an
     `ImageFolder` (``root/<class>/*.jpg``) or the images of a `SODFolder` labelled by its
     ``categories.csv``, with `ImageTransform` (crop, flips, ``config.rot90``); masks are not read.
-    With ``config.preload`` its images are decoded into memory first (a bar with ``progress``).
+    With ``config.preload`` its images (and masks) are decoded into memory first (a bar with
+    ``progress``).
     """
     if config.image_size is None:
         raise ConfigError("training from a folder needs image_size in the train config")
@@ -39,14 +40,15 @@ def folder_dataset(root: str | Path, config: TrainConfig, train: bool, category_
             ds = ImageFolder(root, transform=image_tf, class_names=category_names)
         else:
             ds = labelled_images(SODFolder(root, category_names=category_names), image_tf)
-        if config.preload:
-            ds.preload(progress=progress)
-        return ds
-    if is_image_folder(root):
+    elif is_image_folder(root):
         raise DataError(f"{root}: an ImageFolder (one sub-folder per class, no masks); saliency training needs images/ and GT/ "
                         "(to train a classifier, use a classification recipe such as classify-quick)")
-    transform = T.train_transform(size, hflip=config.hflip, vflip=config.vflip, rot90=config.rot90) if train else T.eval_transform(size)
-    return SODFolder(root, transform=transform, category_names=category_names)
+    else:
+        transform = T.train_transform(size, hflip=config.hflip, vflip=config.vflip, rot90=config.rot90) if train else T.eval_transform(size)
+        ds = SODFolder(root, transform=transform, category_names=category_names)
+    if config.preload:
+        ds.preload(progress=progress)
+    return ds
 
 
 def class_names_of(ds: Dataset) -> Optional[list[str]]:
