@@ -62,7 +62,7 @@ from sodlab.studies import start_study
 
 SIZES = {
     "quick": dict(width=8, epochs=2, image_size=64, batch_size=16, eval_size=64, show=4, n_boot=200, schedule_check=True),
-    "standard": dict(width=16, epochs=8, image_size=64, batch_size=16, eval_size=64, show=6, n_boot=1000, schedule_check=True),
+    "standard": dict(width=16, epochs=24, image_size=64, batch_size=16, eval_size=64, show=6, n_boot=1000, schedule_check=True),
     "full": dict(width=20, epochs=60, image_size=224, batch_size=32, eval_size=224, show=8, n_boot=2000, schedule_check=True),
 }
 study = start_study("01_quickstart", mode, SIZES, data_root=data_root, device=device, results_dir=results_dir)

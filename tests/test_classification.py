@@ -175,7 +175,8 @@ def test_recipes_load_and_validate():
     csf = read_recipe("csf-mini-quick")
     assert csf["model"]["name"] == "csf-res2net-mini"
     s = TrainConfig.from_dict(csf["train"])
-    assert (s.resolved_task, s.optimizer, s.lr, s.schedule, s.image_size, s.epochs) == ("sod", "adam", 3e-3, "cosine", 64, 25)
+    assert (s.resolved_task, s.optimizer, s.lr, s.schedule, s.image_size, s.epochs, s.resolved_loss) == (
+        "sod", "adam", 3e-3, "cosine", 64, 25, "bce+iou")
     # both run channels-last: the measured CPU speed-up of the Res2Net family
     assert c.channels_last and s.channels_last
 
