@@ -451,6 +451,7 @@ def test_pretraining_on_corpora_with_seeds_and_schedules(bench, corpora, tmp_pat
     assert sorted(set(tr.labels[i] for i in range(len(tr)))) == list(range(12))
     sh = shuffled(tr, 0)
     assert sorted(sh.labels) == sorted(tr.labels) and sh.labels != tr.labels and sh.preloaded
+    assert sh._pixels is tr._pixels  # the same decoded images, shared
 
 
 @pytest.mark.slow

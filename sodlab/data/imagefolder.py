@@ -83,6 +83,15 @@ class LabelledImages(Dataset):
         """Whether the images are held in memory (`preload`)."""
         return self._pixels is not None or self._arrays is not None
 
+    def relabelled(self, labels: Sequence[int]) -> "LabelledImages":
+        """The same images with ``labels`` instead (one per image); decoded images, when
+        preloaded, are shared, not decoded again."""
+        if len(labels) != len(self):
+            raise ValueError(f"{self.root}: {len(labels)} labels for {len(self)} images")
+        out = LabelledImages(self.root, self.image_paths, labels, self.class_names, self.transform, sizes=self.sizes)
+        out._pixels, out._arrays = self._pixels, self._arrays
+        return out
+
     def preload(self, max_bytes: int = PRELOAD_MAX_BYTES, progress: bool = False) -> bool:
         """Decode every image into memory, so epochs read no file and (images of one size,
         an `ImageTransform`) augment whole batches at once (`__getitems__`). Returns whether

@@ -109,9 +109,7 @@ def shuffled(ds: Dataset, seed: int) -> Dataset:
         rows = np.arange(len(base)) if indices is None else np.asarray(indices)
         new = labels.copy()
         new[rows] = np.random.default_rng(seed).permutation(labels[rows])
-        out = LabelledImages(base.root, base.image_paths, new, base.class_names, base.transform, sizes=base.sizes)
-        if base.preloaded:
-            out.preload()
+        out = base.relabelled(new)
         return out if indices is None else Subset(out, indices)
     return RelabelledDataset(ds, np.random.default_rng(seed).permutation(labels))
 
