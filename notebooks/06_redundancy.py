@@ -60,7 +60,7 @@ from sodlab.studies import TWIN_BENCHMARK, start_study
 SIZES = {
     "quick": dict(twins="res2net-mini", widths=(4, 8), epochs=1, cls_epochs=1, image_size=64, batch_size=16, n_images=32,
                   seeds=(0, 1), schedule_check=True),
-    "standard": dict(twins="res2net-mini", widths=(4, 8, 16), epochs=16, cls_epochs=80, image_size=64, batch_size=16, n_images=128,
+    "standard": dict(twins="res2net-mini", widths=(4, 8, 16), epochs=32, cls_epochs=80, image_size=64, batch_size=16, n_images=128,
                      seeds=(0, 1, 2), schedule_check=True),
     "full": dict(twins="res2net-mini", widths=(4, 8, 16, 24, 32), epochs=25, cls_epochs=40, image_size=224, batch_size=32, n_images=256,
                  seeds=(0, 1, 2), schedule_check=True),
