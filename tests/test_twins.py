@@ -153,3 +153,18 @@ def test_encoder_digest_follows_the_encoder_only():
     other = twins.sod_model("res2net-mini", 4, 0)
     other.backbone.bn1.running_mean.add_(0.5)
     assert twins.encoder_digest(other) != twins.encoder_digest(sod)
+
+
+def test_recipe_digest_follows_the_shipped_recipe(monkeypatch):
+    import hashlib
+    import json
+
+    from sodlab.train import load_recipe
+    config = load_recipe("csf-mini-quick").to_dict()
+    want = hashlib.sha1(json.dumps(config, sort_keys=True, default=str).encode()).hexdigest()[:6]
+    assert twins.recipe_digest("res2net-mini", "sod") == want
+    assert twins.recipe_digest("res2net-mini", "classification") != want
+    # a recipe changed since (here its loss) is another digest, so a head keyed by it trains anew
+    changed = load_recipe("csf-mini-quick").replace(loss="bce")
+    monkeypatch.setattr(twins, "load_recipe", lambda name: changed)
+    assert twins.recipe_digest("res2net-mini", "sod") != want

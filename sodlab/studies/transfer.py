@@ -66,13 +66,13 @@ def saliency_heads(
     """For each named encoder (a classifier, or any model whose encoder a classifier can hold,
     `sodlab.studies.twins.class_readout`), a fresh saliency head (seeded by ``seed``) trained for
     ``epochs`` on a frozen copy of it, with the ``twins`` family's saliency recipe (``batch_size``
-    for CSNet's), in ``work/transfer_sod_from_<name>_e<epochs>_<encoder_digest>``. Returns the trained models (eval mode)
+    for CSNet's), in ``work/transfer_sod_from_<name>_e<epochs>_<encoder_digest>_<recipe_digest>``. Returns the trained models (eval mode)
     and their validation rows (`validation_rows`, model "saliency head on the <name> encoder")."""
     spec = twin_spec(twins)
     models, training = {}, []
     for name, source in encoders.items():
         head = freeze_encoder(sod_readout(source, seed))
-        run = work / f"transfer_sod_from_{name}_e{epochs}_{encoder_digest(source)}"
+        run = work / f"transfer_sod_from_{name}_e{epochs}_{encoder_digest(source)}_{recipe_digest(spec, 'sod')}"
         model, log_df = train_twin(spec, "sod", head, train, val, run, epochs, seed, device,
                                    batch_size=batch_size, progress=progress, fused=False, image_size=image_size)
         training += validation_rows(f"saliency head on the {name} encoder", log_df)

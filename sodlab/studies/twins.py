@@ -147,6 +147,14 @@ def modules_digest(modules: Sequence[nn.Module]) -> str:
     return h.hexdigest()[:10]
 
 
+def recipe_digest(spec: str | TwinSpec, task: str) -> str:
+    """A short hash of the family's shipped recipe for ``task``: part of the name of a run keyed
+    by its encoder, so that a recipe changed since (a loss, an optimiser) trains a new run
+    instead of meeting the old one's config."""
+    config = load_recipe(twin_spec(spec).recipe(task)).to_dict()
+    return hashlib.sha1(json.dumps(config, sort_keys=True, default=str).encode()).hexdigest()[:6]
+
+
 def encoder_parameters(model: nn.Module) -> int:
     return sum(p.numel() for m in encoder_modules(model) for p in m.parameters())
 
