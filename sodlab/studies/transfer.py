@@ -18,7 +18,7 @@ from torch.utils.data import Dataset
 
 from ..analysis import probes
 from .common import collect, loader, score_summary, sod_scores, validation_rows, with_statistics_of
-from .twins import TwinSpec, encoder_digest, encoder_modules, sod_readout, train_twin, twin_spec
+from .twins import TwinSpec, encoder_digest, encoder_modules, recipe_digest, sod_readout, train_twin, twin_spec
 
 # `transfer_share` needs the task's own model this far above the untrained encoder's read-out
 # (0-1 scores); below it the share divides noise by noise.
