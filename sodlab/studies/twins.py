@@ -151,8 +151,12 @@ def recipe_digest(spec: str | TwinSpec, task: str) -> str:
     """A short hash of the family's shipped recipe for ``task``: part of the name of a run keyed
     by its encoder, so that a recipe changed since (a loss, an optimiser) trains a new run
     instead of meeting the old one's config."""
-    config = load_recipe(twin_spec(spec).recipe(task)).to_dict()
-    return hashlib.sha1(json.dumps(config, sort_keys=True, default=str).encode()).hexdigest()[:6]
+    return _json_digest(load_recipe(twin_spec(spec).recipe(task)).to_dict())[:6]
+
+
+def _json_digest(obj: Any) -> str:
+    """The SHA-1 of ``obj`` as canonical JSON: how run names hash configs (`run_key`, `recipe_digest`)."""
+    return hashlib.sha1(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()
 
 
 def encoder_parameters(model: nn.Module) -> int:
@@ -218,10 +222,9 @@ def run_key(spec: str | TwinSpec, task: str, width: int, seed: int, data: str | 
     data folder, the recipe with its overrides, which training images, any ``extra``)."""
     spec = twin_spec(spec)
     config = load_recipe(spec.recipe(task)).replace(**{"image_size": None, **overrides}).to_dict()
-    blob = json.dumps({"data": str(Path(data).resolve()), "config": config, "extra": extra or {},
-                       "images": hashlib.sha1(np.asarray(images if images is not None else [], dtype=np.int64).tobytes()).hexdigest()},
-                      sort_keys=True, default=str)
-    return f"{spec.name}-{task}-w{width}-seed{seed}-{hashlib.sha1(blob.encode()).hexdigest()[:10]}"
+    digest = _json_digest({"data": str(Path(data).resolve()), "config": config, "extra": extra or {},
+                           "images": hashlib.sha1(np.asarray(images if images is not None else [], dtype=np.int64).tobytes()).hexdigest()})
+    return f"{spec.name}-{task}-w{width}-seed{seed}-{digest[:10]}"
 
 
 def train_twin(spec: str | TwinSpec, task: str, model: nn.Module, train: Dataset, val: Optional[Dataset], run_dir: Path,

@@ -10,7 +10,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from ..errors import DataError
-from .config import TrainConfig
+from .config import SALIENCY_LOSSES, TrainConfig
 from .regularizers import at_least_float32
 
 
@@ -21,7 +21,7 @@ def task_loss(out: Any, target: Tensor, config: TrainConfig) -> Tensor:
     total = None
     for o in outs:
         o = at_least_float32(o)
-        if kind in ("bce", "bce+iou"):
+        if kind in SALIENCY_LOSSES:
             t = target.to(o.dtype)
             if t.dim() == o.dim() - 1:
                 t = t.unsqueeze(1)
