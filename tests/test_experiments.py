@@ -14,6 +14,8 @@ import sodlab
 from sodlab import experiments as ex
 from sodlab.studies import verdicts
 from sodlab.studies.common import VAL_FRACTION, datasets, train_config, training_table, validation_rows
+from sodlab.studies.categories import category_work
+from sodlab.studies.twins import recipes_digest
 from sodlab.analysis import probes
 from sodlab.metrics import SODMetrics, max_f_from_curves
 from sodlab.errors import ConfigError
@@ -270,7 +272,7 @@ def test_category_sensitivity(bench240, tmp_path):
     from sodlab.checkpoint import load
 
     # the study model's twins by default, in a folder named by family, split size and seed
-    assert type(load(tmp_path / "res2net-mini_seen6_seed0" / "sod" / "best.pt")).__name__ == "CSFNet"  # csf-res2net-mini
+    assert type(load(category_work(tmp_path, "res2net-mini", 6, 0) / "sod" / "best.pt")).__name__ == "CSFNet"  # csf-res2net-mini
     split = out["split"]
     assert split["seen"].sum() == 6 and len(split) >= 10
     s = out["summary"]
@@ -345,7 +347,7 @@ def test_pretraining_control_arms(bench, tmp_path):
     assert list(c["versus"]) == ["random_labels", "scratch_matched"] and (c["low"] <= c["high"]).all()
     fin = out["final"].set_index("init")["max_f"]
     assert c.set_index("versus").loc["scratch_matched", "max_f_gain"] == pytest.approx(fin["pretrained"] - fin["scratch_matched"], abs=1e-9)
-    assert (tmp_path / f"res2net-mini_w{TINY['width']}_seed0" / "pretrain_random_labels" / "last.pt").is_file()
+    assert (tmp_path / f"res2net-mini_w{TINY['width']}_seed0_{recipes_digest('res2net-mini')}" / "pretrain_random_labels" / "last.pt").is_file()
     assert matched_epochs(5, 5, 2000, 200) == 55 and matched_epochs(5, 5, 2000, 2000) == 10 and matched_epochs(3, 2, 100, 30) == 10
     with pytest.raises(ConfigError, match=r"arms must include 'scratch' and 'pretrained'"):
         ex.pretraining_effect(bench, arms=("scratch",), work_dir=tmp_path)
@@ -861,7 +863,7 @@ def test_pretraining_from_imagenet_weights(tiny_bench, imagenet_file, tmp_path, 
     assert len(c) == 1 and c.iloc[0]["model"] == "imagenet_weights" and c.iloc[0]["weights"] == path.name
     assert c.iloc[0]["accuracy"] is None and c.iloc[0]["digest"] == encoder_digest(pre)
     assert sorted(out["training"]["model"].unique()) == ["pretrained at 100%:seed0", "scratch at 100%:seed0"]
-    assert (tmp_path / "res2net50_seed0" / f"pretrained-{encoder_digest(pre)}_f1_e1" / "best.pt").is_file()
+    assert (tmp_path / f"res2net50_seed0_{recipes_digest(pretraining.IMAGENET_TWINS)}" / f"pretrained-{encoder_digest(pre)}_f1_e1" / "best.pt").is_file()
     # the verdict, also from the result cache's copy: the gate says what is missing, and nothing crashes
     save_result(tmp_path / "cache.json", out)
     for res in (out, load_result(tmp_path / "cache.json")):

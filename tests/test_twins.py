@@ -168,3 +168,16 @@ def test_recipe_digest_follows_the_shipped_recipe(monkeypatch):
     changed = load_recipe("csf-mini-quick").replace(loss="bce")
     monkeypatch.setattr(twins, "load_recipe", lambda name: changed)
     assert twins.recipe_digest("res2net-mini", "sod") != want
+
+
+def test_recipes_digest_keys_study_folders_by_both_recipes(monkeypatch):
+    from sodlab.studies.categories import category_work
+    from sodlab.train import load_recipe
+
+    both = twins.recipes_digest("res2net-mini")
+    assert category_work("w", "res2net-mini", 5, 2).name == f"res2net-mini_seen5_seed2_{both}"
+    sod = twins.recipe_digest("res2net-mini", "sod")
+    # either recipe changed since (the classifier's here) names another folder: the old runs stay, untouched
+    monkeypatch.setattr(twins, "load_recipe", lambda name: load_recipe(name).replace(lr=0.5) if name == "classify-quick" else load_recipe(name))
+    assert twins.recipe_digest("res2net-mini", "sod") == sod
+    assert twins.recipes_digest("res2net-mini") != both

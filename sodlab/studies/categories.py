@@ -20,7 +20,7 @@ from ..errors import ConfigError, DataError
 from .common import (PROTOCOL, category_names, classifier_row, collect, datasets, eval_view, flush_denormals, score_summary, slug, sod_scores,
                      study_tables, training_table)
 from .rules import CI_LEVEL, seed_name
-from .twins import TwinSpec, classification_train, cls_model, sod_model, train_checked, twin_spec
+from .twins import TwinSpec, classification_train, cls_model, recipes_digest, sod_model, train_checked, twin_spec
 
 
 @flush_denormals
@@ -268,8 +268,9 @@ def replicate_name(model: str, split: int) -> str:
 
 
 def category_work(work_dir: str | Path, twins: str | TwinSpec, n_seen: int, seed: int) -> Path:
-    """The folder of one category split's models (`category_sensitivity`, `category_examples`)."""
-    return Path(work_dir) / f"{twin_spec(twins).name}_seen{n_seen}_seed{seed}"
+    """The folder of one category split's models (`category_sensitivity`, `category_examples`),
+    keyed by the family's recipes (`recipes_digest`)."""
+    return Path(work_dir) / f"{twin_spec(twins).name}_seen{n_seen}_seed{seed}_{recipes_digest(twins)}"
 
 
 def _gap_table(rows: list[dict], summary: pd.DataFrame, ci: float) -> pd.DataFrame:

@@ -37,7 +37,7 @@ from ..models.res2net import Res2Net, load_imagenet_weights, res2net50_v1b_26w_4
 from .common import (PROTOCOL, VAL_SEED, category_names, classifier_row, datasets, flush_denormals, log_frame, max_f_gain, score_summary,
                      seed_mean, seeded, sod_scores, study_tables, training_table)
 from .rules import CI_LEVEL, HALF_SCHEDULE, half_epochs, seed_name
-from .twins import (TwinSpec, classification_train, cls_model, modules_digest, sod_model, sod_readout, train_checked, train_twin,
+from .twins import (TwinSpec, classification_train, cls_model, modules_digest, recipes_digest, sod_model, sod_readout, train_checked, train_twin,
                     twin_spec)
 
 # ``pretrained``: the encoder of a classifier of the (without-sod) corpus; ``pretrained_with_sod``:
@@ -322,7 +322,9 @@ def pretraining_effect(
         classifiers.append(imagenet_row(imagenet_weights, digest, imagenet_top1))
     for seed in seeds:
         # the ImageNet arm's model has no width; its pre-trained runs are keyed by the weights
-        work = Path(work_dir) / (f"{spec.name}_seed{seed}" if encoder is not None else f"{spec.name}_w{width}_seed{seed}")
+        # keyed by the recipes too (`recipes_digest`): a recipe changed since trains beside the old runs
+        work = Path(work_dir) / ((f"{spec.name}_seed{seed}" if encoder is not None else f"{spec.name}_w{width}_seed{seed}")
+                                 + f"_{recipes_digest(spec)}")
         encoders: dict[str, torch.nn.Module] = {}
         for arm, cls_name in (("pretrained", PRETRAINING_CLASSIFIER), ("pretrained_with_sod", WITH_SOD_CLASSIFIER)):
             if arm not in sources:

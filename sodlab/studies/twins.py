@@ -154,6 +154,14 @@ def recipe_digest(spec: str | TwinSpec, task: str) -> str:
     return _json_digest(load_recipe(twin_spec(spec).recipe(task)).to_dict())[:6]
 
 
+def recipes_digest(spec: str | TwinSpec) -> str:
+    """A short hash of both of the family's shipped recipes (saliency and classification): part
+    of the name of a study folder whose runs are not in a shared store (04's splits, 05's
+    arms), so that a recipe changed since trains new runs beside the old ones instead of
+    stopping on the resume check."""
+    return _json_digest([recipe_digest(spec, task) for task in ("sod", "classification")])[:6]
+
+
 def _json_digest(obj: Any) -> str:
     """The SHA-1 of ``obj`` as canonical JSON: how run names hash configs (`run_key`, `recipe_digest`)."""
     return hashlib.sha1(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()
