@@ -43,6 +43,7 @@ results_dir = None
 checkpoint = None      # the authors' .pth.tar or a sodlab checkpoint; None: train a small model here
 layer_config = None    # the authors' .bin (or JSON) for their checkpoint
 preset = "csnet-L-x2"  # used for the authors' checkpoint when layer_config is None
+seeds = None  # None: the mode's seeds; e.g. (0,) trains only that one (a later run with more seeds reuses its model)
 
 # %%
 from pathlib import Path
@@ -61,11 +62,14 @@ from sodlab.data import transforms as T
 from sodlab.studies import start_study
 
 SIZES = {
-    "quick": dict(width=8, epochs=2, image_size=64, batch_size=16, eval_size=64, show=4, n_boot=200, schedule_check=True),
-    "standard": dict(width=16, epochs=24, image_size=64, batch_size=16, eval_size=64, show=6, n_boot=1000, schedule_check=True),
-    "full": dict(width=20, epochs=60, image_size=224, batch_size=32, eval_size=224, show=8, n_boot=2000, schedule_check=True),
+    "quick": dict(width=8, epochs=2, image_size=64, batch_size=16, eval_size=64, show=4, n_boot=200, schedule_check=True, seeds=(0, 1)),
+    "standard": dict(width=16, epochs=24, image_size=64, batch_size=16, eval_size=64, show=6, n_boot=1000, schedule_check=True,
+                     seeds=(0, 1, 2)),
+    "full": dict(width=20, epochs=60, image_size=224, batch_size=32, eval_size=224, show=8, n_boot=2000, schedule_check=True,
+                 seeds=(0, 1, 2)),
 }
-study = start_study("01_quickstart", mode, SIZES, data_root=data_root, device=device, results_dir=results_dir)
+study = start_study("01_quickstart", mode, SIZES, data_root=data_root, device=device, results_dir=results_dir,
+                    overrides=None if seeds is None else {"seeds": tuple(seeds)})
 S = study.sizes
 print(f"device: {study.device}; data: {study.data_root}")
 
@@ -91,22 +95,23 @@ if checkpoint is not None:
     eval_size = 224
 else:
     from sodlab.studies.common import datasets, log_frame, training_table
-    from sodlab.studies.twins import sod_model, train_checked
 
     # a tenth of the training images is held out to pick the best epoch; the test split only scores
     train, val, _ = datasets(study.data_root, S["image_size"])
-    # the shipped CPU recipe (Adam 3e-3, cosine) at this mode's epochs; with schedule_check the
-    # same recipe again without the last quarter of the epochs: the plateau gate's evidence
+    # the shipped CPU recipe (Adam 3e-3, cosine) at this mode's epochs, once per seed; with
+    # schedule_check the first seed's recipe again without the last quarter of the epochs: the
+    # plateau gate's evidence
     print(study.device_note())
-    run_dir = study.work_dir / "csnet"
-    rows = []
-    # returns the best epoch on the held-out images (run_dir / "best.pt")
-    model, log = train_checked("csnet", "sod", lambda: sod_model("csnet", S["width"], 0), train, val, run_dir, S["epochs"], 0,
-                               study.device, "model", rows, S["schedule_check"], batch_size=S["batch_size"], image_size=S["image_size"])
+    # each model is returned at its best epoch on the held-out images (<work>/csnet_seed<s>/best.pt)
+    models, log, rows = ex.train_replicates(train, val, study.work_dir, S["width"], S["epochs"], S["seeds"], study.device,
+                                            S["schedule_check"], batch_size=S["batch_size"], image_size=S["image_size"])
+    first = S["seeds"][0]
+    model, run_dir = models[first], study.work_dir / f"csnet_seed{first}"
     training = training_table(rows)
     study.save_table(log_frame(log), "training_log")
     study.save_table(training, "training")
-    source = f"a CSNet (width {S['width']}) trained here for {S['epochs']} epochs on {len(train)} images"
+    source = (f"a CSNet (width {S['width']}) trained here for {S['epochs']} epochs on {len(train)} images "
+              f"(seed {first} shown; {len(models)} seed{'s' if len(models) > 1 else ''} scored)")
     eval_size = S["eval_size"]
 model = model.eval().to(study.device)
 prof = sodlab.profile(model, size=eval_size)
@@ -128,13 +133,15 @@ study.savefig(fig, "photos")
 # `sodlab.evaluate` runs the model over a test folder: max and mean F-measure, MAE and more.
 
 # %%
-if checkpoint is None:  # the model trained above: its scores are cached beside it
-    metrics = study.cached(ex.evaluate_checkpoint, run_dir / "best.pt", study.data_root / "test", size=eval_size,
-                           device=study.device)
+if checkpoint is None:  # the models trained above, one row per seed: their scores are cached beside them
+    table = pd.DataFrame([{"model": "csnet", "seed": s, **study.cached(ex.evaluate_checkpoint, study.work_dir / f"csnet_seed{s}" / "best.pt",
+                                                                     study.data_root / "test", size=eval_size, device=study.device)}
+                          for s in models])
 else:
     metrics = sodlab.evaluate(model, study.data_root / "test", size=eval_size, device=study.device, progress=False)
-    metrics = {k: v for k, v in metrics.items() if np.isscalar(v)}
-table = pd.DataFrame([{"model": source, **metrics}])
+    table = pd.DataFrame([{"model": source, **{k: v for k, v in metrics.items() if np.isscalar(v)}}])
+# the seeds' mean: what the verdict reports beside its interval
+metrics = table.drop(columns=["seed"], errors="ignore").mean(numeric_only=True).to_dict()
 study.save_table(table, "metrics")
 table.T
 
@@ -149,12 +156,12 @@ centre, contrast = guesses["centre bias"], guesses["contrast + centre"]
 pd.DataFrame([{"model": k, **g} for k, g in guesses.items()] + [{"model": "this model", **metrics}]).set_index("model")[["max_f", "mae"]]
 
 # %% [markdown]
-# The verdict compares them image by image: every test image's score of the model and of each
-# guess under SalMetric (the protocol of every study), and the difference in max-F with a 90%
-# interval from resampling the test images.
+# The verdict compares them image by image: every test image's score of the models and of each
+# guess under SalMetric (the protocol of every study), and the difference in max-F (the mean
+# over seeds) with a 90% interval from resampling the seeds and then the test images.
 
 # %%
-gaps = ex.guess_gaps(model, study.data_root / "test", size=eval_size, device=study.device, n_boot=S["n_boot"])
+gaps = ex.guess_gaps(list(models.values()) if checkpoint is None else model, study.data_root / "test", size=eval_size, device=study.device, n_boot=S["n_boot"])
 study.save_table(gaps, "guess_gaps")
 gaps
 
@@ -193,15 +200,16 @@ viz.SaliencyThresholds(model, [im for im, _ in explore], [show.stems[int(i)] for
 # Rule fixed before the data (`sodlab.verdicts.quickstart`): the effect is the model's max-F
 # minus the stronger model-free guess's (centre bias, or contrast + centre) on the same test images, rule `greater` with margin 0.05: supported
 # if its 90% interval lies above +0.05, **refuted if it lies entirely below +0.05**, otherwise
-# inconclusive. The interval comes from a paired bootstrap over the test images (one model,
-# one seed: it speaks for new images, not for a retrained model).
+# inconclusive. The interval comes from a paired bootstrap over the seeds and then the test
+# images, so it speaks for a retrained model as well as for new images (a user's checkpoint is
+# one model: its interval is over images alone).
 # Gates first: every trained model at a plateau (gain under 0.005 over the last quarter of its
 # epochs on a validation split) and selected on that split, not the test split; a failed or
 # unevaluable gate leaves the outcome inconclusive. Quick mode never concludes.
 
 # %%
 finding = verdicts.quickstart(metrics, centre, contrast=contrast, gaps=gaps, source=source, params=prof["params"], gmacs=prof["gmacs"],
-                             size=eval_size, n_images=len(show), mode=study.mode, seeds=[] if checkpoint else [0],
+                             size=eval_size, n_images=len(show), mode=study.mode, seeds=[] if checkpoint else list(models),
                              **verdicts.training_evidence(None if checkpoint else training))
 study.findings(finding, key_figure="benchmark_examples.png")
 

@@ -385,6 +385,17 @@ def test_guess_gaps_pair_the_model_and_each_guess_image_by_image(bench, tmp_path
     top = g["guess_max_f"].idxmax()
     assert v.effect == pytest.approx(g.loc[top, "gap"]) and v.ci == (g.loc[top, "low"], g.loc[top, "high"])
     assert v.outcome in ("refuted", "inconclusive") and v.lines[-1].startswith("- Under salmetric (the studies' protocol), image by image")
+    # two seeds: the gap is the mean of each seed's gap, and the interval resamples seeds as well as images
+    other, _ = train_or_resume(sod_model(4, 1), train, val, tmp_path / "run1", 1, 16, 1, torch.device("cpu"))
+    two = ex.guess_gaps([model, other], bench / "test", size=64, device="cpu", n_boot=100).set_index("guess")
+    alone = ex.guess_gaps(other, bench / "test", size=64, device="cpu", n_boot=100).set_index("guess")
+    assert (two["n_seeds"] == 2).all() and (g["n_seeds"] == 1).all()
+    for name in two.index:
+        assert two.loc[name, "gap"] == pytest.approx((g.loc[name, "gap"] + alone.loc[name, "gap"]) / 2, abs=1e-9)
+        assert two.loc[name, "model_max_f"] == pytest.approx((g.loc[name, "model_max_f"] + alone.loc[name, "model_max_f"]) / 2, abs=1e-9)
+        assert two.loc[name, "low"] < two.loc[name, "high"]
+    with pytest.raises(ConfigError, match="at least one model"):
+        ex.guess_gaps([], bench / "test", size=64, device="cpu")
 
 
 @pytest.fixture(scope="module")
