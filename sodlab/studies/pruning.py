@@ -15,7 +15,7 @@ from ..errors import ConfigError
 from ..models.csnet import CSNet
 from .common import (PROTOCOL, bn_gammas, datasets, flush_denormals, log_frame, max_f_gain, score_summary, seeded, sod_model, sod_scores,
                      spread, study_tables, train_or_resume, training_table, validation_rows)
-from .rules import CI_LEVEL, seed_name
+from .rules import CI_LEVEL, SCHEDULE_CHECK, check_epochs, seed_name
 
 
 THRESHOLD_COLUMNS = ["regularizer", "threshold", "params", "param_fraction", "max_f", "mae", "protocol"]
@@ -39,6 +39,8 @@ def regularizer_study(
     thresholds: Sequence[float] = (prune.DEFAULT_THRESHOLD,),
     progress: bool = False,
     per_image: bool = False,
+    schedule_check: bool = False,
+    loss: str = "auto",
 ) -> dict[str, Any]:
     """Train the same CSNet with each regulariser; return ``logs`` (training logs),
     ``gammas`` (|gamma| of every regularised channel at initialisation and after training),
@@ -62,7 +64,13 @@ def regularizer_study(
     ``per_image``: also return ``point_curves``, ``{(regularizer, keep_fraction): (N, 3, 256)}``
     per-image F-measure counts on the test images of each point as the curve scored it (after
     fine-tuning when fine-tuned) and of the unpruned model (keep fraction ``None``), for an
-    interval over images and seeds (`pruning_replicates`)."""
+    interval over images and seeds (`pruning_replicates`).
+
+    ``schedule_check``: each trained model (every regulariser's, the slim ones from scratch)
+    again with the same recipe without the last quarter of its epochs (`rules.check_epochs`),
+    into ``schedule-check/``, its validation curve in ``training`` as ``<model>@check``: the
+    plateau gate's evidence. ``loss``: the training loss of those models (the recipe's
+    ``"auto"``, BCE, or ``"bce+iou"``)."""
     missing = [f for f in slim_scratch if not any(abs(f - k) < 1e-9 for k in keep_fractions)]
     if missing or (slim_scratch and "dwd" not in regularizers):
         raise ConfigError(f"slim_scratch fractions must be among keep_fractions {list(keep_fractions)} and need the 'dwd' "
@@ -73,18 +81,28 @@ def regularizer_study(
     work = Path(work_dir)
     logs, gammas, curves, finals, allocations, scratch, training, by_threshold = [], [], [], [], [], [], [], []
     point_curves: dict[tuple[str, Optional[float]], np.ndarray] = {}
+    shorter = check_epochs(epochs) if schedule_check and val is not None else None
+
+    def checked(make: Any, name: str, folder: str, **kw: Any) -> list[dict[str, Any]]:
+        """The schedule check of one model (a fresh one from ``make``): its curve's rows, or none."""
+        if not shorter:
+            return []
+        _, check_log = train_or_resume(make(), train, val, work / "schedule-check" / folder, shorter[0], batch_size, seed, dev,
+                                       progress=progress, loss=loss, **kw)
+        return validation_rows(name + SCHEDULE_CHECK, check_log)
     for reg in regularizers:
         init = sod_model(width, seed)
         g0 = bn_gammas(init)
         g0.insert(0, "epoch", 0)
-        model, lg = train_or_resume(init, train, val, work / f"{reg}", epochs, batch_size, seed, dev, regularizer=reg, progress=progress)
+        model, lg = train_or_resume(init, train, val, work / f"{reg}", epochs, batch_size, seed, dev, regularizer=reg, progress=progress,
+                                    loss=loss)
+        training += validation_rows(reg, lg) + checked(lambda: sod_model(width, seed), reg, f"{reg}", regularizer=reg)
         g1 = bn_gammas(model)
         g1.insert(0, "epoch", epochs)
         for g in (g0, g1):
             g.insert(0, "regularizer", reg)
             gammas.append(g)
         logs.append(log_frame(lg, regularizer=reg))
-        training += validation_rows(reg, lg)
         unpruned = sod_scores(model, test, dev)
         finals.append({"regularizer": reg, "params": sum(p.numel() for p in model.parameters()), **score_summary(unpruned)})
         curve = prune.curve(model, test, keep_fractions=list(keep_fractions), finetune_epochs=finetune_epochs, train_data=tune if finetune_epochs else None,
@@ -108,8 +126,10 @@ def regularizer_study(
             if reg == "dwd" and any(abs(frac - f) < 1e-9 for f in slim_scratch):
                 fresh = seeded(lambda: CSNet(plan.config), seed)
                 slim, slog = train_or_resume(fresh, train, val, work / f"slim_scratch_{frac:g}", epochs, batch_size, seed, dev,
-                                             regularizer=reg, progress=progress)
-                training += validation_rows(f"slim from scratch at {frac:.0%}", slog)
+                                             regularizer=reg, progress=progress, loss=loss)
+                name = f"slim from scratch at {frac:.0%}"
+                training += validation_rows(name, slog) + checked(lambda c=plan.config: seeded(lambda: CSNet(c), seed), name,
+                                                                  f"slim_scratch_{frac:g}", regularizer=reg)
                 scratch.append({"regularizer": reg, "keep_fraction": float(frac), "params": sum(p.numel() for p in slim.parameters()),
                                 "epochs": epochs, **score_summary(sod_scores(slim, test, dev))})
     out: dict[str, Any] = {
@@ -168,7 +188,11 @@ def pruning_replicates(
     seeds = [int(s) for s in seeds]
     if not seeds or len(set(seeds)) != len(seeds):
         raise ConfigError(f"pruning seeds must be distinct, at least one, got {seeds}")
-    runs = [regularizer_study(data_root, seed=s, work_dir=pruning_work(work_dir, s), per_image=True, **kwargs) for s in seeds]
+    # the schedule check (``schedule_check``) runs for the first seed only: the recipe and data,
+    # not the seed, set how long training takes, and the plateau gate reads it for every seed
+    check = bool(kwargs.pop("schedule_check", False))
+    runs = [regularizer_study(data_root, seed=s, work_dir=pruning_work(work_dir, s), per_image=True, schedule_check=check and s == seeds[0],
+                              **kwargs) for s in seeds]
     first = runs[0]
 
     def every(name: str) -> pd.DataFrame:
@@ -196,8 +220,8 @@ def pruning_replicates(
     return study_tables(out)
 
 
-pruning_replicates.cache_version = 2  # type: ignore[attr-defined]
+pruning_replicates.cache_version = 3  # type: ignore[attr-defined]
 
 
-# 2: ``slim_scratch``; 3: ``finetune_share`` in ``pruning``; 4: ``threshold_rule``
-regularizer_study.cache_version = 5  # type: ignore[attr-defined]
+# 2: ``slim_scratch``; 3: ``finetune_share`` in ``pruning``; 4: ``threshold_rule``; 6: schedule checks, ``loss``
+regularizer_study.cache_version = 6  # type: ignore[attr-defined]
