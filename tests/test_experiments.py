@@ -245,21 +245,22 @@ def test_pruning_replicates_pool_seeds_and_images(bench, tmp_path):
 
 def test_pruning_schedule_check_is_the_first_seeds_and_gates_every_model(bench, tmp_path):
     """03's plateau evidence: the first seed's models (the regulariser's and the slim one from
-    scratch) again without the last quarter of the epochs, named ``<model>:seed0@check``; the
-    loss reaches every run's config."""
+    scratch, itself a first-seed condition) again without the last quarter of the epochs, named
+    ``<model>:seed0@check``; the loss reaches every run's config."""
     import json
 
     out = ex.pruning_replicates(bench, seeds=(0, 1), work_dir=tmp_path, regularizers=("dwd",), batch_size=16, keep_fractions=(1.0, 0.5),
                                 thresholds=(), width=4, epochs=2, image_size=64, device="cpu", n_boot=20, slim_scratch=(0.5,),
                                 schedule_check=True, loss="bce+iou")
     names = set(out["training"]["model"])
-    assert names == {"dwd:seed0", "dwd:seed1", "slim from scratch at 50%:seed0", "slim from scratch at 50%:seed1",
-                     "dwd:seed0@check", "slim from scratch at 50%:seed0@check"}
+    assert names == {"dwd:seed0", "dwd:seed1", "slim from scratch at 50%:seed0", "dwd:seed0@check", "slim from scratch at 50%:seed0@check"}
+    assert out["slim_scratch"]["seed"].tolist() == [0]  # a condition beside the first seed's curve
     checks = out["training"][out["training"]["model"].str.endswith("@check")]
     assert checks.groupby("model")["epoch"].max().eq(1).all()  # check_epochs(2): the run without its last quarter
     assert (tmp_path / "seed0" / "schedule-check" / "dwd" / "best.pt").is_file()
     assert not (tmp_path / "seed1" / "schedule-check").exists()
-    for run in ("seed0/dwd", "seed1/slim_scratch_0.5", "seed0/schedule-check/slim_scratch_0.5"):
+    assert not (tmp_path / "seed1" / "slim_scratch_0.5").exists()
+    for run in ("seed0/dwd", "seed1/dwd", "seed0/slim_scratch_0.5", "seed0/schedule-check/slim_scratch_0.5"):
         assert json.loads((tmp_path / run / "config.json").read_text())["train"]["loss"] == "bce+iou", run
     gate = verdicts.training_gates(["dwd"], **verdicts.training_evidence(out["training"]))[0]
     assert gate.name == "plateau" and gate.value is not None and "schedule of dwd:seed0" in gate.note

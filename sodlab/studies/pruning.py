@@ -173,7 +173,8 @@ def pruning_replicates(
 ) -> dict[str, pd.DataFrame]:
     """`regularizer_study` once per seed (models and data order from that seed, folders
     `pruning_work`), so that the pruning effect gets an interval that speaks for new seeds and
-    new images.
+    new images. The conditions beside it, ``slim_scratch`` and ``schedule_check``, run with the
+    first seed only.
 
     Returns the first seed's tables under `regularizer_study`'s names for the figures
     (``pruning``, ``allocation``, ``logs``, ``threshold_rule``), every seed's where a table has a
@@ -191,8 +192,11 @@ def pruning_replicates(
     # the schedule check (``schedule_check``) runs for the first seed only: the recipe and data,
     # not the seed, set how long training takes, and the plateau gate reads it for every seed
     check = bool(kwargs.pop("schedule_check", False))
+    # so does the slim architecture from scratch: a condition beside the first seed's curve (the
+    # verdict reads that seed's), not a replicate of the decided effect
+    slim = tuple(kwargs.pop("slim_scratch", ()))
     runs = [regularizer_study(data_root, seed=s, work_dir=pruning_work(work_dir, s), per_image=True, schedule_check=check and s == seeds[0],
-                              **kwargs) for s in seeds]
+                              slim_scratch=slim if s == seeds[0] else (), **kwargs) for s in seeds]
     first = runs[0]
 
     def every(name: str) -> pd.DataFrame:
@@ -220,7 +224,7 @@ def pruning_replicates(
     return study_tables(out)
 
 
-pruning_replicates.cache_version = 3  # type: ignore[attr-defined]
+pruning_replicates.cache_version = 4  # type: ignore[attr-defined]
 
 
 # 2: ``slim_scratch``; 3: ``finetune_share`` in ``pruning``; 4: ``threshold_rule``; 6: schedule checks, ``loss``
