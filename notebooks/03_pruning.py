@@ -51,7 +51,7 @@ SIZES = {
                   keep_fractions=(1.0, 0.45, 0.2), finetune_epochs=0, finetune_images=None, seeds=(0, 1), n_boot=200),
     # standard: 96 epochs, with their schedule check (the plateau gate), because 4 never reached
     # a plateau nor collapsed a gamma, and 01's CSNet on these images still gained +0.019 from
-    # 24 to 32 epochs; fine-tuning 20 epochs (21% of the training steps). L2, L1 and no
+    # 24 to 32 epochs; fine-tuning 20 epochs (21% of the images training saw). L2, L1 and no
     # regulariser are full mode's conditions, dropped here for time (seeds and convergence are
     # not dropped), and so are the curve's points other than the target's neighbours
     "standard": dict(regularizers=("dwd",), width=16, epochs=96, image_size=64, batch_size=16, loss="bce+iou", schedule_check=True,

@@ -251,7 +251,7 @@ def test_pruning_schedule_check_is_the_first_seeds_and_gates_every_model(bench, 
 
     out = ex.pruning_replicates(bench, seeds=(0, 1), work_dir=tmp_path, regularizers=("dwd",), batch_size=16, keep_fractions=(1.0, 0.5),
                                 thresholds=(), width=4, epochs=2, image_size=64, device="cpu", n_boot=20, slim_scratch=(0.5,),
-                                schedule_check=True, loss="bce+iou")
+                                schedule_check=True, loss="bce+iou", finetune_epochs=1)
     names = set(out["training"]["model"])
     assert names == {"dwd:seed0", "dwd:seed1", "slim from scratch at 50%:seed0", "dwd:seed0@check", "slim from scratch at 50%:seed0@check"}
     assert out["slim_scratch"]["seed"].tolist() == [0]  # a condition beside the first seed's curve
@@ -260,10 +260,26 @@ def test_pruning_schedule_check_is_the_first_seeds_and_gates_every_model(bench, 
     assert (tmp_path / "seed0" / "schedule-check" / "dwd" / "best.pt").is_file()
     assert not (tmp_path / "seed1" / "schedule-check").exists()
     assert not (tmp_path / "seed1" / "slim_scratch_0.5").exists()
+
+    def train_config(run: str) -> dict:
+        return json.loads((tmp_path / run / "config.json").read_text())["train"]
+
     for run in ("seed0/dwd", "seed1/dwd", "seed0/slim_scratch_0.5", "seed0/schedule-check/slim_scratch_0.5"):
-        assert json.loads((tmp_path / run / "config.json").read_text())["train"]["loss"] == "bce+iou", run
-    gate = verdicts.training_gates(["dwd"], **verdicts.training_evidence(out["training"]))[0]
-    assert gate.name == "plateau" and gate.value is not None and "schedule of dwd:seed0" in gate.note
+        assert train_config(run)["loss"] == "bce+iou", run
+    # a check is its run without the last quarter: the same config but for the epochs
+    for run in ("dwd", "slim_scratch_0.5"):
+        main, check = train_config(f"seed0/{run}"), train_config(f"seed0/schedule-check/{run}")
+        assert (main["epochs"], check["epochs"]) == (2, 1) and {k: v for k, v in main.items() if k != "epochs"} == \
+            {k: v for k, v in check.items() if k != "epochs"}, run
+    # the fine-tuning trains with the same loss and batch size
+    tuned = train_config("seed0/dwd_prune/keep_fraction_0.5")
+    assert (tuned["loss"], tuned["batch_size"]) == ("bce+iou", 16)
+    # the gate judges every seed of dwd against the first seed's check
+    from sodlab.studies.rules import plateau_gate, schedule_gain
+
+    curves = verdicts.training_evidence(out["training"])["validation_curves"]
+    gate = plateau_gate(curves, ["dwd"], "none")
+    assert gate.value == pytest.approx(max(schedule_gain(curves[f"dwd:seed{s}"], curves["dwd:seed0@check"]) for s in (0, 1)))
 
 
 def test_regularizer_study_finetunes_on_a_fixed_subset(bench, tmp_path, monkeypatch):

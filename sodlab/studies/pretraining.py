@@ -37,8 +37,8 @@ from ..models.res2net import Res2Net, load_imagenet_weights, res2net50_v1b_26w_4
 from .common import (PROTOCOL, VAL_SEED, category_names, classifier_row, datasets, flush_denormals, log_frame, max_f_gain, score_summary,
                      seed_mean, seeded, sod_scores, study_tables, training_table)
 from .rules import CI_LEVEL, HALF_SCHEDULE, half_epochs, seed_name
-from .twins import (TwinSpec, classification_train, cls_model, modules_digest, recipes_digest, sod_model, sod_readout, train_checked, train_twin,
-                    twin_spec)
+from .twins import (TwinSpec, classification_train, cls_model, modules_digest, recipes_digest, sod_model, sod_readout, train_checked,
+                    train_twin, twin_spec)
 
 # ``pretrained``: the encoder of a classifier of the (without-sod) corpus; ``pretrained_with_sod``:
 # of the with-sod corpus; ``random_labels``: of the first corpus with its labels shuffled;

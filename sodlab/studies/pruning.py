@@ -105,9 +105,9 @@ def regularizer_study(
         logs.append(log_frame(lg, regularizer=reg))
         unpruned = sod_scores(model, test, dev)
         finals.append({"regularizer": reg, "params": sum(p.numel() for p in model.parameters()), **score_summary(unpruned)})
-        curve = prune.curve(model, test, keep_fractions=list(keep_fractions), finetune_epochs=finetune_epochs, train_data=tune if finetune_epochs else None,
-                            size=image_size, macs_size=image_size, seed=seed, device=str(dev), work_dir=work / f"{reg}_prune", progress=progress,
-                            protocol=PROTOCOL)
+        curve = prune.curve(model, test, keep_fractions=list(keep_fractions), finetune_epochs=finetune_epochs,
+                            train_data=tune if finetune_epochs else None, size=image_size, macs_size=image_size, seed=seed, device=str(dev),
+                            work_dir=work / f"{reg}_prune", progress=progress, protocol=PROTOCOL, batch_size=batch_size, loss=loss)
         if thresholds:
             by_threshold.append(log_frame(prune.curve(model, test, thresholds=[float(t) for t in thresholds], size=image_size,
                                                       macs_size=image_size, seed=seed, device=str(dev), progress=progress,
@@ -224,8 +224,10 @@ def pruning_replicates(
     return study_tables(out)
 
 
-pruning_replicates.cache_version = 4  # type: ignore[attr-defined]
+# 3: schedule checks; 4: the slim architecture from scratch with the first seed only
+pruning_replicates.cache_version = 5  # type: ignore[attr-defined]
 
 
-# 2: ``slim_scratch``; 3: ``finetune_share`` in ``pruning``; 4: ``threshold_rule``; 6: schedule checks, ``loss``
-regularizer_study.cache_version = 6  # type: ignore[attr-defined]
+# 2: ``slim_scratch``; 3: ``finetune_share`` in ``pruning``; 4: ``threshold_rule``; 5: one protocol;
+# 6: schedule checks, ``loss``; 7: fine-tuning with the training's loss and batch size
+regularizer_study.cache_version = 7  # type: ignore[attr-defined]

@@ -30,8 +30,8 @@ def train_replicates(train: Dataset, val: Optional[Dataset], work_dir: str | Pat
     evidence for every seed: the recipe and data, not the seed, set how long training takes).
     Returns the models by seed, the first seed's training log, and the ``training`` rows
     (curves named ``model`` by seed, `rules.seed_name`)."""
-    if not seeds:
-        raise ConfigError("01 needs at least one seed to train")
+    if not seeds or len(set(int(s) for s in seeds)) != len(seeds):
+        raise ConfigError(f"01's seeds must be distinct, at least one, got {list(seeds)}")
     models: dict[int, nn.Module] = {}
     rows: list[dict[str, Any]] = []
     first_log = None

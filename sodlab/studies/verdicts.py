@@ -101,7 +101,8 @@ def quickstart(metrics: Mapping[str, float], centre: Mapping[str, float], source
     test images. Rule ``greater``: the model's max-F minus the stronger guess's exceeds
     `QUICKSTART_MARGIN`; the control is the contrast baseline, which a model that learned only
     "odd colour near the middle" would not beat. ``gaps`` (`sodlab.studies.quickstart.guess_gaps`:
-    per guess, the gap under SalMetric with a paired interval over the test images) gives the
+    per guess, the gap under SalMetric, the mean over seeds, with a paired interval that
+    resamples seeds and then test images; over images alone for one model) gives the
     effect and its interval, against the guess that scores higher there; without it the set
     is scored as a whole, so there is no interval and the outcome stays inconclusive."""
     guesses = {"centre bias": centre, **({"contrast + centre": contrast} if contrast is not None else {})}
