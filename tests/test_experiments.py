@@ -504,6 +504,26 @@ def test_pretraining_on_corpora_with_seeds_and_schedules(bench, corpora, tmp_pat
     sh = shuffled(tr, 0)
     assert sorted(sh.labels) == sorted(tr.labels) and sh.labels != tr.labels and sh.preloaded
     assert sh._pixels is tr._pixels  # the same decoded images, shared
+    # conditions on the first seed only (standard: five seeds of the headline arms, three of the
+    # rest): the same models, reused; each comparison pairs the seeds both of its arms ran
+    few = ex.pretraining_effect(bench, fractions=(0.5, 1.0), width=4, schedules=(1, 2), image_size=64, seeds=(0, 1), device="cpu",
+                                work_dir=tmp_path, pretrain_epochs=2, n_boot=50, arms=arms, corpus=corpora["without-sod"],
+                                corpus_with_sod=corpora["with-sod"], schedule_check=True, condition_seeds=1)
+    ff = few["final"]
+    seed1 = set(zip(ff[ff.seed == 1]["init"], ff[ff.seed == 1]["fraction"], ff[ff.seed == 1]["schedule"]))
+    assert seed1 == {(a, fr, 2) for a in ("scratch", "pretrained") for fr in (0.5, 1.0)} | {("scratch_matched", 1.0, 2)}
+    assert len(ff[ff.seed == 0]) == len(f[f.seed == 0])
+    fe = few["efficiency"].set_index(["fraction", "schedule"])
+    assert fe["n_seeds"].to_dict() == {(0.5, 1): 1, (0.5, 2): 2, (1.0, 1): 1, (1.0, 2): 2}
+    assert fe.loc[(1.0, 2), "max_f_gain"] == pytest.approx(e.loc[(1.0, 2), "max_f_gain"], abs=1e-12)
+    assert fe.loc[(1.0, 1), "max_f_gain"] == pytest.approx(fin[("pretrained", 1.0, 1, 0)] - fin[("scratch", 1.0, 1, 0)], abs=1e-9)
+    fc = few["controls"].set_index(["versus", "fraction", "schedule"])
+    assert fc.loc[("random_labels", 1.0, 2), "n_seeds"] == 1 and fc.loc[("scratch_matched", 1.0, 2), "n_seeds"] == 2
+    assert fc.loc[("random_labels", 1.0, 2), "max_f_gain"] == pytest.approx(
+        fin[("pretrained", 1.0, 2, 0)] - fin[("random_labels", 1.0, 2, 0)], abs=1e-9)
+    assert "pretraining_classifier_with_sod:seed1" not in set(few["classifiers"]["model"])
+    with pytest.raises(ConfigError, match=r"condition_seeds must be at least 1 \(or None: every seed\), got 0"):
+        ex.pretraining_effect(bench, seeds=(0, 1), condition_seeds=0, work_dir=tmp_path)
 
 
 @pytest.mark.slow
