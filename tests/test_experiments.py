@@ -622,7 +622,7 @@ def test_bootstrap_retention_pools_seeds_and_images():
 def test_mechanisms_study(bench, tmp_path, family):
     first, last = ("stage3", "stage4") if family == "csnet" else ("backbone.layer3", "backbone.layer4")
     out = ex.mechanisms_study(bench, n_images=8, work_dir=tmp_path, layers=(first, last), twins=family, model_store=tmp_path / "store",
-                              **ONE_SEED)
+                              floor_head_epochs=2, **ONE_SEED)
     o = out["overlap"]
     assert set(o["method"]) == {"grad_x_act", "ablation"} and o["jaccard"].between(0, 1).all()
     assert (o["chance_jaccard"] > 0).all()
@@ -674,6 +674,9 @@ def test_mechanisms_study(bench, tmp_path, family):
     own = tm.query("readout == 'own head'").set_index("task")["value"]
     assert own["classification"] == pytest.approx(c.set_index("model").loc["classifier_twin", "accuracy"])
     assert {"saliency head on the classification encoder:seed0", "saliency head on the untrained encoder:seed0"} <= set(out["training"]["model"])
+    # the floor's head trains its own epochs (floor_head_epochs), the classifier encoder's head_epochs
+    last_epoch = out["training"].groupby("model")["epoch"].max()
+    assert (last_epoch["saliency head on the untrained encoder:seed0"], last_epoch["saliency head on the classification encoder:seed0"]) == (2, 1)
     f = verdicts.mechanisms(o, out["cross_ablation"], gc, classifiers=c, mode="standard", seeds=[0], overlap_stats=out["overlap_stats"],
                             transfer=tm)
     assert any(line.startswith("- Transfer, saliency (max-F): the saliency model ") for line in f.lines)

@@ -55,6 +55,7 @@ def mechanisms_study(
     head_epochs: Optional[int] = None,
     model_store: Optional[str | Path] = None,
     schedule_check: bool = False,
+    floor_head_epochs: Optional[int] = None,
 ) -> dict[str, pd.DataFrame]:
     """Do saliency and classification rely on the same channels?
 
@@ -70,7 +71,9 @@ def mechanisms_study(
     made within one encoder read out for both tasks (our protocol), for two encoders (column
     ``encoder``): ``classification_encoder``, the classifier's, read out by its own class head
     (target: the true class's logit) and by a saliency head trained on it frozen for
-    ``head_epochs`` (target: mean saliency logit over the ground-truth region); and
+    ``head_epochs`` (target: mean saliency logit over the ground-truth region; the transfer
+    matrix's head on the untrained encoder, its floor, trains ``floor_head_epochs``, default
+    ``head_epochs``: a head on random features climbs longer); and
     ``sod_encoder``, the saliency model's, read out by its own saliency head and by a linear
     class head fitted in closed form on its pooled features. Each read-out's test score beside
     its floor (chance; the centre-bias guess) is in ``readouts``. Per encoder and layer:
@@ -110,6 +113,7 @@ def mechanisms_study(
     layers = tuple(layers or spec.layers)
     cls_epochs = epochs if cls_epochs is None else cls_epochs
     head_epochs = epochs if head_epochs is None else head_epochs
+    floor_head_epochs = head_epochs if floor_head_epochs is None else floor_head_epochs
     train, val, test = datasets(data_root, image_size, augmentation=spec.augmentation())
     names = category_names(train)
     train_eval = eval_view(train, data_root, image_size)
@@ -119,8 +123,8 @@ def mechanisms_study(
     x = torch.stack([it["image"] for it in items])
     gt = torch.stack([it["mask"] for it in items])
     labels = torch.as_tensor([int(it["label"]) for it in items])
-    ctx = _Context(spec, Path(data_root), train, val, test, train_eval, names, width, epochs, cls_epochs, head_epochs, image_size,
-                   batch_size, work_dir, model_store, dev, progress)
+    ctx = _Context(spec, Path(data_root), train, val, test, train_eval, names, width, epochs, cls_epochs, head_epochs, floor_head_epochs,
+                   image_size, batch_size, work_dir, model_store, dev, progress)
 
     tables: dict[str, list[dict]] = {k: [] for k in ("readouts", "classifiers", "importance", "overlap", "cross_ablation",
                                                      "concentration", "gradcam", "training")}
@@ -177,6 +181,7 @@ class _Context:
     epochs: int
     cls_epochs: int
     head_epochs: int
+    floor_head_epochs: int
     image_size: int
     batch_size: int
     work_dir: str | Path
@@ -195,9 +200,9 @@ def _twins_and_readouts(ctx: _Context, seed: int, training: list[dict], transfer
     work = _work(ctx.work_dir, spec.name, ctx.width, seed)
     untrained = with_data_statistics(sod_model(spec, ctx.width, seed), ctx.train_eval, dev) if transfer else None
     found: dict[int, tuple] = {}
-    full = (ctx.epochs, ctx.cls_epochs, ctx.head_epochs)
+    full = (ctx.epochs, ctx.cls_epochs, ctx.head_epochs, ctx.floor_head_epochs)
     shorter = check_epochs(*full) if schedule_check else None  # None: no check, and the gate lacks its evidence
-    for checking, (epochs, cls_epochs, head_epochs) in ((False, full), (True, shorter)) if shorter else ((False, full),):
+    for checking, (epochs, cls_epochs, head_epochs, floor_epochs) in ((False, full), (True, shorter)) if shorter else ((False, full),):
         # without a shared store the twins live in the work folder: the check's beside them
         local = work / "schedule-check" if checking else work
         runs = twin_runs(spec, ctx.data_root, ctx.train, ctx.width, seed, epochs, cls_epochs, ctx.batch_size, local, ctx.model_store,
@@ -212,9 +217,12 @@ def _twins_and_readouts(ctx: _Context, seed: int, training: list[dict], transfer
         # the saliency read-out of the classifier's encoder: a saliency head trained on it, frozen
         # (and, for the transfer matrix, one on the untrained encoder)
         encoder = found[False][1] if checking else cls
-        sources = {"classification": encoder, **({"untrained": class_readout(untrained, n_cls)} if transfer else {})}
-        heads, head_rows = saliency_heads(sources, ctx.train, ctx.val, work, head_epochs, ctx.batch_size, seed, dev,
-                                          progress=ctx.progress, twins=spec, image_size=ctx.image_size)
+        heads, head_rows = {}, []
+        for sources, n in (({"classification": encoder}, head_epochs),
+                           ({"untrained": class_readout(untrained, n_cls)} if transfer else {}, floor_epochs)):
+            h, r = saliency_heads(sources, ctx.train, ctx.val, work, n, ctx.batch_size, seed, dev, progress=ctx.progress, twins=spec,
+                                  image_size=ctx.image_size)
+            heads, head_rows = {**heads, **h}, head_rows + r
         suffix = SCHEDULE_CHECK if checking else ""
         rows = validation_rows("sod", sod_log) + validation_rows("classifier_twin", cls_log) + head_rows
         training += [{**r, "model": seed_name(r["model"], seed) + suffix} for r in rows]
