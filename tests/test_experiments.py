@@ -294,7 +294,7 @@ def test_regularizer_study_finetunes_on_a_fixed_subset(bench, tmp_path, monkeypa
 
     monkeypatch.setattr(prune, "curve", fake_curve)
     # what is checked is the fine-tuning subset; training is covered by test_regularizer_study
-    monkeypatch.setattr(pruning, "train_or_resume", lambda model, *a, **kw: (model, pd.DataFrame({"epoch": [1]})))
+    monkeypatch.setattr(pruning, "train_checked", lambda spec, task, make, *a, **kw: (make(), pd.DataFrame({"epoch": [1]})))
     # an untrained CSNet overflows in eval mode, and sodlab.evaluate refuses its maps
     monkeypatch.setattr(pruning, "sod_scores", lambda model, ds, dev: {"label": np.zeros(2, int), "mae": np.zeros(2),
                                                                       "curves": np.ones((2, 3, 256))})

@@ -14,8 +14,9 @@ from ..device import resolve_device
 from ..errors import ConfigError
 from ..models.csnet import CSNet
 from .common import (PROTOCOL, bn_gammas, datasets, flush_denormals, log_frame, max_f_gain, score_summary, seeded, sod_model, sod_scores,
-                     spread, study_tables, train_or_resume, training_table, validation_rows)
-from .rules import CI_LEVEL, SCHEDULE_CHECK, check_epochs, seed_name
+                     spread, study_tables, training_table)
+from .rules import CI_LEVEL, seed_name
+from .twins import train_checked
 
 
 THRESHOLD_COLUMNS = ["regularizer", "threshold", "params", "param_fraction", "max_f", "mae", "protocol"]
@@ -81,22 +82,16 @@ def regularizer_study(
     work = Path(work_dir)
     logs, gammas, curves, finals, allocations, scratch, training, by_threshold = [], [], [], [], [], [], [], []
     point_curves: dict[tuple[str, Optional[float]], np.ndarray] = {}
-    shorter = check_epochs(epochs) if schedule_check and val is not None else None
 
-    def checked(make: Any, name: str, folder: str, **kw: Any) -> list[dict[str, Any]]:
-        """The schedule check of one model (a fresh one from ``make``): its curve's rows, or none."""
-        if not shorter:
-            return []
-        _, check_log = train_or_resume(make(), train, val, work / "schedule-check" / folder, shorter[0], batch_size, seed, dev,
-                                       progress=progress, loss=loss, **kw)
-        return validation_rows(name + SCHEDULE_CHECK, check_log)
+    def fit(make: Any, run: str, name: str, reg: str) -> tuple[Any, pd.DataFrame]:
+        # CSNet's CPU recipe, with its schedule check beside the run when asked
+        return train_checked("csnet", "sod", make, train, val, work / run, epochs, seed, dev, name, training, schedule_check,
+                             batch_size=batch_size, progress=progress, regularizer=reg, loss=loss)
+
     for reg in regularizers:
-        init = sod_model(width, seed)
-        g0 = bn_gammas(init)
+        g0 = bn_gammas(sod_model(width, seed))  # the initial weights each run starts from
         g0.insert(0, "epoch", 0)
-        model, lg = train_or_resume(init, train, val, work / f"{reg}", epochs, batch_size, seed, dev, regularizer=reg, progress=progress,
-                                    loss=loss)
-        training += validation_rows(reg, lg) + checked(lambda: sod_model(width, seed), reg, f"{reg}", regularizer=reg)
+        model, lg = fit(lambda: sod_model(width, seed), reg, reg, reg)
         g1 = bn_gammas(model)
         g1.insert(0, "epoch", epochs)
         for g in (g0, g1):
@@ -124,12 +119,8 @@ def regularizer_study(
             plan = prune.select_channels(model, None, keep_fraction=float(frac))
             allocations.append(log_frame(prune.allocation_table(plan.config, reference=model), regularizer=reg, keep_fraction=float(frac)))
             if reg == "dwd" and any(abs(frac - f) < 1e-9 for f in slim_scratch):
-                fresh = seeded(lambda: CSNet(plan.config), seed)
-                slim, slog = train_or_resume(fresh, train, val, work / f"slim_scratch_{frac:g}", epochs, batch_size, seed, dev,
-                                             regularizer=reg, progress=progress, loss=loss)
-                name = f"slim from scratch at {frac:.0%}"
-                training += validation_rows(name, slog) + checked(lambda c=plan.config: seeded(lambda: CSNet(c), seed), name,
-                                                                  f"slim_scratch_{frac:g}", regularizer=reg)
+                slim, _ = fit(lambda c=plan.config: seeded(lambda: CSNet(c), seed), f"slim_scratch_{frac:g}",
+                              f"slim from scratch at {frac:.0%}", reg)
                 scratch.append({"regularizer": reg, "keep_fraction": float(frac), "params": sum(p.numel() for p in slim.parameters()),
                                 "epochs": epochs, **score_summary(sod_scores(slim, test, dev))})
     out: dict[str, Any] = {
