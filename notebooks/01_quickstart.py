@@ -138,15 +138,13 @@ study.savefig(fig, "photos")
 # `sodlab.evaluate` runs the model over a test folder: max and mean F-measure, MAE and more.
 
 # %%
-if checkpoint is None:  # the models trained above, one row per seed: their scores are cached beside them
-    table = pd.DataFrame([{"model": "csnet", "seed": s, **study.cached(ex.evaluate_checkpoint, study.work_dir / f"csnet_seed{s}" / "best.pt",
-                                                                     study.data_root / "test", size=eval_size, device=study.device)}
-                          for s in models])
+if checkpoint is None:  # the models trained above, one row per seed (cached beside them) and the seeds' mean
+    table, metrics = ex.replicate_metrics(study.work_dir, list(models), study.data_root / "test", size=eval_size,
+                                          device=study.device, cache_dir=study.cache_dir)
 else:
     metrics = sodlab.evaluate(model, study.data_root / "test", size=eval_size, device=study.device, progress=False)
     table = pd.DataFrame([{"model": source, **{k: v for k, v in metrics.items() if np.isscalar(v)}}])
-# the seeds' mean: what the verdict reports beside its interval
-metrics = table.drop(columns=["seed"], errors="ignore").mean(numeric_only=True).to_dict()
+    metrics = table.mean(numeric_only=True).to_dict()
 study.save_table(table, "metrics")
 table.T
 

@@ -437,6 +437,36 @@ def test_guess_gaps_pair_the_model_and_each_guess_image_by_image(bench, tmp_path
         ex.guess_gaps([], bench / "test", size=64, device="cpu")
 
 
+def test_replicates_train_each_seed_and_score_each_checkpoint(bench, tmp_path):
+    """01's replicates: one model per seed in its own folder, different weights per seed; the
+    metrics table scores each seed's best checkpoint as `evaluate` does, its mean is the seeds'
+    mean, and the cached call reads back the same numbers."""
+    from sodlab.studies.common import evaluate_checkpoint
+
+    train, val, _ = datasets(bench, 64)
+    models, log, rows = ex.train_replicates(train, val, tmp_path, 4, 1, (3, 5), torch.device("cpu"), False, batch_size=16, image_size=64)
+    assert sorted(models) == [3, 5] and {r["model"] for r in rows} == {"model:seed3", "model:seed5"}
+    assert all((tmp_path / f"csnet_seed{s}" / "best.pt").is_file() for s in (3, 5)) and log is not None
+    w3, w5 = (next(models[s].parameters()).detach() for s in (3, 5))
+    assert not torch.equal(w3, w5)
+    table, mean = ex.replicate_metrics(tmp_path, [3, 5], bench / "test", size=64, device="cpu")
+    assert list(table["seed"]) == [3, 5] and (table["model"] == "csnet").all()
+    for s in (3, 5):
+        want = evaluate_checkpoint(tmp_path / f"csnet_seed{s}" / "best.pt", bench / "test", size=64, device="cpu")
+        assert table.set_index("seed").loc[s, "max_f"] == pytest.approx(want["max_f"], abs=1e-12)
+    assert mean["max_f"] == pytest.approx(table["max_f"].mean(), abs=1e-12) and "seed" not in mean
+    cache = tmp_path / "cache"
+    first, _ = ex.replicate_metrics(tmp_path, [3, 5], bench / "test", size=64, device="cpu", cache_dir=cache)
+    assert len(list(cache.glob("evaluate_checkpoint-*.json"))) == 2
+    again, _ = ex.replicate_metrics(tmp_path, [3, 5], bench / "test", size=64, device="cpu", cache_dir=cache)
+    pd.testing.assert_frame_equal(first, again)
+    pd.testing.assert_frame_equal(first, table)
+    with pytest.raises(ConfigError, match="distinct"):
+        ex.train_replicates(train, val, tmp_path, 4, 1, (3, 3), torch.device("cpu"), False)
+    with pytest.raises(ConfigError, match="at least one seed"):
+        ex.replicate_metrics(tmp_path, [], bench / "test")
+
+
 @pytest.fixture(scope="module")
 def corpora(tmp_path_factory):
     from sodlab.data import synthetic

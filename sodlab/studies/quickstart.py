@@ -14,7 +14,8 @@ from ..baselines import baseline_metrics
 from ..errors import ConfigError
 from ..evaluation import evaluate
 from ..metrics import max_f_from_curves
-from .common import PROTOCOL, max_f_gain
+from .cache import cached_call
+from .common import PROTOCOL, evaluate_checkpoint, max_f_gain
 from .rules import CI_LEVEL, seed_name
 from .twins import sod_model, train_checked
 
@@ -42,6 +43,25 @@ def train_replicates(train: Dataset, val: Optional[Dataset], work_dir: str | Pat
                                             **overrides)
         first_log = log if first_log is None else first_log
     return models, first_log, rows
+
+
+def replicate_metrics(work_dir: str | Path, seeds: Sequence[int], folder: str | Path, size: Optional[int] = None,
+                      device: Optional[str] = "auto", cache_dir: Optional[str | Path] = None) -> tuple[pd.DataFrame, dict[str, float]]:
+    """The scalar metrics (`common.evaluate_checkpoint`) of each seed's model that
+    `train_replicates` left in ``work_dir/csnet_seed<s>/best.pt``, scored on ``folder``: one row
+    per seed (``model``, ``seed``, the metrics), and the seeds' mean of every numeric column but
+    the seed, the figure the verdict reports beside its interval. With ``cache_dir`` each
+    seed's scores are read from and written to the result cache (`cache.cached_call`)."""
+    if not seeds:
+        raise ConfigError("replicate_metrics needs at least one seed")
+    rows = []
+    for s in seeds:
+        checkpoint = Path(work_dir) / f"csnet_seed{int(s)}" / "best.pt"
+        scores = (evaluate_checkpoint(checkpoint, folder, size=size, device=device) if cache_dir is None
+                  else cached_call(cache_dir, evaluate_checkpoint, checkpoint, folder, size=size, device=device))
+        rows.append({"model": "csnet", "seed": int(s), **scores})
+    table = pd.DataFrame(rows)
+    return table, table.drop(columns=["seed"]).mean(numeric_only=True).to_dict()
 
 
 def guess_gaps(model: nn.Module | Sequence[nn.Module], folder: str | Path, size: Optional[int] = None, device: Optional[str] = "auto",
