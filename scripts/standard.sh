@@ -4,7 +4,7 @@
 # models and epochs: run this again after an interruption. 07 goes before 06 in the same lane
 # because 06 reuses 07's widest pair of twins from the shared model store.
 #   bash scripts/standard.sh [RESULTS]        (default results/; logs in RESULTS/logs/)
-# LANE_A and LANE_B override the notebooks of each lane, e.g. LANE_A="07" LANE_B="01".
+# LANE_A and LANE_B override the notebooks of each lane (empty: none), e.g. LANE_A="06 04" LANE_B="01".
 set -uo pipefail
 cd "$(dirname "$0")/.."
 results=${1:-results}
@@ -18,6 +18,6 @@ lane() {
         echo "$(date -u +%FT%TZ) $nb exit $?" >> "$results/logs/standard.log"
     done
 }
-lane ${LANE_A:-07 06 04 05} &
-lane ${LANE_B:-01 03} &
+lane ${LANE_A-07 06 04 05} &
+lane ${LANE_B-01 03} &
 wait
