@@ -111,7 +111,7 @@ else:
     models, log, rows = ex.train_replicates(train, val, study.work_dir, S["width"], S["epochs"], S["seeds"], study.device,
                                             S["schedule_check"], batch_size=S["batch_size"], image_size=S["image_size"], loss=S["loss"])
     first = S["seeds"][0]
-    model, run_dir = models[first], study.work_dir / f"csnet_seed{first}"
+    model, run_dir = models[first], ex.replicate_dir(study.work_dir, first)
     training = training_table(rows)
     study.save_table(log_frame(log), "training_log")
     study.save_table(training, "training")

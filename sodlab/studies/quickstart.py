@@ -22,6 +22,11 @@ from .twins import sod_model, train_checked
 GUESSES = ("centre bias", "contrast + centre")
 
 
+def replicate_dir(work_dir: str | Path, seed: int) -> Path:
+    """The folder of one seed's model in `train_replicates`."""
+    return Path(work_dir) / f"csnet_seed{int(seed)}"
+
+
 def train_replicates(train: Dataset, val: Optional[Dataset], work_dir: str | Path, width: int, epochs: int, seeds: Sequence[int],
                      device: torch.device, schedule_check: bool, batch_size: Optional[int] = None,
                      image_size: Optional[int] = None, **overrides: Any) -> tuple[dict[int, nn.Module], Any, list[dict[str, Any]]]:
@@ -38,7 +43,7 @@ def train_replicates(train: Dataset, val: Optional[Dataset], work_dir: str | Pat
     first_log = None
     for s in seeds:
         models[int(s)], log = train_checked("csnet", "sod", lambda s=s: sod_model("csnet", width, int(s)), train, val,
-                                            Path(work_dir) / f"csnet_seed{int(s)}", epochs, int(s), device, seed_name("model", int(s)),
+                                            replicate_dir(work_dir, s), epochs, int(s), device, seed_name("model", int(s)),
                                             rows, schedule_check and s == seeds[0], batch_size=batch_size, image_size=image_size,
                                             **overrides)
         first_log = log if first_log is None else first_log
@@ -56,7 +61,7 @@ def replicate_metrics(work_dir: str | Path, seeds: Sequence[int], folder: str | 
         raise ConfigError("replicate_metrics needs at least one seed")
     rows = []
     for s in seeds:
-        checkpoint = Path(work_dir) / f"csnet_seed{int(s)}" / "best.pt"
+        checkpoint = replicate_dir(work_dir, s) / "best.pt"
         scores = (evaluate_checkpoint(checkpoint, folder, size=size, device=device) if cache_dir is None
                   else cached_call(cache_dir, evaluate_checkpoint, checkpoint, folder, size=size, device=device))
         rows.append({"model": "csnet", "seed": int(s), **scores})
